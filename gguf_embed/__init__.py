@@ -1,0 +1,43 @@
+"""gguf-embed: quantised GGUF text-embedding models on llama.cpp.
+
+    from gguf_embed import Embedder
+    emb = Embedder("all-minilm-l6-v2")           # or a path to a .gguf
+    vecs = emb.embed(["hello", "world"]).embeddings   # float32 (2, 384), L2-normalised
+"""
+
+from .embedder import EmbedResult, Embedder
+from .errors import (
+    ConversionError,
+    GGUFEmbedError,
+    InputTooLongError,
+    InvalidInputError,
+    ModelLoadError,
+    ModelNotFoundError,
+)
+from .model_info import ModelInfo
+from .registry import ModelEntry, Registry, load_registry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Embedder",
+    "EmbedResult",
+    "ModelInfo",
+    "ModelEntry",
+    "Registry",
+    "load_registry",
+    "convert_model",
+    "GGUFEmbedError",
+    "InvalidInputError",
+    "InputTooLongError",
+    "ModelNotFoundError",
+    "ModelLoadError",
+    "ConversionError",
+]
+
+
+def convert_model(*args, **kwargs):
+    """Hugging Face folder / models.toml name / Hub id -> GGUF (see gguf_embed.convert)."""
+    from .convert import convert_model as _convert
+
+    return _convert(*args, **kwargs)

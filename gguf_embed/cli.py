@@ -1,0 +1,232 @@
+"""The ``gguf-embed`` command: argv in, text and files out; no model logic here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .errors import GGUFEmbedError
+from .registry import QUANT_TYPES, default_models_dir, load_registry
+
+PROGRESS_MIN_ITEMS = 100
+stderr = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    msg = exc.message if isinstance(exc, GGUFEmbedError) else str(exc)
+    return click.ClickException(msg.splitlines()[0] if msg else type(exc).__name__)
+
+
+@contextmanager
+def user_errors():
+    """Turn the errors a user can cause into one-line messages and a non-zero exit."""
+    try:
+        yield
+    except GGUFEmbedError as exc:
+        raise _fail(exc) from None
+    except MemoryError:
+        raise click.ClickException("out of memory; try a smaller --batch-size or --ctx") from None
+
+
+def progress_bar(label: str, quiet: bool = False) -> Progress:
+    return Progress(
+        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=stderr, disable=quiet, transient=False,
+    )
+
+
+@contextmanager
+def atomic_output(path: Path, mode: str = "wb"):
+    """Write ``path`` under a temporary name and rename it into place only on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gguf-embed")
+def main() -> None:
+    """Quantised GGUF text-embedding models on llama.cpp: convert, encode, serve."""
+
+
+# --- models -------------------------------------------------------------------------
+
+
+@main.command("models")
+@click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live.")
+def models_cmd(models_dir: Path | None) -> None:
+    """List the models gguf-embed knows by name."""
+    with user_errors():
+        reg = load_registry()
+    folder = models_dir or default_models_dir()
+    table = Table(title=f"models.toml ({len(reg.models)} models; converted files in {folder})")
+    for col in ("name", "hub id", "arch", "pooling", "dims", "matryoshka", "max tokens", "quant", "licence", "converted"):
+        table.add_column(col)
+    for e in reg:
+        converted = ", ".join(p.name for p in sorted(folder.glob(f"{e.name}-*.gguf"))) or "-"
+        table.add_row(
+            e.name + (" (default)" if e.name == reg.default else ""), e.hub_id, e.architecture, e.pooling,
+            str(e.dims), f"{e.matryoshka_min}..{e.dims}" if e.matryoshka_min else "-", str(e.max_tokens),
+            e.default_quant, e.license, converted,
+        )
+    Console(width=200).print(table)
+
+
+# --- convert ------------------------------------------------------------------------
+
+
+@main.command("convert")
+@click.argument("src")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .gguf (default: MODELS_DIR/NAME-QUANT.gguf).")
+@click.option("-q", "--quant", type=click.Choice(QUANT_TYPES, case_sensitive=False), help="Tensor type (default: the registry's, else F16).")
+@click.option("--pooling", type=click.Choice(["mean", "cls", "last"]), help="Override the pooling read from the model files.")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Token limit to record in the GGUF.")
+@click.option("--matryoshka-min", type=click.IntRange(min=1), help="Smallest Matryoshka dimension the model supports.")
+@click.option("--allow-pickle", is_flag=True, help="Read pickle (pytorch_model.bin) weights. Only for files you trust.")
+@click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads for quantisation.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every tensor and llama.cpp's own output.")
+def convert_cmd(src, output, quant, pooling, max_tokens, matryoshka_min, allow_pickle, models_dir, threads, verbose):
+    """Convert a Hugging Face model (folder, models.toml name or Hub repo id) to GGUF."""
+    from . import _llama
+    from .convert import convert_model
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s")
+    logging.getLogger("gguf").setLevel(logging.INFO if verbose else logging.ERROR)
+    _llama.set_verbose(verbose)
+    with user_errors():
+        reg = load_registry()
+        entry = reg.models.get(src)
+        quant = (quant or (entry.default_quant if entry else "F16")).upper()
+        if output is None:
+            stem = entry.name if entry else Path(src.rstrip("/")).name
+            output = (models_dir or default_models_dir()) / f"{stem}-{quant}.gguf"
+        with progress_bar(f"converting {src}", quiet=False) as bar:
+            result = convert_model(
+                src, output, quant, registry=reg, pooling=pooling, max_tokens=max_tokens,
+                matryoshka_min=matryoshka_min, allow_pickle=allow_pickle, threads=threads, progress=bar,
+            )
+    stderr.print(f"wrote {result.path} ({result.quant}, {result.size_bytes / 2**20:.1f} MiB)")
+    click.echo(str(result.path))
+
+
+# --- encode -------------------------------------------------------------------------
+
+
+def read_texts(files: tuple[str, ...]) -> list[str]:
+    texts: list[str] = []
+    for name in files:
+        try:
+            if name == "-":
+                data = sys.stdin.buffer.read()
+            else:
+                data = Path(name).read_bytes()
+        except IsADirectoryError:
+            raise click.ClickException(f"{name} is a folder, not a text file") from None
+        except FileNotFoundError:
+            raise click.ClickException(f"{name} does not exist") from None
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {name}: {exc.strerror}") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(f"{name} is not UTF-8 text (byte {exc.start})") from None
+        if "\x00" in text:
+            raise click.ClickException(f"{name} looks binary, not text")
+        texts.extend(line for line in text.splitlines() if line.strip())
+    return texts
+
+
+def embedder_options(f):
+    for opt in reversed([
+        click.option("-m", "--model", required=True, help="A .gguf path or a converted models.toml name."),
+        click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live."),
+        click.option("--batch-size", type=click.IntRange(min=16), help="Tokens per llama.cpp batch (default 512)."),
+        click.option("--ctx", "n_ctx", type=click.IntRange(min=16), help="Context size for decoder models (default min(limit, 8192))."),
+        click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all available)."),
+        click.option("--n-gpu-layers", type=int, help="Layers to offload to the GPU (default: all when built with GPU support)."),
+        click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), help="Flash attention (default: auto on GPU, off on CPU)."),
+        click.option("--kv-type", type=click.Choice(["f16", "f32", "q8_0", "q4_0", "bf16"]), default="f16", show_default=True, help="KV-cache type."),
+        click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log output."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def make_embedder(model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, verbose):
+    from .embedder import Embedder
+
+    return Embedder(
+        model, models_dir=models_dir, batch_tokens=batch_size, n_ctx=n_ctx, n_threads=threads,
+        n_gpu_layers=n_gpu_layers, flash_attn=flash_attn, kv_type=kv_type, verbose=verbose,
+    )
+
+
+@main.command("encode")
+@click.argument("files", nargs=-1, required=True)
+@embedder_options
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: stdout, jsonl only).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "npy"]), help="Output format (default: from -o's suffix, else jsonl).")
+@click.option("--input-type", type=click.Choice(["query", "document"]), help="Apply the model's query or document prompt.")
+@click.option("--instruction", help="Task instruction for queries (Qwen3: 'Instruct: {task}\\nQuery:{text}').")
+@click.option("--dimensions", type=int, help="Matryoshka dimension to cut vectors to.")
+@click.option("--no-normalize", is_flag=True, help="Return raw pooled vectors.")
+@click.option("--truncate", type=click.Choice(["error", "end", "start"]), default="error", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def encode_cmd(files, model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, verbose,
+               output, fmt, input_type, instruction, dimensions, no_normalize, truncate, quiet):
+    """Embed one text per non-empty line of FILE(s) ('-' for stdin)."""
+    fmt = fmt or ("npy" if output is not None and output.suffix == ".npy" else "jsonl")
+    if fmt == "npy" and output is None:
+        raise click.UsageError("--format npy needs -o/--output")
+    texts = read_texts(files)
+    if not texts:
+        raise click.ClickException(f"no text to embed in {', '.join(files)}")
+    with user_errors():
+        emb = make_embedder(model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, verbose)
+        with progress_bar("embedding", quiet=quiet or len(texts) < PROGRESS_MIN_ITEMS) as bar:
+            task = bar.add_task("embedding", total=len(texts))
+            result = emb.embed(
+                texts, input_type=input_type, instruction=instruction, dimensions=dimensions,
+                normalize=not no_normalize, truncate=truncate, progress=lambda n: bar.advance(task, n),
+            )
+    vectors = result.embeddings
+    if fmt == "npy":
+        with atomic_output(output) as fh:
+            np.save(fh, vectors)
+    else:
+        lines = (
+            json.dumps({"index": i, "embedding": vec.tolist(), "tokens": int(n)}) + "\n"
+            for i, (vec, n) in enumerate(zip(vectors, result.token_counts))
+        )
+        if output is None:
+            out = click.get_text_stream("stdout")
+            for line in lines:
+                out.write(line)
+        else:
+            with atomic_output(output, "w") as fh:
+                fh.writelines(lines)
+    if output is not None and not quiet:
+        stderr.print(f"wrote {len(vectors)} vectors of {vectors.shape[1]} dims to {output}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,118 @@
+"""Hugging Face safetensors -> GGUF for embedding models.
+
+``convert_model(src, out, quant)`` where ``src`` is a local folder, a ``models.toml``
+name or a Hub repo id. The output appears only when complete (written under a temporary
+name in the same folder, then renamed); a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConversionError
+from ..registry import QUANT_TYPES, ModelEntry, Registry, load_registry
+from .hf import read_folder
+from .writer import DIRECT_TYPES, Overrides, quantize, source_float_type, write_gguf
+
+__all__ = ["convert_model", "resolve_source", "ConversionResult", "HF_ALLOW_PATTERNS"]
+
+#: Files a conversion needs from a Hub repo (no pickles, no ONNX/OpenVINO copies).
+HF_ALLOW_PATTERNS = [
+    "*.json",
+    "*.safetensors",
+    "*.txt",
+    "1_Pooling/*",
+    "2_Normalize/*",
+]
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    path: Path
+    quant: str
+    size_bytes: int
+    source: Path
+
+
+def download(repo_id: str, revision: str | None) -> Path:
+    """Fetch the files a conversion needs from the Hugging Face Hub (cached)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HF_ALLOW_PATTERNS))
+    except LocalEntryNotFoundError as exc:
+        raise ConversionError(
+            f"cannot download {repo_id} (offline or the Hub is unreachable, and it is not in the local cache): {exc}"
+        ) from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConversionError(f"cannot download {repo_id}@{revision or 'main'}: {first}") from None
+
+
+def resolve_source(src: str, registry: Registry) -> tuple[Path, ModelEntry | None]:
+    """A local folder, a registry name (package copy first, then the Hub) or a Hub repo id."""
+    path = Path(src).expanduser()
+    if path.is_dir():
+        return path, next((e for e in registry if e.hub_id == path.name), None)
+    if src in registry:
+        entry = registry.get(src)
+        local = entry.package_dir()
+        return (local if local is not None else download(entry.hub_id, entry.revision)), entry
+    if src.count("/") == 1 and not path.exists():
+        entry = next((e for e in registry if e.hub_id == src), None)
+        return download(src, entry.revision if entry else None), entry
+    raise ConversionError(f"{src} is neither a model folder, a models.toml name nor a Hub repo id")
+
+
+def convert_model(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    quant: str = "F16",
+    *,
+    registry: Registry | None = None,
+    pooling: str | None = None,
+    max_tokens: int | None = None,
+    matryoshka_min: int | None = None,
+    allow_pickle: bool = False,
+    threads: int | None = None,
+    progress=None,
+) -> ConversionResult:
+    quant = quant.upper()
+    if quant not in QUANT_TYPES:
+        raise ConversionError(f"unknown quantisation type {quant}; choose one of {', '.join(QUANT_TYPES)}")
+    registry = registry or load_registry()
+    folder, entry = resolve_source(str(src), registry)
+    hf = read_folder(folder)
+    ov = Overrides(
+        pooling=pooling or (entry.pooling if entry else None),
+        max_tokens=max_tokens or (entry.max_tokens if entry else None),
+        matryoshka_min=matryoshka_min or (entry.matryoshka_min if entry else None),
+        prompts=tuple(entry.prompts.items()) if entry else (),
+        registry_name=entry.name if entry else None,
+    )
+    out = Path(out)
+    if out.is_dir():
+        raise ConversionError(f"{out} is a folder; give the output file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    stage = tmp.with_suffix(".src.gguf")
+    try:
+        if quant in DIRECT_TYPES:
+            write_gguf(hf, tmp, quant, ov, allow_pickle=allow_pickle, progress=progress)
+        else:
+            write_gguf(hf, stage, source_float_type(hf, allow_pickle), ov, allow_pickle=allow_pickle, progress=progress)
+            quantize(stage, tmp, quant, threads)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, out)
+    finally:
+        for leftover in (tmp, stage):
+            leftover.unlink(missing_ok=True)
+    return ConversionResult(out, quant, out.stat().st_size, folder)

@@ -1,0 +1,267 @@
+"""Write a GGUF from a Hugging Face folder, one tensor at a time; quantise with llama.cpp."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from .. import keys
+from ..errors import ConversionError
+from ..textnorm import normalizer_for_tokenizer_json
+from .hf import HFModel, bpe_pre_tokenizer
+from .weights import TensorRef, iter_tensor_refs, to_bf16_bits, to_float32
+
+log = logging.getLogger("gguf_embed.convert")
+
+DIRECT_TYPES = {"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16, "BF16": gguf.LlamaFileType.MOSTLY_BF16}
+ARCH = {"qwen3": gguf.MODEL_ARCH.QWEN3, "bert": gguf.MODEL_ARCH.BERT}
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Facts the HF files do not carry, from the registry or the command line."""
+
+    pooling: str | None = None
+    max_tokens: int | None = None
+    matryoshka_min: int | None = None
+    prompts: tuple[tuple[str, str], ...] = ()
+    registry_name: str | None = None
+
+
+# --- tensors ------------------------------------------------------------------------
+
+
+def _hf_name(arch: str, name: str) -> str | None:
+    """Normalise an HF tensor name; None for tensors an embedding model does not use."""
+    if arch == "qwen3":
+        if name.startswith("lm_head.") or name.endswith("rotary_emb.inv_freq"):
+            return None
+        return name if name.startswith("model.") else "model." + name
+    if name.startswith("bert."):
+        name = name[5:]
+    if name.endswith(".gamma"):
+        name = name[:-6] + ".weight"
+    elif name.endswith(".beta"):
+        name = name[:-5] + ".bias"
+    if name == "embeddings.position_ids" or name.startswith(("pooler.", "cls.")):
+        return None
+    return name
+
+
+# llama.cpp reads these only as F32: 1-D tensors, norms, and embeddings that are added
+# to activations directly (a view of a row, not a lookup).
+_F32_ONLY = {gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.POS_EMBD], gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.TOKEN_TYPES]}
+
+
+def _keep_f32(gguf_name: str, shape: tuple[int, ...]) -> bool:
+    base, _, suffix = gguf_name.rpartition(".")
+    return len(shape) <= 1 or suffix != "weight" or base.endswith("_norm") or base in _F32_ONLY
+
+
+@dataclass
+class _Planned:
+    ref: TensorRef
+    gguf_name: str
+    out_type: str  # F32 | F16 | BF16
+
+
+def plan_tensors(hf: HFModel, refs: list[TensorRef], ftype: str) -> list[_Planned]:
+    n_blocks = int(hf.config["num_hidden_layers"])
+    name_map = gguf.get_tensor_name_map(ARCH[hf.arch], n_blocks)
+    planned = []
+    for ref in refs:
+        name = _hf_name(hf.arch, ref.name)
+        if name is None:
+            continue
+        new = name_map.get_name(name, try_suffixes=(".weight", ".bias"))
+        if new is None:
+            raise ConversionError(f"cannot map tensor {ref.name!r} of {hf.hf_architecture} to a llama.cpp name")
+        if ref.dtype not in ("F32", "F16", "BF16", "F64"):
+            raise ConversionError(f"tensor {ref.name!r} has non-float dtype {ref.dtype}")
+        out_type = "F32" if _keep_f32(new, ref.shape) else ftype
+        planned.append(_Planned(ref, new, out_type))
+    if not planned:
+        raise ConversionError("no model tensors found")
+    return planned
+
+
+def _convert_array(p: _Planned) -> np.ndarray:
+    arr = p.ref.load()
+    if p.out_type == "BF16":
+        out = to_bf16_bits(arr, p.ref.dtype)
+    elif p.out_type == "F16":
+        out = to_float32(arr, p.ref.dtype).astype(np.float16) if p.ref.dtype != "F16" else arr
+    else:
+        out = to_float32(arr, p.ref.dtype)
+    return np.ascontiguousarray(out)
+
+
+_NP = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
+
+
+# --- metadata -----------------------------------------------------------------------
+
+
+def _rope_theta(config: dict) -> float | None:
+    params = config.get("rope_parameters") or {}
+    scaling = config.get("rope_scaling") or params
+    rope_type = scaling.get("rope_type", scaling.get("type", "default")) if scaling else "default"
+    if rope_type not in ("default", None):
+        raise ConversionError(f"RoPE scaling {rope_type!r} is not supported yet")
+    theta = config.get("rope_theta", params.get("rope_theta"))
+    return float(theta) if theta is not None else None
+
+
+def _write_hparams(w: gguf.GGUFWriter, hf: HFModel, pooling: str) -> None:
+    c = hf.config
+    w.add_context_length(int(c["max_position_embeddings"]))
+    w.add_embedding_length(int(c["hidden_size"]))
+    w.add_feed_forward_length(int(c["intermediate_size"]))
+    w.add_block_count(int(c["num_hidden_layers"]))
+    w.add_head_count(int(c["num_attention_heads"]))
+    if hf.arch == "qwen3":
+        w.add_head_count_kv(int(c.get("num_key_value_heads", c["num_attention_heads"])))
+        head_dim = int(c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"])
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
+        w.add_layer_norm_rms_eps(float(c["rms_norm_eps"]))
+        theta = _rope_theta(c)
+        if theta is not None:
+            w.add_rope_freq_base(theta)
+        w.add_causal_attention(True)
+    else:
+        w.add_layer_norm_eps(float(c.get("layer_norm_eps", 1e-12)))
+        w.add_causal_attention(False)
+    w.add_pooling_type(gguf.PoolingType(keys.POOLING_IDS[pooling]))
+
+
+def _write_tokenizer(w: gguf.GGUFWriter, hf: HFModel) -> None:
+    tok = hf.tokenizer
+    model = tok.get("model", {})
+    kind = model.get("type")
+    vocab: dict[str, int] = dict(model.get("vocab") or {})
+    added = {t["id"]: t for t in tok.get("added_tokens", [])}
+    for tid, t in added.items():
+        vocab.setdefault(t["content"], tid)
+    n_vocab = max(int(hf.config.get("vocab_size", 0)), max(vocab.values()) + 1)
+    tokens = [f"[PAD{i}]" for i in range(n_vocab)]
+    types = [gguf.TokenType.UNUSED] * n_vocab
+    for text, tid in vocab.items():
+        tokens[tid] = text
+        if tid in added:
+            types[tid] = gguf.TokenType.CONTROL if added[tid].get("special") else gguf.TokenType.USER_DEFINED
+        else:
+            types[tid] = gguf.TokenType.NORMAL
+    if kind == "WordPiece":
+        if hf.arch != "bert":
+            raise ConversionError("a WordPiece tokenizer is only supported for BERT models")
+        prefix = model.get("continuing_subword_prefix", "##")
+        # llama.cpp's WPM vocabulary marks word starts with U+2581 instead of marking continuations.
+        tokens = [
+            t if ty in (gguf.TokenType.CONTROL, gguf.TokenType.UNUSED)
+            else (t[len(prefix):] if t.startswith(prefix) else "\u2581" + t)
+            for t, ty in zip(tokens, types)
+        ]
+        w.add_tokenizer_model("bert")
+        w.add_tokenizer_pre("default")
+        w.add_token_type_count(int(hf.config.get("type_vocab_size", 2)))
+        load_merges = False
+    elif kind == "BPE":
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(bpe_pre_tokenizer(tok))
+        load_merges = True
+    else:
+        raise ConversionError(f"unsupported tokenizer model {kind!r} (WordPiece and BPE are supported)")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    special = gguf.SpecialVocab(hf.folder, load_merges=load_merges, n_vocab=n_vocab)
+    special.chat_template = None  # an embedding GGUF has no chat
+    special.add_to_gguf(w, quiet=True)
+    if kind == "BPE":
+        if load_merges and not special.merges:
+            raise ConversionError("tokenizer.json has no BPE merges")
+        # llama.cpp guesses these per pre-tokenizer when absent: write what tokenizer.json says.
+        if "bos" not in special.add_special_token:
+            w.add_add_bos_token(False)
+        if "eos" not in special.add_special_token:
+            w.add_add_eos_token(False)
+
+
+def _write_embedding_meta(w: gguf.GGUFWriter, hf: HFModel, ov: Overrides, pooling: str) -> None:
+    prompts = dict(hf.st.prompts)
+    for name, text in ov.prompts:
+        prompts.setdefault(name, text)
+    for name, text in sorted(prompts.items()):
+        # add_string() drops empty strings; an empty document prompt is still a fact worth keeping
+        w.add_key_value(keys.PROMPT + name, text, gguf.GGUFValueType.STRING)
+    if hf.st.default_prompt_name:
+        w.add_string(keys.DEFAULT_PROMPT, hf.st.default_prompt_name)
+    max_tokens = ov.max_tokens or hf.st.max_seq_length or int(hf.config["max_position_embeddings"])
+    w.add_uint32(keys.MAX_TOKENS, min(int(max_tokens), int(hf.config["max_position_embeddings"])))
+    if ov.matryoshka_min:
+        w.add_uint32(keys.MATRYOSHKA_MIN, int(ov.matryoshka_min))
+    w.add_bool(keys.NORMALIZE, hf.st.normalize)
+    w.add_string(keys.TEXT_NORMALIZER, normalizer_for_tokenizer_json(hf.tokenizer))
+    w.add_string(keys.SOURCE, hf.name)
+    if ov.registry_name:
+        w.add_string(keys.REGISTRY_NAME, ov.registry_name)
+
+
+# --- the whole file -----------------------------------------------------------------
+
+
+def write_gguf(hf: HFModel, out: Path, ftype: str, ov: Overrides, *, allow_pickle: bool, progress=None) -> None:
+    """Write ``out`` (not atomically: the caller owns temp names) with tensors as ``ftype``."""
+    refs = list(iter_tensor_refs(hf.folder, allow_pickle=allow_pickle))
+    pooling = ov.pooling or hf.st.pooling or ("last" if hf.arch == "qwen3" else None)
+    if pooling is None:
+        raise ConversionError("the model has no sentence-transformers pooling config; pass --pooling mean|cls|last")
+    planned = plan_tensors(hf, refs, ftype)
+    w = gguf.GGUFWriter(path=None, arch=gguf.MODEL_ARCH_NAMES[ARCH[hf.arch]])
+    w.add_name(hf.name)
+    w.add_file_type(DIRECT_TYPES[ftype])
+    _write_hparams(w, hf, pooling)
+    _write_tokenizer(w, hf)
+    _write_embedding_meta(w, hf, ov, pooling)
+    for p in planned:
+        nbytes = int(np.prod(p.ref.shape, dtype=np.int64)) * np.dtype(_NP[p.out_type]).itemsize
+        raw = gguf.GGMLQuantizationType.BF16 if p.out_type == "BF16" else None
+        w.add_tensor_info(p.gguf_name, p.ref.shape, np.dtype(_NP[p.out_type]), nbytes, raw_dtype=raw)
+    w.write_header_to_file(path=out)
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    task = progress.add_task("tensors", total=len(planned)) if progress is not None else None
+    try:
+        for p in planned:
+            arr = _convert_array(p)
+            w.write_tensor_data(arr)
+            log.debug("%-48s -> %-28s %s %s", p.ref.name, p.gguf_name, p.out_type, tuple(p.ref.shape))
+            del arr
+            if progress is not None:
+                progress.advance(task)
+    finally:
+        w.close()
+
+
+def source_float_type(hf: HFModel, allow_pickle: bool) -> str:
+    """The lossless intermediate type for quantisation: the source's own float type."""
+    dtypes = {r.dtype for r in iter_tensor_refs(hf.folder, allow_pickle=allow_pickle) if len(r.shape) > 1}
+    if dtypes == {"BF16"}:
+        return "BF16"
+    if dtypes == {"F16"}:
+        return "F16"
+    return "F32"
+
+
+def quantize(src: Path, dst: Path, quant: str, threads: int | None = None) -> None:
+    from .._llama import quantize_file
+
+    quantize_file(src, dst, quant, threads or os.cpu_count() or 1)
+
+
+__all__ = ["Overrides", "write_gguf", "quantize", "source_float_type", "DIRECT_TYPES"]

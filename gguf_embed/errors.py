@@ -1,0 +1,86 @@
+"""One small exception tree for everything a user can cause.
+
+Each error kind carries the HTTP status and OpenAI error ``type`` it maps to,
+so the CLI and the server never have to inspect messages.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GGUFEmbedError",
+    "InvalidInputError",
+    "InputTooLongError",
+    "ModelNotFoundError",
+    "ModelLoadError",
+    "ConversionError",
+    "AuthenticationError",
+    "TooManyInputsError",
+    "PayloadTooLargeError",
+    "ServiceUnavailableError",
+]
+
+
+class GGUFEmbedError(Exception):
+    """Base class: a problem the user can fix, reported without a traceback."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def to_openai(self) -> dict:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidInputError(GGUFEmbedError):
+    code = "invalid_input"
+
+
+class InputTooLongError(InvalidInputError):
+    code = "context_length_exceeded"
+
+
+class TooManyInputsError(InvalidInputError):
+    status_code = 413
+    code = "too_many_inputs"
+
+
+class PayloadTooLargeError(InvalidInputError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ModelNotFoundError(GGUFEmbedError):
+    status_code = 404
+    code = "model_not_found"
+
+
+class ModelLoadError(GGUFEmbedError):
+    code = "model_load_failed"
+
+
+class ConversionError(GGUFEmbedError):
+    code = "conversion_failed"
+
+
+class AuthenticationError(GGUFEmbedError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ServiceUnavailableError(GGUFEmbedError):
+    status_code = 503
+    error_type = "server_error"
+    code = "loading"

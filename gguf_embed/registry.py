@@ -1,0 +1,170 @@
+"""The model registry: ``models.toml`` parsed once into frozen, validated dataclasses."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+from .errors import GGUFEmbedError, ModelNotFoundError
+
+__all__ = ["Shape", "ModelEntry", "Registry", "load_registry", "default_models_dir", "QUANT_TYPES"]
+
+POOLINGS = ("mean", "cls", "last")
+ARCHITECTURES = ("qwen3", "bert", "xlm-roberta")
+#: Output types of ``gguf-embed convert``: the first three are written directly,
+#: the rest by llama.cpp's quantizer.
+QUANT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q5_0", "Q4_0")
+
+
+class RegistryError(GGUFEmbedError):
+    code = "bad_registry"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Exact transformer shapes of a model, enough to build a random stand-in."""
+
+    hidden: int
+    layers: int
+    heads: int
+    ffn: int
+    vocab: int
+    max_positions: int
+    kv_heads: int | None = None
+    head_dim: int | None = None
+    tie_embeddings: bool = True
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    hub_id: str
+    architecture: str
+    pooling: str
+    dims: int
+    max_tokens: int
+    default_quant: str
+    license: str
+    revision: str | None = None
+    package: str | None = None
+    matryoshka_min: int | None = None
+    prompts: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    shape: Shape | None = None
+
+    def gguf_filename(self, quant: str | None = None) -> str:
+        return f"{self.name}-{(quant or self.default_quant).upper()}.gguf"
+
+    def package_dir(self) -> Path | None:
+        """Folder of the weights shipped inside an installed Python package, if any."""
+        if not self.package:
+            return None
+        import importlib.util
+
+        top, _, rest = self.package.partition("/")
+        spec = importlib.util.find_spec(top)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = Path(list(spec.submodule_search_locations)[0]) / rest
+        return path if path.is_dir() else None
+
+
+@dataclass(frozen=True)
+class Registry:
+    models: Mapping[str, ModelEntry]
+    default: str
+    source: Path
+
+    def get(self, name: str) -> ModelEntry:
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(sorted(self.models))
+            raise ModelNotFoundError(f"unknown model {name!r}; known models: {known}", param="model") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.models
+
+    def __iter__(self):
+        return iter(self.models.values())
+
+
+def _entry(name: str, raw: dict, source: Path) -> ModelEntry:
+    where = f"{source}: model {name!r}"
+    required = ("hub_id", "architecture", "pooling", "dims", "max_tokens", "default_quant", "license")
+    missing = [k for k in required if k not in raw]
+    if missing:
+        raise RegistryError(f"{where} lacks {', '.join(missing)}")
+    allowed = set(required) | {"revision", "package", "matryoshka_min", "prompts", "shape"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise RegistryError(f"{where} has unknown keys {', '.join(unknown)}")
+    if raw["architecture"] not in ARCHITECTURES:
+        raise RegistryError(f"{where}: architecture must be one of {', '.join(ARCHITECTURES)}")
+    if raw["pooling"] not in POOLINGS:
+        raise RegistryError(f"{where}: pooling must be one of {', '.join(POOLINGS)}")
+    if str(raw["default_quant"]).upper() not in QUANT_TYPES:
+        raise RegistryError(f"{where}: default_quant must be one of {', '.join(QUANT_TYPES)}")
+    dims, mmin = int(raw["dims"]), raw.get("matryoshka_min")
+    if dims <= 0 or int(raw["max_tokens"]) <= 0:
+        raise RegistryError(f"{where}: dims and max_tokens must be positive")
+    if mmin is not None and not 0 < int(mmin) <= dims:
+        raise RegistryError(f"{where}: matryoshka_min must lie in 1..{dims}")
+    prompts = raw.get("prompts", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()):
+        raise RegistryError(f"{where}: prompts must map names to strings")
+    shape = None
+    if "shape" in raw:
+        try:
+            shape = Shape(**raw["shape"])
+        except TypeError as exc:
+            raise RegistryError(f"{where}: bad shape table ({exc})") from None
+        if shape.hidden != dims:
+            raise RegistryError(f"{where}: shape.hidden {shape.hidden} differs from dims {dims}")
+    return ModelEntry(
+        name=name,
+        hub_id=str(raw["hub_id"]),
+        architecture=raw["architecture"],
+        pooling=raw["pooling"],
+        dims=dims,
+        max_tokens=int(raw["max_tokens"]),
+        default_quant=str(raw["default_quant"]).upper(),
+        license=str(raw["license"]),
+        revision=raw.get("revision"),
+        package=raw.get("package"),
+        matryoshka_min=int(mmin) if mmin is not None else None,
+        prompts=MappingProxyType(dict(prompts)),
+        shape=shape,
+    )
+
+
+def _default_registry_path() -> Path:
+    return Path(__file__).resolve().parent / "models.toml"
+
+
+def load_registry(path: str | os.PathLike | None = None) -> Registry:
+    """Parse and validate a ``models.toml`` (the bundled one by default)."""
+    source = Path(path) if path is not None else _default_registry_path()
+    try:
+        with open(source, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise RegistryError(f"model registry {source} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"model registry {source} is not valid TOML: {exc}") from None
+    models = {name: _entry(name, raw, source) for name, raw in data.get("models", {}).items()}
+    default = data.get("default", next(iter(models), ""))
+    if default not in models:
+        raise RegistryError(f"{source}: default model {default!r} is not defined")
+    return Registry(models=MappingProxyType(models), default=default, source=source)
+
+
+def default_models_dir() -> Path:
+    """Where converted GGUFs live: ``$GGUF_EMBED_MODELS`` or ``~/.cache/gguf-embed/models``."""
+    env = os.environ.get("GGUF_EMBED_MODELS")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gguf-embed" / "models"

@@ -1,0 +1,89 @@
+"""Shared fixtures: real and tiny models converted once per test session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from gguf_embed.convert import convert_model  # noqa: E402
+
+from .tiny_models import QUERY_PROMPT, build_tiny_qwen3, minilm_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def minilm_src():
+    return minilm_dir()
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("gguf")
+
+
+@pytest.fixture(scope="session")
+def minilm_gguf(model_dir):
+    """all-MiniLM-L6-v2 converted from the packaged safetensors, by quant type."""
+    cache = {}
+
+    def get(quant: str = "F16"):
+        if quant not in cache:
+            cache[quant] = convert_model("all-minilm-l6-v2", model_dir / f"all-minilm-l6-v2-{quant}.gguf", quant).path
+        return cache[quant]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_src(tmp_path_factory):
+    return build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3") / "Tiny-Qwen3-Embedding")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_gguf(tiny_qwen_src, model_dir):
+    cache = {}
+
+    def get(quant: str = "F32"):
+        if quant not in cache:
+            out = model_dir / f"tiny-qwen3-{quant}.gguf"
+            cache[quant] = convert_model(str(tiny_qwen_src), out, quant, matryoshka_min=16).path
+        return cache[quant]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def st_minilm(minilm_src):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(minilm_src), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def st_tiny_qwen(tiny_qwen_src):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(tiny_qwen_src), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def minilm_embedder(minilm_gguf):
+    from gguf_embed import Embedder
+
+    with Embedder(minilm_gguf("F16")) as emb:
+        yield emb
+
+
+@pytest.fixture(scope="session")
+def qwen_embedder(tiny_qwen_gguf):
+    from gguf_embed import Embedder
+
+    with Embedder(tiny_qwen_gguf("F32")) as emb:
+        yield emb
+
+
+__all__ = ["QUERY_PROMPT"]
