@@ -1,0 +1,188 @@
+"""Throughput of gguf-embed's Embedder against its peers, on the same GGUF, texts and threads.
+
+Peers:
+  (a) a minimal loop over llama-cpp-python's low-level API: tokenise, pack sequences into a
+      batch in input order, llama_decode, read llama.cpp's own pooled embeddings;
+  (b) llama-cpp-python's high-level ``Llama.embed()``;
+  (c) sentence-transformers fp32 (torch) on the same model and CPU.
+
+Workloads: 2,000 short texts (~15 tokens) and 200 long ones (~400 tokens), all-MiniLM-L6-v2
+converted with a 512-token limit so the long texts fit everywhere untruncated.
+
+    .venv/bin/python bench/bench_embed.py [--threads N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+WORDS = (
+    "the of and to in is was for that on with as by at from his an were are which this be or have had "
+    "one not but all they their there been has more when who will would no if out so said what up its "
+    "about into than them can only other new some could time these two may then do first any my now such "
+    "like our over man me even most made after also did many before must through back years where much "
+    "your way well down should because each just those people how too little state good very make world "
+    "still own see men work long get here between both life being under never day same another know while "
+    "last might us great old year off come since against go came right used take three model vector "
+    "embedding search retrieval local quantised document query passage answer question energy light"
+).split()
+
+
+def make_texts(n: int, n_words: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        k = max(1, int(rng.normal(n_words, n_words * 0.15)))
+        words = rng.choice(WORDS, size=k)
+        out.append(" ".join(words).capitalize() + ".")
+    return out
+
+
+def timed(fn, reps: int = 1) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def minimal_loop(path: Path, texts: list[str], threads: int, n_batch: int, n_seq: int):
+    """The least a llama-cpp-python user can write: tokenise, decode, read pooled vectors."""
+    import llama_cpp as ll
+
+    from gguf_embed import _llama
+
+    _llama.init()
+    mp = ll.llama_model_default_params()
+    model = ll.llama_model_load_from_file(str(path).encode(), mp)
+    vocab = ll.llama_model_get_vocab(model)
+    cp = ll.llama_context_default_params()
+    cp.n_ctx = cp.n_batch = cp.n_ubatch = n_batch
+    cp.n_seq_max = n_seq
+    cp.n_threads = cp.n_threads_batch = threads
+    cp.embeddings = True
+    cp.kv_unified = True
+    cp.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    ctx = ll.llama_init_from_model(model, cp)
+    n_embd = ll.llama_model_n_embd(model)
+    batch = ll.llama_batch_init(n_batch, 0, n_seq)
+    buf = (ll.llama_token * 4096)()
+
+    def run():
+        out = np.empty((len(texts), n_embd), np.float32)
+        pending: list[tuple[int, list[int]]] = []
+
+        def flush():
+            n = 0
+            for s, (_, toks) in enumerate(pending):
+                for p, t in enumerate(toks):
+                    batch.token[n] = t
+                    batch.pos[n] = p
+                    batch.n_seq_id[n] = 1
+                    batch.seq_id[n][0] = s
+                    batch.logits[n] = 1
+                    n += 1
+            batch.n_tokens = n
+            assert ll.llama_decode(ctx, batch) == 0
+            for s, (i, _) in enumerate(pending):
+                ptr = ll.llama_get_embeddings_seq(ctx, s)
+                out[i] = np.ctypeslib.as_array(ptr, shape=(n_embd,))
+            mem = ll.llama_get_memory(ctx)
+            if mem:
+                ll.llama_memory_clear(mem, True)
+            pending.clear()
+
+        used = 0
+        for i, text in enumerate(texts):
+            data = text.encode()
+            n = ll.llama_tokenize(vocab, data, len(data), buf, 4096, True, False)
+            toks = buf[:n]
+            if pending and (used + n > n_batch or len(pending) >= n_seq):
+                flush()
+                used = 0
+            pending.append((i, toks))
+            used += n
+        if pending:
+            flush()
+        return out
+
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--quick", action="store_true", help="fewer texts, no settings sweep")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import llama_cpp
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from gguf_embed import Embedder
+    from gguf_embed.convert import convert_model
+    from tests.tiny_models import minilm_dir
+
+    torch.set_num_threads(args.threads)
+    scale = 10 if args.quick else 1
+    workloads = {
+        "2000 short (~15 tok)": make_texts(2000 // scale, 11, 1),
+        "200 long (~400 tok)": make_texts(200 // scale, 395, 2),
+    }
+    work = Path(tempfile.mkdtemp(prefix="gguf-embed-bench-"))
+    ggufs = {q: convert_model("all-minilm-l6-v2", work / f"minilm-{q}.gguf", q, max_tokens=512).path
+             for q in ("F32", "F16", "Q8_0", "Q4_K_M")}
+    st = SentenceTransformer(str(minilm_dir()), device="cpu")
+    st.max_seq_length = 512
+
+    rows = []
+    for label, texts in workloads.items():
+        with Embedder(ggufs["F16"], n_threads=args.threads, batch_tokens=512) as emb:
+            n_tok = int(emb.embed(texts).token_counts.sum())
+            t_ours = timed(lambda: emb.embed(texts), reps=3)
+        t_min = timed(minimal_loop(ggufs["F16"], texts, args.threads, 512, 64), reps=3)
+        llm = llama_cpp.Llama(str(ggufs["F16"]), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512,
+                              n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
+        t_embed = timed(lambda: llm.embed(texts), reps=2)
+        llm.close()
+        t_st = timed(lambda: st.encode(texts, batch_size=32), reps=2)
+        rows.append((label, len(texts), n_tok, t_ours, t_min, t_embed, t_st))
+
+    print(f"\nall-MiniLM-L6-v2 F16, {args.threads} threads, batch 512 tokens (texts/s; ratio = Embedder / peer)\n")
+    print("| workload | tokens | Embedder | minimal loop | Llama.embed() | sentence-transformers fp32 | vs minimal | vs Llama.embed | vs torch |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, n, n_tok, t_o, t_m, t_e, t_s in rows:
+        print(f"| {label} | {n_tok} | {n / t_o:.0f} | {n / t_m:.0f} | {n / t_e:.0f} | {n / t_s:.0f} | "
+              f"{t_m / t_o:.2f}x | {t_e / t_o:.2f}x | {t_s / t_o:.2f}x |")
+
+    if args.quick:
+        return
+    print("\nSettings sweep against sentence-transformers fp32 (Embedder texts/s / torch texts/s)\n")
+    print("| workload | quant | threads | batch tokens | flash attn | Embedder texts/s | vs torch |")
+    print("|---|---|---|---|---|---|---|")
+    t_torch = {label: next(r[6] for r in rows if r[0] == label) for label in workloads}
+    sweep = [("F16", args.threads, 512, "off"), ("F16", args.threads, 2048, "off"), ("F16", args.threads, 256, "off"),
+             ("F16", args.threads, 512, "on"), ("F32", args.threads, 512, "off"), ("Q8_0", args.threads, 512, "off"),
+             ("Q4_K_M", args.threads, 512, "off"), ("F16", 1, 512, "off")]
+    for label, texts in workloads.items():
+        for quant, threads, bt, fa in sweep:
+            with Embedder(ggufs[quant], n_threads=threads, batch_tokens=bt, flash_attn=fa) as emb:
+                t = timed(lambda: emb.embed(texts), reps=2)
+            print(f"| {label} | {quant} | {threads} | {bt} | {fa} | {len(texts) / t:.0f} | {t_torch[label] / t:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
