@@ -218,9 +218,8 @@ def encode_cmd(files, model, models_dir, batch_size, n_ctx, threads, n_gpu_layer
             for i, (vec, n) in enumerate(zip(vectors, result.token_counts))
         )
         if output is None:
-            out = click.get_text_stream("stdout")
             for line in lines:
-                out.write(line)
+                click.echo(line, nl=False)
         else:
             with atomic_output(output, "w") as fh:
                 fh.writelines(lines)
