@@ -231,3 +231,58 @@ def test_hub_download_path_offline(tmp_path, monkeypatch, tiny_qwen_src):
     result = CliRunner().invoke(main, ["convert", "bge-small-en-v1.5", "-o", str(tmp_path / "b.gguf")])
     assert result.exit_code != 0 and "cannot download BAAI/bge-small-en-v1.5" in result.output
     assert not (tmp_path / "b.gguf").exists()
+
+
+@pytest.mark.parametrize("quant", ["Q6_K", "Q5_K_M"])
+def test_other_k_quants_load_and_embed(minilm_gguf, minilm_reference, quant):
+    c = cosines(llama_embed(minilm_gguf(quant), VARIED_TEXTS), minilm_reference)
+    assert c.mean() >= 0.99, c.mean()
+
+
+PEAK_RSS_SCRIPT = r"""
+import sys
+from gguf_embed.convert import convert_model
+
+def peak():  # VmHWM: this process's own high-water mark (ru_maxrss would carry the parent's over exec)
+    line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+before = peak()
+convert_model(sys.argv[1], sys.argv[2], sys.argv[3])
+print(before, peak())
+"""
+
+
+def test_conversion_streams_tensors(tmp_path, minilm_src):
+    """Peak memory grows by a few times the largest tensor, not by the model's size."""
+    import subprocess
+    import sys
+
+    from safetensors.numpy import save_file
+
+    src = tmp_path / "big"
+    src.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "modules.json", "sentence_bert_config.json"):
+        shutil.copy(minilm_src / name, src / name)
+    shutil.copytree(minilm_src / "1_Pooling", src / "1_Pooling")
+    n_layers, hidden, ffn = 8, 1024, 8192  # 8 x 2 x 32 MiB of F32 feed-forward weights, 512 MiB in all
+    cfg = json.loads((minilm_src / "config.json").read_text())
+    cfg.update(num_hidden_layers=n_layers, hidden_size=hidden, intermediate_size=ffn)
+    (src / "config.json").write_text(json.dumps(cfg))
+    rng = np.random.default_rng(0)
+    for i in range(n_layers):  # one shard per layer, as large checkpoints are stored
+        block = {
+            f"encoder.layer.{i}.intermediate.dense.weight": rng.standard_normal((ffn, hidden), dtype=np.float32),
+            f"encoder.layer.{i}.output.dense.weight": rng.standard_normal((hidden, ffn), dtype=np.float32),
+        }
+        save_file(block, str(src / f"model-{i:05d}-of-{n_layers:05d}.safetensors"))
+    largest = ffn * hidden * 4
+    for quant in ("F16", "Q8_0"):
+        out = tmp_path / f"big-{quant}.gguf"
+        proc = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, str(src), str(out), quant],
+                              capture_output=True, text=True, check=True)
+        before, after = map(int, proc.stdout.split()[-2:])
+        grown = after - before
+        print(f"{quant}: model 512 MiB F32, largest tensor {largest >> 20} MiB, peak RSS grew {grown >> 20} MiB")
+        assert grown < 4 * largest, grown
+        assert out.stat().st_size > 100 * 2**20
