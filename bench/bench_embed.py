@@ -42,7 +42,7 @@ def make_texts(n: int, n_words: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
-        k = max(1, int(rng.normal(n_words, n_words * 0.15)))
+        k = int(np.clip(rng.normal(n_words, n_words * 0.15), 1, n_words * 1.1))
         words = rng.choice(WORDS, size=k)
         out.append(" ".join(words).capitalize() + ".")
     return out
@@ -58,7 +58,7 @@ def timed(fn, reps: int = 1) -> float:
     return best
 
 
-def minimal_loop(path: Path, texts: list[str], threads: int, n_batch: int, n_seq: int):
+def minimal_loop(path: Path, texts: list[str], threads: int, n_batch: int, n_seq: int, flash_attn: bool):
     """The least a llama-cpp-python user can write: tokenise, decode, read pooled vectors."""
     import llama_cpp as ll
 
@@ -74,7 +74,7 @@ def minimal_loop(path: Path, texts: list[str], threads: int, n_batch: int, n_seq
     cp.n_threads = cp.n_threads_batch = threads
     cp.embeddings = True
     cp.kv_unified = True
-    cp.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    cp.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else ll.LLAMA_FLASH_ATTN_TYPE_DISABLED
     ctx = ll.llama_init_from_model(model, cp)
     n_embd = ll.llama_model_n_embd(model)
     batch = ll.llama_batch_init(n_batch, 0, n_seq)
@@ -127,6 +127,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer texts, no settings sweep")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import logging
+
+    logging.getLogger("gguf").setLevel(logging.ERROR)
 
     import llama_cpp
     import torch
@@ -140,32 +143,37 @@ def main() -> None:
     scale = 10 if args.quick else 1
     workloads = {
         "2000 short (~15 tok)": make_texts(2000 // scale, 11, 1),
-        "200 long (~400 tok)": make_texts(200 // scale, 395, 2),
+        "200 long (~400 tok)": make_texts(200 // scale, 380, 2),
     }
     work = Path(tempfile.mkdtemp(prefix="gguf-embed-bench-"))
     ggufs = {q: convert_model("all-minilm-l6-v2", work / f"minilm-{q}.gguf", q, max_tokens=512).path
              for q in ("F32", "F16", "Q8_0", "Q4_K_M")}
     st = SentenceTransformer(str(minilm_dir()), device="cpu")
     st.max_seq_length = 512
+    t_torch: dict[str, float] = {}
 
     rows = []
-    for label, texts in workloads.items():
-        with Embedder(ggufs["F16"], n_threads=args.threads, batch_tokens=512) as emb:
-            n_tok = int(emb.embed(texts).token_counts.sum())
-            t_ours = timed(lambda: emb.embed(texts), reps=3)
-        t_min = timed(minimal_loop(ggufs["F16"], texts, args.threads, 512, 64), reps=3)
-        llm = llama_cpp.Llama(str(ggufs["F16"]), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512,
-                              n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
-        t_embed = timed(lambda: llm.embed(texts), reps=2)
-        llm.close()
-        t_st = timed(lambda: st.encode(texts, batch_size=32), reps=2)
-        rows.append((label, len(texts), n_tok, t_ours, t_min, t_embed, t_st))
+    for fa in ("off", "on"):
+        for label, texts in workloads.items():
+            with Embedder(ggufs["F16"], n_threads=args.threads, batch_tokens=512, flash_attn=fa) as emb:
+                n_tok = int(emb.embed(texts).token_counts.sum())
+                t_ours = timed(lambda: emb.embed(texts), reps=2)
+            t_min = timed(minimal_loop(ggufs["F16"], texts, args.threads, 512, 64, fa == "on"), reps=2)
+            llm = llama_cpp.Llama(str(ggufs["F16"]), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512,
+                                  n_threads=args.threads, n_threads_batch=args.threads, flash_attn=fa == "on",
+                                  verbose=False)
+            t_embed = timed(lambda: llm.embed(texts), reps=2)
+            llm.close()
+            if label not in t_torch:
+                t_torch[label] = timed(lambda: st.encode(texts, batch_size=32), reps=2)
+            rows.append((label, fa, len(texts), n_tok, t_ours, t_min, t_embed, t_torch[label]))
 
     print(f"\nall-MiniLM-L6-v2 F16, {args.threads} threads, batch 512 tokens (texts/s; ratio = Embedder / peer)\n")
-    print("| workload | tokens | Embedder | minimal loop | Llama.embed() | sentence-transformers fp32 | vs minimal | vs Llama.embed | vs torch |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for label, n, n_tok, t_o, t_m, t_e, t_s in rows:
-        print(f"| {label} | {n_tok} | {n / t_o:.0f} | {n / t_m:.0f} | {n / t_e:.0f} | {n / t_s:.0f} | "
+    print("| workload | flash attn | tokens | Embedder | minimal loop | Llama.embed() | sentence-transformers fp32 "
+          "| vs minimal | vs Llama.embed | vs torch |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, fa, n, n_tok, t_o, t_m, t_e, t_s in rows:
+        print(f"| {label} | {fa} | {n_tok} | {n / t_o:.0f} | {n / t_m:.0f} | {n / t_e:.0f} | {n / t_s:.0f} | "
               f"{t_m / t_o:.2f}x | {t_e / t_o:.2f}x | {t_s / t_o:.2f}x |")
 
     if args.quick:
@@ -173,15 +181,15 @@ def main() -> None:
     print("\nSettings sweep against sentence-transformers fp32 (Embedder texts/s / torch texts/s)\n")
     print("| workload | quant | threads | batch tokens | flash attn | Embedder texts/s | vs torch |")
     print("|---|---|---|---|---|---|---|")
-    t_torch = {label: next(r[6] for r in rows if r[0] == label) for label in workloads}
-    sweep = [("F16", args.threads, 512, "off"), ("F16", args.threads, 2048, "off"), ("F16", args.threads, 256, "off"),
-             ("F16", args.threads, 512, "on"), ("F32", args.threads, 512, "off"), ("Q8_0", args.threads, 512, "off"),
-             ("Q4_K_M", args.threads, 512, "off"), ("F16", 1, 512, "off")]
+    nt = args.threads
+    sweep = [("F16", nt, 512, "on"), ("F16", nt, 256, "on"), ("F16", nt, 2048, "on"), ("F16", nt, 512, "off"),
+             ("F16", nt, 2048, "off"), ("F32", nt, 512, "on"), ("Q8_0", nt, 512, "on"), ("Q4_K_M", nt, 512, "on"),
+             ("F16", 1, 512, "on")]
     for label, texts in workloads.items():
         for quant, threads, bt, fa in sweep:
             with Embedder(ggufs[quant], n_threads=threads, batch_tokens=bt, flash_attn=fa) as emb:
-                t = timed(lambda: emb.embed(texts), reps=2)
-            print(f"| {label} | {quant} | {threads} | {bt} | {fa} | {len(texts) / t:.0f} | {t_torch[label] / t:.2f}x |")
+                secs = timed(lambda: emb.embed(texts), reps=1)
+            print(f"| {label} | {quant} | {threads} | {bt} | {fa} | {len(texts) / secs:.0f} | {t_torch[label] / secs:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -85,9 +85,11 @@ class Embedder:
         self.batch_tokens = budget
         max_seqs = max(1, min(int(max_seqs), 256))
         if flash_attn is None:
-            # llama.cpp's CPU flash attention rounds queries to F16: exact attention on CPU,
-            # flash attention (less memory) where layers run on a GPU
-            flash_attn = "auto" if n_gpu_layers != 0 else "off"
+            # On CPU, flash attention skips the masked blocks of packed sequences (about 3x
+            # faster for short BERT inputs) but rounds queries to F16; on decoder models that
+            # moves vectors by ~1e-5 between batch compositions, so there it stays off unless
+            # asked for. On a GPU llama.cpp decides.
+            flash_attn = "auto" if n_gpu_layers != 0 else ("off" if info.causal else "on")
         if flash_attn not in _llama.FLASH_ATTN:
             raise InvalidInputError(f"flash_attn must be one of {', '.join(_llama.FLASH_ATTN)}")
         if kv_type not in _llama.KV_TYPES:
@@ -188,10 +190,10 @@ class Embedder:
             toks = self.model.tokenize(textnorm.apply(norm, prompt + text), add_special=True)
             keep = 0
             if len(prompt_ids) and len(toks) > self.max_tokens:
+                # the prompt's tokens, up to where the text's first word merges into them
                 body = toks[len(self._prefix):len(self._prefix) + len(prompt_ids)]
-                same = np.flatnonzero(body != prompt_ids[:len(body)])
-                keep = int(same[0]) if len(same) else len(body)
-                keep = max(0, keep - 1) if keep < len(prompt_ids) else keep
+                differ = np.flatnonzero(body != prompt_ids[:len(body)])
+                keep = int(differ[0]) if len(differ) else len(body)
             out.append(self._truncate(toks, i, truncate, keep))
         return out
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from ..errors import ConversionError
 from ..registry import QUANT_TYPES, ModelEntry, Registry, load_registry
-from .hf import read_folder
+from .hf import ARCHITECTURES, read_folder
+
+SUPPORTED_ARCHS = frozenset(ARCHITECTURES.values())
 from .writer import DIRECT_TYPES, Overrides, quantize, source_float_type, write_gguf
 
 __all__ = ["convert_model", "resolve_source", "ConversionResult", "HF_ALLOW_PATTERNS"]
@@ -60,6 +62,9 @@ def resolve_source(src: str, registry: Registry) -> tuple[Path, ModelEntry | Non
         return path, next((e for e in registry if e.hub_id == path.name), None)
     if src in registry:
         entry = registry.get(src)
+        if entry.architecture not in SUPPORTED_ARCHS:
+            # say so before downloading gigabytes
+            raise ConversionError(f"{entry.name}: the {entry.architecture} architecture is not supported by the converter yet")
         local = entry.package_dir()
         return (local if local is not None else download(entry.hub_id, entry.revision)), entry
     if src.count("/") == 1 and not path.exists():
