@@ -227,5 +227,61 @@ def encode_cmd(files, model, models_dir, batch_size, n_ctx, threads, n_gpu_layer
         stderr.print(f"wrote {len(vectors)} vectors of {vectors.shape[1]} dims to {output}")
 
 
+# --- serve --------------------------------------------------------------------------
+
+
+@main.command("serve")
+@click.option("-m", "--model", "models", multiple=True, required=True, help="A .gguf path or converted models.toml name (repeatable).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (local only by default).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--api-key", help="Require 'Authorization: Bearer KEY'.")
+@click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path), help="Read the API key from a file.")
+@click.option("--max-batch-tokens", default=2048, show_default=True, type=click.IntRange(min=16),
+              help="Tokens per scheduling round shared by concurrent requests.")
+@click.option("--max-inputs", default=2048, show_default=True, type=click.IntRange(min=1), help="Inputs per request.")
+@click.option("--max-body-mb", default=32, show_default=True, type=click.IntRange(min=1), help="Request body limit.")
+@click.option("--truncate", type=click.Choice(["error", "end", "start"]), default="error", show_default=True,
+              help="Default for over-long inputs (a request may override it).")
+@click.option("--cors-origin", "cors_origins", multiple=True, help="Allow browser requests from this origin (repeatable).")
+@click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live.")
+@click.option("--batch-size", type=click.IntRange(min=16), help="Tokens per llama.cpp batch (default 512).")
+@click.option("--ctx", "n_ctx", type=click.IntRange(min=16), help="Context size for decoder models.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all available).")
+@click.option("--n-gpu-layers", type=int, help="Layers to offload to the GPU (default: all when built with GPU support).")
+@click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), help="Flash attention.")
+@click.option("--kv-type", type=click.Choice(["f16", "f32", "q8_0", "q4_0", "bf16"]), default="f16", show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log output.")
+def serve_cmd(models, host, port, api_key, api_key_file, max_batch_tokens, max_inputs, max_body_mb, truncate,
+              cors_origins, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, verbose):
+    """Serve an OpenAI-compatible /v1/embeddings endpoint."""
+    import functools
+
+    import uvicorn
+
+    from .model_info import resolve_model
+    from .server import create_app
+
+    if api_key and api_key_file:
+        raise click.UsageError("give --api-key or --api-key-file, not both")
+    if api_key_file:
+        try:
+            api_key = api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {api_key_file}: {exc.strerror}") from None
+        if not api_key:
+            raise click.ClickException(f"{api_key_file} is empty")
+    with user_errors():
+        paths = [resolve_model(m, models_dir=models_dir) for m in models]  # fail before binding the port
+    loaders = [
+        functools.partial(make_embedder, p, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, verbose)
+        for p in paths
+    ]
+    app = create_app(loaders, api_key=api_key, max_batch_tokens=max_batch_tokens, max_inputs=max_inputs,
+                     truncate=truncate, max_body_bytes=max_body_mb * 2**20, cors_origins=cors_origins)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        stderr.print(f"[yellow]listening on {host}: reachable from other machines{'' if api_key else ' without an API key'}")
+    uvicorn.run(app, host=host, port=port, log_level="info" if verbose else "warning")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -267,7 +267,7 @@ class Embedder:
 
     # --- public API ---------------------------------------------------------------------
 
-    def _check_dimensions(self, dimensions: int | None) -> None:
+    def check_dimensions(self, dimensions: int | None) -> None:
         if dimensions is None:
             return
         lo, hi = self.info.dimension_range
@@ -291,13 +291,13 @@ class Embedder:
     ) -> EmbedResult:
         if isinstance(texts, str):
             raise InvalidInputError("texts must be a list of strings, not a single string", param="input")
-        self._check_dimensions(dimensions)
+        self.check_dimensions(dimensions)
         seqs = self.tokenize(texts, input_type=input_type, instruction=instruction, truncate=truncate)
         return self._finish(seqs, dimensions, normalize, progress)
 
     def embed_tokens(self, token_lists: Sequence[Sequence[int]], *, dimensions: int | None = None,
                      normalize: bool = True, truncate: str = "error") -> EmbedResult:
-        self._check_dimensions(dimensions)
+        self.check_dimensions(dimensions)
         if truncate not in TRUNCATE_POLICIES:
             raise InvalidInputError(f"truncate must be one of {', '.join(TRUNCATE_POLICIES)}", param="truncate")
         seqs = [self.frame_tokens(ids, i, truncate) for i, ids in enumerate(token_lists)]

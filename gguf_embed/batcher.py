@@ -1,0 +1,124 @@
+"""One worker thread per model: it alone runs the llama.cpp context.
+
+Requests queue their (already tokenised) sequences. Each round the worker builds one
+batch under a token budget by taking a fair share from every waiting request in turn,
+so sequences from requests that arrive together share llama.cpp batches, and a small
+request never waits behind more than about one round of a huge one. Results go back
+to each request's own future, in its own input order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .embedder import Embedder
+
+
+@dataclass(eq=False)
+class Job:
+    seqs: list[np.ndarray]
+    done: Callable[[np.ndarray | None, BaseException | None], None]
+    result: np.ndarray  # (len(seqs), n_embd), filled as batches return
+    cursor: int = 0  # next sequence to schedule
+    filled: int = 0  # sequences whose vectors are in ``result``
+
+
+class Batcher:
+    def __init__(self, embedder: Embedder, *, max_batch_tokens: int, on_batch: Callable[[int, int], None] | None = None):
+        self.embedder = embedder
+        self.max_batch_tokens = max(1, int(max_batch_tokens))
+        self.on_batch = on_batch
+        self._jobs: deque[Job] = deque()
+        self._cv = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=f"embed-{embedder.name}", daemon=True)
+        self._thread.start()
+
+    async def embed(self, seqs: list[np.ndarray]) -> np.ndarray:
+        """Raw pooled vectors (n, n_embd) for framed token sequences, in order."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+
+        def done(result, error):
+            def settle():
+                if fut.done():
+                    return
+                if error is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(result)
+
+            loop.call_soon_threadsafe(settle)
+
+        job = Job(seqs, done, np.empty((len(seqs), self.embedder.info.n_embd), dtype=np.float32))
+        with self._cv:
+            self._jobs.append(job)
+            self._cv.notify()
+        return await fut
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    def _take_round(self) -> list[tuple[Job, int, int]]:
+        """Slices (job, start, stop) for one batch: a fair share of the budget per waiting job."""
+        budget = self.max_batch_tokens
+        share = max(1, budget // len(self._jobs))
+        picks = []
+        for job in list(self._jobs):
+            if budget <= 0:
+                break
+            start, used, stop = job.cursor, 0, job.cursor
+            limit = min(share, budget)
+            while stop < len(job.seqs):
+                n = len(job.seqs[stop])
+                if stop > start and used + n > limit:
+                    break
+                used += n
+                stop += 1
+                if used >= limit:
+                    break
+            job.cursor = stop
+            budget -= used
+            picks.append((job, start, stop))
+        # jobs with nothing left to schedule leave the queue (they finish when their batch returns)
+        for job, _, stop in picks:
+            if stop >= len(job.seqs):
+                self._jobs.remove(job)
+        return picks
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._jobs and not self._stop:
+                    self._cv.wait()
+                if self._stop and not self._jobs:
+                    return
+                picks = self._take_round()
+            seqs = [s for job, a, b in picks for s in job.seqs[a:b]]
+            try:
+                vectors = self.embedder.encode_tokens(seqs)
+            except BaseException as exc:  # a failed batch fails its requests, never the worker
+                for job, _, _ in picks:
+                    with self._cv:
+                        if job in self._jobs:
+                            self._jobs.remove(job)
+                    job.done(None, exc)
+                continue
+            if self.on_batch is not None:
+                self.on_batch(len(seqs), int(sum(len(s) for s in seqs)))
+            row = 0
+            for job, a, b in picks:
+                job.result[a:b] = vectors[row:row + (b - a)]
+                row += b - a
+                job.filled += b - a
+                if job.filled == len(job.seqs):
+                    job.done(job.result, None)
