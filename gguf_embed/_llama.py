@@ -30,6 +30,8 @@ def _log_callback(level: int, text: bytes, _user_data) -> None:  # pragma: no co
     msg = text.decode("utf-8", errors="replace")
     if level == 3:  # GGML_LOG_LEVEL_ERROR
         _recent_errors.append(msg.strip())
+    for sink in _capture:
+        sink.append(msg)
     if _state["verbose"]:
         sys.stderr.write(msg)
 
@@ -218,3 +220,20 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover
         return os.cpu_count() or 1
+
+
+# --- llama.cpp's own account of its buffers ------------------------------------------
+
+_capture: list[list[str]] = []
+
+
+class capture_log:
+    """Collect llama.cpp's log lines (all levels) while the block runs."""
+
+    def __enter__(self) -> list[str]:
+        self.lines: list[str] = []
+        _capture.append(self.lines)
+        return self.lines
+
+    def __exit__(self, *exc) -> None:
+        _capture.remove(self.lines)

@@ -165,19 +165,28 @@ def embedder_options(f):
         click.option("--n-gpu-layers", type=int, help="Layers to offload to the GPU (default: all when built with GPU support)."),
         click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), help="Flash attention (default: auto on GPU, off on CPU)."),
         click.option("--kv-type", type=click.Choice(["f16", "f32", "q8_0", "q4_0", "bf16"]), default="f16", show_default=True, help="KV-cache type."),
+        click.option("--vram", help="GPU memory budget (e.g. 3GB): choose layers, batch, KV type to fit it."),
         click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log output."),
     ]):
         f = opt(f)
     return f
 
 
-def make_embedder(model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, verbose):
+def make_embedder(model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, verbose, vram=None):
     from .embedder import Embedder
 
-    return Embedder(
-        model, models_dir=models_dir, batch_tokens=batch_size, n_ctx=n_ctx, n_threads=threads,
-        n_gpu_layers=n_gpu_layers, flash_attn=flash_attn, kv_type=kv_type, verbose=verbose,
-    )
+    kwargs = dict(batch_tokens=batch_size, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn, kv_type=kv_type)
+    if vram:
+        from .model_info import resolve_model
+        from .plan import fit_budget, parse_size
+
+        model = resolve_model(model, models_dir=models_dir)
+        planned = fit_budget(model, parse_size(vram), n_ctx=n_ctx, batch_tokens=batch_size)
+        kwargs.update(planned.settings())
+        stderr.print(f"[dim]--vram {vram}: {planned.n_gpu_layers} layers on the GPU, batch {planned.batch_tokens}, "
+                     f"KV {planned.kv_type}, flash attention {planned.flash_attn}, "
+                     f"{planned.device_total('GPU') / 2**30:.2f} GiB planned")
+    return Embedder(model, models_dir=models_dir, n_threads=threads, verbose=verbose, **kwargs)
 
 
 @main.command("encode")
@@ -191,7 +200,7 @@ def make_embedder(model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, f
 @click.option("--no-normalize", is_flag=True, help="Return raw pooled vectors.")
 @click.option("--truncate", type=click.Choice(["error", "end", "start"]), default="error", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def encode_cmd(files, model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, verbose,
+def encode_cmd(files, model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, vram, verbose,
                output, fmt, input_type, instruction, dimensions, no_normalize, truncate, quiet):
     """Embed one text per non-empty line of FILE(s) ('-' for stdin)."""
     fmt = fmt or ("npy" if output is not None and output.suffix == ".npy" else "jsonl")
@@ -201,7 +210,7 @@ def encode_cmd(files, model, models_dir, batch_size, n_ctx, threads, n_gpu_layer
     if not texts:
         raise click.ClickException(f"no text to embed in {', '.join(files)}")
     with user_errors():
-        emb = make_embedder(model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, verbose)
+        emb = make_embedder(model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, verbose, vram)
         with progress_bar("embedding", quiet=quiet or len(texts) < PROGRESS_MIN_ITEMS) as bar:
             task = bar.add_task("embedding", total=len(texts))
             result = emb.embed(
@@ -227,6 +236,74 @@ def encode_cmd(files, model, models_dir, batch_size, n_ctx, threads, n_gpu_layer
         stderr.print(f"wrote {len(vectors)} vectors of {vectors.shape[1]} dims to {output}")
 
 
+# --- plan ---------------------------------------------------------------------------
+
+
+@main.command("plan")
+@click.argument("model")
+@click.option("--vram", help="GPU memory budget (e.g. 3GB, 2.5GiB): find settings that fit it.")
+@click.option("--ctx", "n_ctx", type=click.IntRange(min=16), help="Context size (decoder models).")
+@click.option("--batch-tokens", type=click.IntRange(min=16), help="Tokens per llama.cpp batch.")
+@click.option("--n-gpu-layers", type=int, default=0, show_default=True, help="Layers on the GPU (without --vram).")
+@click.option("--kv-type", type=click.Choice(["f16", "f32", "q8_0", "q4_0", "bf16"]), default="f16", show_default=True)
+@click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), help="Flash attention.")
+@click.option("--check", is_flag=True, help="Also create the context on this machine and show llama.cpp's own buffer sizes.")
+@click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live.")
+def plan_cmd(model, vram, n_ctx, batch_tokens, n_gpu_layers, kv_type, flash_attn, check, models_dir):
+    """Memory a model needs per device (weights, KV cache, compute, outputs), and what fits a budget."""
+    from . import plan as planning
+    from .model_info import resolve_model
+
+    with user_errors():
+        path = resolve_model(model, models_dir=models_dir)
+        shape = planning.read_shape(path)
+        if vram:
+            budget = planning.parse_size(vram)
+            try:
+                p = planning.fit_budget(path, budget, n_ctx=n_ctx, batch_tokens=batch_tokens)
+            except planning.BudgetError as exc:
+                full = planning.estimate(shape, n_ctx=n_ctx, batch_tokens=batch_tokens, n_gpu_layers=-1, flash_attn="on")
+                _print_plan(full, shape, f"{shape.info.name}: everything on the GPU")
+                raise click.ClickException(exc.message) from None
+        else:
+            p = planning.estimate(shape, n_ctx=n_ctx, batch_tokens=batch_tokens, n_gpu_layers=n_gpu_layers,
+                                  kv_type=kv_type, flash_attn=flash_attn)
+        _print_plan(p, shape, f"{shape.info.name} ({path.name})")
+        if vram:
+            n_layer = shape.info.n_layer
+            where = "all layers and the output head" if p.n_gpu_layers > n_layer else f"{p.n_gpu_layers} of {n_layer} layers"
+            click.echo(f"fits {vram}: {where} on the GPU, context {p.n_ctx}, batch {p.batch_tokens} tokens, "
+                       f"KV cache {p.kv_type}, flash attention {p.flash_attn}: {p.device_total('GPU') / 2**30:.2f} GiB "
+                       f"of {budget / 2**30:.2f} GiB")
+            click.echo(f"use: --vram {vram}  (or --n-gpu-layers {p.n_gpu_layers} --batch-size {p.batch_tokens} "
+                       f"--kv-type {p.kv_type} --flash-attn {p.flash_attn} --ctx {p.n_ctx})")
+        if check:
+            m = planning.measure(path, **p.settings())
+            rep = m["reported"]
+            click.echo("llama.cpp reports: " + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in sorted(rep.items())))
+            click.echo(f"llama.cpp total {sum(rep.values()) / 2**20:.1f} MiB vs plan {p.total_at_start / 2**20:.1f} MiB "
+                       f"at start; resident growth after one full batch {m['rss_growth'] / 2**20:.1f} MiB "
+                       f"(plan, output buffer grown: {p.total / 2**20:.1f} MiB)")
+
+
+def _print_plan(p, shape, title: str) -> None:
+    mib = lambda b: f"{b / 2**20:,.1f}"  # noqa: E731
+    console = Console(width=120)
+    console.print(f"[bold]{title}[/]: context {p.n_ctx}, batch {p.batch_tokens}, KV {p.kv_type}, "
+                  f"flash attention {p.flash_attn}")
+    table = Table()
+    devices = ["CPU"] + (["GPU"] if p.n_gpu_layers else [])
+    table.add_column("MiB")
+    for d in devices:
+        table.add_column(d, justify="right")
+    table.add_row("weights", *[mib(p.weights.get(d, 0)) for d in devices])
+    table.add_row("KV cache", *[mib(p.kv.get(d, 0)) for d in devices])
+    table.add_row("compute", *[mib(p.compute.get(d, 0)) for d in devices])
+    table.add_row("outputs", *[mib(p.output if d == "CPU" else 0) for d in devices])
+    table.add_row("total", *[mib(p.device_total(d)) for d in devices], style="bold")
+    console.print(table)
+
+
 # --- serve --------------------------------------------------------------------------
 
 
@@ -250,9 +327,10 @@ def encode_cmd(files, model, models_dir, batch_size, n_ctx, threads, n_gpu_layer
 @click.option("--n-gpu-layers", type=int, help="Layers to offload to the GPU (default: all when built with GPU support).")
 @click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), help="Flash attention.")
 @click.option("--kv-type", type=click.Choice(["f16", "f32", "q8_0", "q4_0", "bf16"]), default="f16", show_default=True)
+@click.option("--vram", help="GPU memory budget per model (e.g. 3GB): choose layers, batch, KV type to fit it.")
 @click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log output.")
 def serve_cmd(models, host, port, api_key, api_key_file, max_batch_tokens, max_inputs, max_body_mb, truncate,
-              cors_origins, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, verbose):
+              cors_origins, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, vram, verbose):
     """Serve an OpenAI-compatible /v1/embeddings endpoint."""
     import functools
 
@@ -272,8 +350,14 @@ def serve_cmd(models, host, port, api_key, api_key_file, max_batch_tokens, max_i
             raise click.ClickException(f"{api_key_file} is empty")
     with user_errors():
         paths = [resolve_model(m, models_dir=models_dir) for m in models]  # fail before binding the port
+        if vram:
+            from .plan import fit_budget, parse_size
+
+            for p in paths:
+                fit_budget(p, parse_size(vram), n_ctx=n_ctx, batch_tokens=batch_size)
     loaders = [
-        functools.partial(make_embedder, p, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, verbose)
+        functools.partial(make_embedder, p, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type,
+                          verbose, vram)
         for p in paths
     ]
     app = create_app(loaders, api_key=api_key, max_batch_tokens=max_batch_tokens, max_inputs=max_inputs,

@@ -1,9 +1,9 @@
 """GGUF in, float32 vectors out.
 
 The request path is pre-process (prompt, tokenise, truncate), inference (sequences
-sorted by length and packed into llama.cpp batches under a token budget, only the
-tokens pooling needs requested as outputs) and post-process (pool, Matryoshka cut,
-L2 normalise, restore input order). ``embed_batch`` is the core; everything else, the
+sorted by length and packed into llama.cpp batches under a token budget, hidden states
+read as numpy views, only the rows pooling needs kept) and post-process (pool,
+Matryoshka cut, L2 normalise, restore input order). ``embed_batch`` is the core; everything else, the
 CLI and the server included, builds on ``embed``/``embed_tokens``.
 """
 
@@ -29,6 +29,25 @@ INPUT_TYPES = ("query", "document")
 DEFAULT_BATCH_TOKENS = 512
 DEFAULT_CAUSAL_CTX = 8192
 INSTRUCT_PREFIX = "Instruct: "
+
+
+def context_shape(info: ModelInfo, n_ctx: int | None, batch_tokens: int | None) -> tuple[int, int, int]:
+    """(context size, tokens per llama.cpp batch, longest input) for a model and the user's wishes."""
+    budget = int(batch_tokens or DEFAULT_BATCH_TOKENS)
+    if info.causal:
+        ctx = max(int(n_ctx or min(info.max_tokens, DEFAULT_CAUSAL_CTX)), budget)
+        return ctx, budget, min(info.max_tokens, ctx)
+    # encoder models see a whole sequence in one batch: the budget must hold the longest
+    budget = max(budget, info.max_tokens)
+    return budget, budget, info.max_tokens
+
+
+def default_flash_attn(info: ModelInfo, n_gpu_layers: int) -> str:
+    # On CPU, flash attention skips the masked blocks of packed sequences (about 3x
+    # faster for short BERT inputs) but rounds queries to F16; on decoder models that
+    # moves vectors by ~1e-5 between batch compositions, so there it stays off unless
+    # asked for. On a GPU llama.cpp decides.
+    return "auto" if n_gpu_layers != 0 else ("off" if info.causal else "on")
 
 
 @dataclass(frozen=True)
@@ -72,24 +91,11 @@ class Embedder:
             n_ctx_train=self.model.n_ctx_train, pooling_override=pooling,
         )
         info = self.info
-        budget = int(batch_tokens or DEFAULT_BATCH_TOKENS)
-        if info.causal:
-            n_ctx = int(n_ctx or min(info.max_tokens, DEFAULT_CAUSAL_CTX))
-            n_ctx = max(n_ctx, budget)
-            self.max_tokens = min(info.max_tokens, n_ctx)
-        else:
-            # encoder models see a whole sequence in one batch: the budget must hold the longest
-            budget = max(budget, info.max_tokens)
-            n_ctx = budget
-            self.max_tokens = info.max_tokens
+        n_ctx, budget, self.max_tokens = context_shape(info, n_ctx, batch_tokens)
         self.batch_tokens = budget
         max_seqs = max(1, min(int(max_seqs), 256))
         if flash_attn is None:
-            # On CPU, flash attention skips the masked blocks of packed sequences (about 3x
-            # faster for short BERT inputs) but rounds queries to F16; on decoder models that
-            # moves vectors by ~1e-5 between batch compositions, so there it stays off unless
-            # asked for. On a GPU llama.cpp decides.
-            flash_attn = "auto" if n_gpu_layers != 0 else ("off" if info.causal else "on")
+            flash_attn = default_flash_attn(info, n_gpu_layers)
         if flash_attn not in _llama.FLASH_ATTN:
             raise InvalidInputError(f"flash_attn must be one of {', '.join(_llama.FLASH_ATTN)}")
         if kv_type not in _llama.KV_TYPES:

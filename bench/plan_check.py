@@ -1,0 +1,40 @@
+"""The memory plan against what llama.cpp allocates, on this machine's CPU.
+
+    .venv/bin/python bench/plan_check.py MODEL.gguf [MODEL.gguf ...] [--ctx 512 8192 32768]
+
+For each model and context: the plan's total at context creation vs the sum of the
+buffers llama.cpp reports (model, KV, compute, output), and the resident-memory growth
+after one full batch vs the plan's total with the output buffer grown to a full batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gguf_embed import plan  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("models", nargs="+", type=Path)
+    ap.add_argument("--ctx", nargs="+", type=int, default=[512, 8192, 32768])
+    args = ap.parse_args()
+    print("| model | context | plan at start (MiB) | llama.cpp allocates (MiB) | difference | "
+          "plan after a full batch (MiB) | resident growth (MiB) |")
+    print("|---|---|---|---|---|---|---|")
+    for path in args.models:
+        for ctx in args.ctx:
+            p = plan.estimate(path, n_ctx=ctx)
+            m = plan.measure(path, **p.settings())
+            actual = sum(m["reported"].values())
+            diff = (p.total_at_start - actual) / actual
+            print(f"| {path.name} | {ctx} | {p.total_at_start / 2**20:,.0f} | {actual / 2**20:,.0f} | {diff:+.1%} | "
+                  f"{p.total / 2**20:,.0f} | {m['rss_growth'] / 2**20:,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
