@@ -10,7 +10,7 @@ QUANT  ?=
 # llama-cpp-python compiles llama.cpp from source: use every core
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: run test install install-test convert bench clean
+.PHONY: run test install install-test convert synth bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 convert: install
 	$(BIN)/gguf-embed convert $(MODEL) --models-dir $(MODELS_DIR) $(if $(QUANT),--quant $(QUANT))
+
+# a random-weight Hugging Face folder with the exact shapes of MODEL, for memory and speed checks
+synth: install
+	$(BIN)/python convert/synth.py $(MODEL) $(MODELS_DIR)/synthetic/$(MODEL)
 
 run: install
 	$(BIN)/gguf-embed convert $(MODEL) --models-dir $(MODELS_DIR) $(if $(QUANT),--quant $(QUANT))

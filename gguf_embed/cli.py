@@ -155,15 +155,15 @@ def read_texts(files: tuple[str, ...]) -> list[str]:
     return texts
 
 
-def embedder_options(f):
+def runtime_options(f):
+    """The llama.cpp settings shared by encode and serve."""
     for opt in reversed([
-        click.option("-m", "--model", required=True, help="A .gguf path or a converted models.toml name."),
         click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live."),
         click.option("--batch-size", type=click.IntRange(min=16), help="Tokens per llama.cpp batch (default 512)."),
         click.option("--ctx", "n_ctx", type=click.IntRange(min=16), help="Context size for decoder models (default min(limit, 8192))."),
         click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all available)."),
         click.option("--n-gpu-layers", type=int, help="Layers to offload to the GPU (default: all when built with GPU support)."),
-        click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), help="Flash attention (default: auto on GPU, off on CPU)."),
+        click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), help="Flash attention (default: auto on GPU; on CPU, on for encoder models, off for decoders)."),
         click.option("--kv-type", type=click.Choice(["f16", "f32", "q8_0", "q4_0", "bf16"]), default="f16", show_default=True, help="KV-cache type."),
         click.option("--vram", help="GPU memory budget (e.g. 3GB): choose layers, batch, KV type to fit it."),
         click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log output."),
@@ -191,7 +191,8 @@ def make_embedder(model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, f
 
 @main.command("encode")
 @click.argument("files", nargs=-1, required=True)
-@embedder_options
+@click.option("-m", "--model", required=True, help="A .gguf path or a converted models.toml name.")
+@runtime_options
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: stdout, jsonl only).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "npy"]), help="Output format (default: from -o's suffix, else jsonl).")
 @click.option("--input-type", type=click.Choice(["query", "document"]), help="Apply the model's query or document prompt.")
@@ -320,15 +321,7 @@ def _print_plan(p, shape, title: str) -> None:
 @click.option("--truncate", type=click.Choice(["error", "end", "start"]), default="error", show_default=True,
               help="Default for over-long inputs (a request may override it).")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow browser requests from this origin (repeatable).")
-@click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live.")
-@click.option("--batch-size", type=click.IntRange(min=16), help="Tokens per llama.cpp batch (default 512).")
-@click.option("--ctx", "n_ctx", type=click.IntRange(min=16), help="Context size for decoder models.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all available).")
-@click.option("--n-gpu-layers", type=int, help="Layers to offload to the GPU (default: all when built with GPU support).")
-@click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), help="Flash attention.")
-@click.option("--kv-type", type=click.Choice(["f16", "f32", "q8_0", "q4_0", "bf16"]), default="f16", show_default=True)
-@click.option("--vram", help="GPU memory budget per model (e.g. 3GB): choose layers, batch, KV type to fit it.")
-@click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log output.")
+@runtime_options
 def serve_cmd(models, host, port, api_key, api_key_file, max_batch_tokens, max_inputs, max_body_mb, truncate,
               cors_origins, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, vram, verbose):
     """Serve an OpenAI-compatible /v1/embeddings endpoint."""
