@@ -161,7 +161,7 @@ def runtime_options(f):
         click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live."),
         click.option("--batch-size", type=click.IntRange(min=16), help="Tokens per llama.cpp batch (default 512)."),
         click.option("--ctx", "n_ctx", type=click.IntRange(min=16), help="Context size for decoder models (default min(limit, 8192))."),
-        click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all available)."),
+        click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all available; serve leaves one for the web layer)."),
         click.option("--n-gpu-layers", type=int, help="Layers to offload to the GPU (default: all when built with GPU support)."),
         click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), help="Flash attention (default: auto on GPU; on CPU, on for encoder models, off for decoders)."),
         click.option("--kv-type", type=click.Choice(["f16", "f32", "q8_0", "q4_0", "bf16"]), default="f16", show_default=True, help="KV-cache type."),
@@ -348,6 +348,12 @@ def serve_cmd(models, host, port, api_key, api_key_file, max_batch_tokens, max_i
 
             for p in paths:
                 fit_budget(p, parse_size(vram), n_ctx=n_ctx, batch_tokens=batch_size)
+    if threads is None:
+        # leave a core for HTTP, JSON and tokenisation: llama.cpp's threads wait on each other
+        # at every step, and one of them losing its core to the web layer stalls them all
+        from ._llama import default_threads
+
+        threads = max(1, default_threads() - 1)
     loaders = [
         functools.partial(make_embedder, p, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type,
                           verbose, vram)
