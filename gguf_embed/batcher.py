@@ -1,10 +1,11 @@
 """One worker thread per model: it alone runs the llama.cpp context.
 
 Requests queue their (already tokenised) sequences. Each round the worker builds one
-batch under a token budget by taking a fair share from every waiting request in turn,
-so sequences from requests that arrive together share llama.cpp batches, and a small
-request never waits behind more than about one round of a huge one. Results go back
-to each request's own future, in its own input order.
+batch under a token budget: a small quota from every waiting request, then the rest
+for the oldest requests. Sequences from requests that arrive together share llama.cpp
+batches, a small request never waits behind more than about one round of a huge one,
+and large requests finish in arrival order. Results go back to each request's own
+future, in its own input order.
 """
 
 from __future__ import annotations
@@ -69,31 +70,44 @@ class Batcher:
         self._thread.join(timeout)
 
     def _take_round(self) -> list[tuple[Job, int, int]]:
-        """Slices (job, start, stop) for one batch: a fair share of the budget per waiting job."""
+        """Slices (job, start, stop) for one batch under the token budget.
+
+        Every waiting request first gets a small quota (so a short one finishes in this
+        round, whatever else is queued); the rest of the budget goes to the oldest
+        requests first, so large ones finish in arrival order instead of all being
+        stretched together.
+        """
         budget = self.max_batch_tokens
-        share = max(1, budget // len(self._jobs))
-        picks = []
-        for job in list(self._jobs):
-            if budget <= 0:
-                break
-            start, used, stop = job.cursor, 0, job.cursor
-            limit = min(share, budget)
+        quota = max(1, budget // (4 * len(self._jobs)))
+        taken: dict[Job, list[int]] = {}
+
+        def take(job: Job, limit: int) -> int:
+            start = stop = job.cursor
+            used = 0
             while stop < len(job.seqs):
                 n = len(job.seqs[stop])
-                if stop > start and used + n > limit:
+                if used + n > limit and (stop > start or job in taken):
                     break
                 used += n
                 stop += 1
-                if used >= limit:
-                    break
-            job.cursor = stop
-            budget -= used
-            picks.append((job, start, stop))
-        # jobs with nothing left to schedule leave the queue (they finish when their batch returns)
-        for job, _, stop in picks:
-            if stop >= len(job.seqs):
+            if stop > start:
+                span = taken.setdefault(job, [start, start])
+                span[1] = stop
+                job.cursor = stop
+            return used
+
+        for job in list(self._jobs):
+            budget -= take(job, min(quota, budget))
+            if budget <= 0:
+                break
+        for job in list(self._jobs):
+            if budget <= 0:
+                break
+            budget -= take(job, budget)
+        for job, _ in taken.items():
+            if job.cursor >= len(job.seqs):
                 self._jobs.remove(job)
-        return picks
+        return [(job, a, b) for job, (a, b) in taken.items()]
 
     def _run(self) -> None:
         while True:
