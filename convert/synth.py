@@ -1,12 +1,18 @@
 """Write a random-weight Hugging Face folder with the exact shapes of a models.toml entry.
 
-    python convert/synth.py qwen3-embedding-4b OUT_DIR [--layers N] [--seed S]
+    python convert/synth.py qwen3-embedding-4b OUT_DIR [--dtype bf16|f16|f32] [--layers N] [--seed S]
 
-The folder looks like the real repository (config.json, tokenizer.json with the real
-vocabulary size, sentence-transformers files, sharded BF16 safetensors with the same
-tensor names), so conversion, memory and speed can be measured without downloading
-weights. Random weights say nothing about quality. No torch: safetensors are written
-with numpy, one tensor at a time.
+The folder looks like the real repository: config.json, the same tensor names and shapes
+(Qwen3-Embedding: ``embed_tokens.weight``, ``layers.N.self_attn.q_proj.weight``, ...; BERT:
+``embeddings.word_embeddings.weight``, ``encoder.layer.N....``), a tokenizer.json with the
+real vocabulary size (a small trained tokenizer padded with placeholder tokens) and the
+sentence-transformers files, so conversion, memory and speed can be measured without
+downloading weights. Random weights say nothing about quality.
+
+No torch: safetensors files are written with numpy (8-byte little-endian header length,
+JSON header, raw data), one tensor at a time and large tensors in slices of rows, so
+memory stays near 100 MiB whatever the model's size. Models over 2 GiB are sharded as
+model-0000K-of-0000N.safetensors with model.safetensors.index.json, as on the Hub.
 """
 
 from __future__ import annotations
@@ -70,33 +76,53 @@ def bert_tensors(s, layers):
         yield p + "output.LayerNorm.bias", (h,)
 
 
-def random_bf16(rng, shape, name) -> np.ndarray:
+TORCH_DTYPES = {"bf16": "bfloat16", "f16": "float16", "f32": "float32"}
+DTYPES = {"bf16": ("BF16", 2), "f16": ("F16", 2), "f32": ("F32", 4)}
+CHUNK_ELEMENTS = 8 * 2**20  # values generated at once
+
+
+def _encode(f: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "f32":
+        return f
+    if dtype == "f16":
+        return f.astype(np.float16)
+    return (f.view(np.uint32) >> 16).astype(np.uint16)  # bfloat16: the high half of each float32
+
+
+def write_tensor(fh, rng, shape, name: str, dtype: str) -> None:
+    """Norm weights 1, biases 0, matrices N(0, 0.02), written in slices of rows."""
     if len(shape) == 1:
-        value = 0.0 if name.endswith("bias") else 1.0
-        f = np.full(shape, value, dtype=np.float32)
-    else:
-        f = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
-    return (f.view(np.uint32) >> 16).astype(np.uint16)
+        _encode(np.full(shape, 0.0 if name.endswith("bias") else 1.0, dtype=np.float32), dtype).tofile(fh)
+        return
+    rows, cols = shape[0], int(np.prod(shape[1:]))
+    step = max(1, CHUNK_ELEMENTS // cols)
+    for a in range(0, rows, step):
+        n = min(step, rows - a)
+        block = rng.standard_normal((n, cols), dtype=np.float32)
+        block *= np.float32(0.02)
+        _encode(block, dtype).tofile(fh)
 
 
-def write_shards(out: Path, tensors, rng) -> None:
-    """Sharded BF16 safetensors plus model.safetensors.index.json, one tensor in memory at a time."""
+def write_shards(out: Path, tensors, rng, dtype: str = "bf16") -> list[str]:
+    """safetensors file(s), one tensor in memory at a time; an index when there is more than one."""
+    st_dtype, width = DTYPES[dtype]
     shards, cur, size = [], [], 0
     for name, shape in tensors:
-        nbytes = int(np.prod(shape)) * 2
+        nbytes = int(np.prod(shape)) * width
         if cur and size + nbytes > SHARD_BYTES:
             shards.append(cur)
             cur, size = [], 0
         cur.append((name, shape))
         size += nbytes
     shards.append(cur)
-    weight_map = {}
+    weight_map, names = {}, []
     for k, shard in enumerate(shards, 1):
-        fname = f"model-{k:05d}-of-{len(shards):05d}.safetensors"
+        fname = "model.safetensors" if len(shards) == 1 else f"model-{k:05d}-of-{len(shards):05d}.safetensors"
+        names.append(fname)
         header, offset = {"__metadata__": {"format": "pt"}}, 0
         for name, shape in shard:
-            n = int(np.prod(shape)) * 2
-            header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + n]}
+            n = int(np.prod(shape)) * width
+            header[name] = {"dtype": st_dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}
             offset += n
             weight_map[name] = fname
         raw = json.dumps(header).encode()
@@ -104,8 +130,12 @@ def write_shards(out: Path, tensors, rng) -> None:
         with open(out / fname, "wb") as fh:
             fh.write(struct.pack("<Q", len(raw)) + raw)
             for name, shape in shard:
-                random_bf16(rng, shape, name).tofile(fh)
-    (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+                write_tensor(fh, rng, shape, name, dtype)
+    if len(shards) > 1:
+        total = sum(int(np.prod(shape)) * width for shard in shards for _, shape in shard)
+        (out / "model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    return names
 
 
 def write_tokenizer(out: Path, entry: ModelEntry) -> None:
@@ -145,9 +175,11 @@ def write_tokenizer(out: Path, entry: ModelEntry) -> None:
             single="$A:0 <|endoftext|>:0", pair="$A:0 <|endoftext|>:0 $B:1 <|endoftext|>:1",
             special_tokens=[("<|endoftext|>", eot)]).__getstate__())
         (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False))
+        added = {str(t["id"]): {k: v for k, v in t.items() if k != "id"} for t in data["added_tokens"]}
         (out / "tokenizer_config.json").write_text(json.dumps({
-            "tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
-            "bos_token": None, "padding_side": "left", "model_max_length": entry.max_tokens}))
+            "tokenizer_class": "Qwen2Tokenizer", "added_tokens_decoder": added, "eos_token": "<|im_end|>",
+            "pad_token": "<|endoftext|>", "bos_token": None, "unk_token": None, "padding_side": "left",
+            "model_max_length": entry.max_tokens}, indent=2))
     else:
         words = sorted({w.lower().strip(".:") for line in corpus for w in line.split()})
         vocab = {t: i for i, t in enumerate(["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
@@ -173,7 +205,7 @@ def write_tokenizer(out: Path, entry: ModelEntry) -> None:
             "unk_token": "[UNK]", "pad_token": "[PAD]", "mask_token": "[MASK]"}))
 
 
-def write_config(out: Path, entry: ModelEntry, layers: int) -> None:
+def write_config(out: Path, entry: ModelEntry, layers: int, dtype: str = "bf16") -> None:
     s = entry.shape
     if entry.architecture == "qwen3":
         cfg = {
@@ -182,14 +214,14 @@ def write_config(out: Path, entry: ModelEntry, layers: int) -> None:
             "num_attention_heads": s.heads, "num_key_value_heads": s.kv_heads or s.heads,
             "head_dim": s.head_dim or s.hidden // s.heads, "max_position_embeddings": s.max_positions,
             "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": s.tie_embeddings,
-            "torch_dtype": "bfloat16",
+            "torch_dtype": TORCH_DTYPES[dtype],
         }
     else:
         cfg = {
             "architectures": ["BertModel"], "model_type": "bert", "vocab_size": s.vocab, "hidden_size": s.hidden,
             "intermediate_size": s.ffn, "num_hidden_layers": layers, "num_attention_heads": s.heads,
             "max_position_embeddings": s.max_positions, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
-            "hidden_act": "gelu", "torch_dtype": "bfloat16",
+            "hidden_act": "gelu", "torch_dtype": TORCH_DTYPES[dtype],
         }
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
     modules = [
@@ -206,16 +238,18 @@ def write_config(out: Path, entry: ModelEntry, layers: int) -> None:
     (out / "config_sentence_transformers.json").write_text(json.dumps({"prompts": dict(entry.prompts)}))
 
 
-def synthesize(name: str, out: Path, *, layers: int | None = None, seed: int = 0) -> Path:
+def synthesize(name: str, out: Path, *, layers: int | None = None, seed: int = 0, dtype: str = "bf16") -> Path:
     entry = load_registry().get(name)
     if entry.shape is None or entry.architecture not in ("qwen3", "bert"):
         raise SystemExit(f"{name}: no shape table or unsupported architecture")
     layers = layers or entry.shape.layers
     out.mkdir(parents=True, exist_ok=True)
-    write_config(out, entry, layers)
+    if dtype not in DTYPES:
+        raise SystemExit(f"--dtype must be one of {', '.join(DTYPES)}")
+    write_config(out, entry, layers, dtype)
     write_tokenizer(out, entry)
     gen = qwen3_tensors if entry.architecture == "qwen3" else bert_tensors
-    write_shards(out, gen(entry.shape, layers), np.random.default_rng(seed))
+    write_shards(out, gen(entry.shape, layers), np.random.default_rng(seed), dtype)
     return out
 
 
@@ -225,8 +259,9 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--layers", type=int, help="fewer layers than the real model (for quick checks)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="weight type of the safetensors (default bf16)")
     args = ap.parse_args()
-    print(synthesize(args.model, args.out, layers=args.layers, seed=args.seed))
+    print(synthesize(args.model, args.out, layers=args.layers, seed=args.seed, dtype=args.dtype))
 
 
 if __name__ == "__main__":

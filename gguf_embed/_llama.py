@@ -17,7 +17,7 @@ from pathlib import Path
 import llama_cpp as ll
 import numpy as np
 
-from .errors import ConversionError, ModelLoadError
+from .errors import ConversionError, FastPathError, ModelLoadError
 
 _state = {"verbose": False}
 _recent_errors: collections.deque[str] = collections.deque(maxlen=8)
@@ -61,7 +61,10 @@ def supports_gpu_offload() -> bool:
 # --- quantisation -------------------------------------------------------------------
 
 
-def quantize_file(src: Path, dst: Path, quant: str, threads: int) -> None:
+def quantize_file(src: Path, dst: Path, quant: str, threads: int, *, output_type: int | None = None,
+                  token_embd_type: int | None = None) -> None:
+    """llama.cpp's quantizer; ``output_type`` / ``token_embd_type`` (ggml types) override its
+    choice for the output head and the token embeddings."""
     init()
     ftype = getattr(ll, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}", None)
     if ftype is None:
@@ -69,6 +72,10 @@ def quantize_file(src: Path, dst: Path, quant: str, threads: int) -> None:
     params = ll.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = threads
+    if output_type is not None:
+        params.output_tensor_type = output_type
+    if token_embd_type is not None:
+        params.token_embedding_type = token_embd_type
     _recent_errors.clear()
     rc = ll.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0:
@@ -138,11 +145,72 @@ class Model:
             pass
 
 
+def _ggml_base() -> ctypes.CDLL:
+    """libggml-base, next to libllama: tensor names and reads for the eval callback."""
+    from llama_cpp import llama_cpp as bindings  # where llama-cpp-python found libllama (LLAMA_CPP_LIB_PATH)
+
+    folder = Path(bindings._base_path)
+    names = ["libggml-base.so", "libggml-base.dylib", "ggml-base.dll", "libggml-base.dll"]
+    path = next((folder / n for n in names if (folder / n).exists()), None)
+    lib = ctypes.CDLL(str(path)) if path is not None else bindings._lib  # a static build: all in libllama
+    lib.ggml_get_name.argtypes = [ctypes.c_void_p]
+    lib.ggml_get_name.restype = ctypes.c_char_p
+    lib.ggml_nbytes.argtypes = [ctypes.c_void_p]
+    lib.ggml_nbytes.restype = ctypes.c_size_t
+    lib.ggml_backend_tensor_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
+    lib.ggml_backend_tensor_get.restype = None
+    return lib
+
+
+_GGML = None
+CAPTURE_NODE = b"result_norm"  # the final-norm hidden states, the node before the LM head
+
+
+class _RowCapture:
+    """The eval callback of a last-token context.
+
+    llama.cpp's scheduler asks, node by node, whether we want a tensor's data. We say yes
+    only to ``result_norm``; when it is computed we copy its rows (the outputs of this
+    ubatch) and answer "stop": the rest of that graph split, the LM head, never runs.
+    Asked once per node per ubatch, so it stays as small as it can be.
+    """
+
+    def __init__(self):
+        global _GGML
+        if _GGML is None:
+            _GGML = _ggml_base()
+        get_name, nbytes, tensor_get = _GGML.ggml_get_name, _GGML.ggml_nbytes, _GGML.ggml_backend_tensor_get
+        self.rows: list[np.ndarray] = []
+        self.enabled = True
+        target = CAPTURE_NODE
+
+        def callback(t, ask, _user_data):  # pragma: no cover - called from C
+            if get_name(t) != target:
+                return False
+            if ask:
+                return self.enabled
+            n = nbytes(t)
+            buf = np.empty(n // 4, dtype=np.float32)
+            if n:
+                tensor_get(t, buf.ctypes.data, 0, n)
+            self.rows.append(buf)
+            return False
+
+        self.callback = ll.ggml_backend_sched_eval_callback(callback)
+
+
 class Context:
-    """A llama.cpp context set up for embeddings, with token-level outputs (no pooling)."""
+    """A llama.cpp context that returns hidden states as numpy rows.
+
+    ``last_only=False``: embeddings on, every token an output, ``run`` returns every row.
+    ``last_only=True`` (decoder models): embeddings off, only the tokens marked in ``out``
+    are outputs, and an eval callback copies the final-norm rows and stops the graph
+    before the LM head; ``run`` returns just those rows. ``n_seq_max`` bounds the outputs
+    of one batch (one per sequence).
+    """
 
     def __init__(self, model: Model, *, n_ctx: int, n_batch: int, n_ubatch: int, n_seq_max: int,
-                 n_threads: int, flash_attn: str = "auto", kv_type: str = "f16"):
+                 n_threads: int, flash_attn: str = "auto", kv_type: str = "f16", last_only: bool = False):
         p = ll.llama_context_default_params()
         p.n_ctx = n_ctx
         p.n_batch = n_batch
@@ -150,17 +218,24 @@ class Context:
         p.n_seq_max = n_seq_max
         p.n_threads = n_threads
         p.n_threads_batch = n_threads
-        p.embeddings = True
+        p.embeddings = not last_only
         p.pooling_type = ll.LLAMA_POOLING_TYPE_NONE
         p.flash_attn_type = FLASH_ATTN[flash_attn]
         p.type_k = p.type_v = KV_TYPES[kv_type]
-        p.kv_unified = True  # sequences of any length share one cache
+        p.kv_unified = True  # sequences of any length share one cache; ubatches keep batch order
         p.no_perf = True
+        self.capture = None
+        if last_only:
+            p.n_outputs_max = n_seq_max  # outputs per ubatch: one per sequence at most
+            self.capture = _RowCapture()
+            p.cb_eval = self.capture.callback
+            p.cb_eval_user_data = None
         _recent_errors.clear()
         self.ptr = ll.llama_init_from_model(model.ptr, p)
         if not self.ptr:
             raise ModelLoadError(f"cannot create a llama.cpp context: {last_error() or 'out of memory?'}")
         self.model = model
+        self.last_only = last_only
         self.n_ctx = ll.llama_n_ctx(self.ptr)
         self.n_batch = ll.llama_n_batch(self.ptr)
         self.n_ubatch = ll.llama_n_ubatch(self.ptr)
@@ -179,25 +254,59 @@ class Context:
         if self._mem:
             ll.llama_memory_clear(self._mem, True)
 
-    def run(self, tokens: np.ndarray, pos: np.ndarray, seq: np.ndarray) -> np.ndarray:
-        """One llama_decode over ``len(tokens)`` tokens.
-
-        Returns every token's hidden state, (n, n_embd) float32, as a view on llama.cpp's
-        output buffer: valid until the next call. (With embeddings on, llama.cpp outputs
-        every token whatever the batch asks, so all are marked.)
-        """
+    def _decode(self, tokens: np.ndarray, pos: np.ndarray, seq: np.ndarray, out: np.ndarray) -> None:
         n = len(tokens)
         self._tok[:n] = tokens
         self._pos[:n] = pos
-        self._out[:n] = 1
+        self._out[:n] = out
         for i in range(n):
             self._seq_ptrs[i][0] = int(seq[i])
         self.batch.n_tokens = n
         rc = ll.llama_decode(self.ptr, self.batch)
         if rc != 0:
             raise ModelLoadError(f"llama_decode failed ({rc}): {last_error() or 'out of memory or context full'}")
-        ptr = ll.llama_get_embeddings(self.ptr)
-        return np.ctypeslib.as_array(ptr, shape=(n, self.model.n_embd))
+
+    def run(self, tokens: np.ndarray, pos: np.ndarray, seq: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """One llama_decode over ``len(tokens)`` tokens.
+
+        Plain context: every token's hidden state, (n, n_embd) float32, as a view on
+        llama.cpp's output buffer, valid until the next call (with embeddings on, llama.cpp
+        outputs every token whatever the batch asks). Last-token context: the rows of the
+        tokens marked in ``out`` (bool, one per token), in batch order, as a new array.
+        """
+        n = len(tokens)
+        if not self.last_only:
+            self._decode(tokens, pos, seq, 1)
+            return np.ctypeslib.as_array(ll.llama_get_embeddings(self.ptr), shape=(n, self.model.n_embd))
+        cap = self.capture
+        cap.rows.clear()
+        self._decode(tokens, pos, seq, out)
+        want = int(np.count_nonzero(out))
+        rows = np.concatenate(cap.rows) if cap.rows else np.zeros(0, np.float32)
+        cap.rows.clear()
+        if rows.size != want * self.model.n_embd:
+            raise FastPathError(
+                f"the eval callback captured {rows.size // max(self.model.n_embd, 1)} rows of {CAPTURE_NODE.decode()} "
+                f"for {want} outputs"
+            )
+        return rows.reshape(want, self.model.n_embd)
+
+    def run_all_rows(self, tokens: np.ndarray, pos: np.ndarray, seq: np.ndarray) -> np.ndarray:
+        """On a last-token context: one decode the plain way (embeddings on, every token an
+        output, the graph run to the end), for checking the fast path against. Needs no
+        more tokens than the context's output limit (``n_seq_max``)."""
+        if len(tokens) > self.n_seq_max:
+            raise ValueError("a plain run on a last-token context takes at most n_seq_max tokens")
+        self.capture.enabled = False
+        ll.llama_set_embeddings(self.ptr, True)
+        try:
+            self._decode(tokens, pos, seq, 1)
+            rows = np.ctypeslib.as_array(ll.llama_get_embeddings(self.ptr), shape=(len(tokens), self.model.n_embd))
+            return rows.copy()
+        finally:
+            ll.llama_set_embeddings(self.ptr, False)
+            self.capture.enabled = True
+            self.capture.rows.clear()
 
     def state_size(self) -> int:
         return int(ll.llama_state_get_size(self.ptr))
@@ -237,3 +346,28 @@ class capture_log:
 
     def __exit__(self, *exc) -> None:
         _capture.remove(self.lines)
+
+
+import re  # noqa: E402
+
+_BUFFER_LINE = re.compile(r"(\S+)\s+(model|KV|compute|output) buffer size =\s+([\d.]+) MiB")
+
+
+def buffer_sizes(lines: list[str]) -> dict[str, int]:
+    """llama.cpp's report of the buffers it allocated ("CPU_Mapped model buffer size = 603.87 MiB",
+    "CPU KV buffer size", "CPU compute buffer size", "CPU output buffer size") from captured log
+    lines, as bytes keyed "kind:buffer" (kind: model, kv, compute, output)."""
+    out: dict[str, int] = {}
+    for buf, kind, mib in _BUFFER_LINE.findall("".join(lines)):
+        key = f"{kind.lower()}:{buf}"
+        out[key] = out.get(key, 0) + int(float(mib) * 2**20)
+    return out
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next((int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:")), 0)
+    except OSError:  # pragma: no cover
+        return 0

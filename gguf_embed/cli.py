@@ -36,7 +36,7 @@ def user_errors():
     except GGUFEmbedError as exc:
         raise _fail(exc) from None
     except MemoryError:
-        raise click.ClickException("out of memory; try a smaller --batch-size or --ctx") from None
+        raise click.ClickException("out of memory; try a smaller --batch-tokens or --ctx") from None
 
 
 def progress_bar(label: str, quiet: bool = False) -> Progress:
@@ -159,7 +159,9 @@ def runtime_options(f):
     """The llama.cpp settings shared by encode and serve."""
     for opt in reversed([
         click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live."),
-        click.option("--batch-size", type=click.IntRange(min=16), help="Tokens per llama.cpp batch (default 512)."),
+        click.option("--batch-tokens", "batch_size", type=click.IntRange(min=16),
+                     help="Tokens per llama.cpp batch (default 512)."),
+        click.option("--batch-size", "batch_size", type=click.IntRange(min=16), hidden=True),  # the old name
         click.option("--ctx", "n_ctx", type=click.IntRange(min=16), help="Context size for decoder models (default min(limit, 8192))."),
         click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all available; serve leaves one for the web layer)."),
         click.option("--n-gpu-layers", type=int, help="Layers to offload to the GPU (default: all when built with GPU support)."),
@@ -239,70 +241,9 @@ def encode_cmd(files, model, models_dir, batch_size, n_ctx, threads, n_gpu_layer
 
 # --- plan ---------------------------------------------------------------------------
 
+from .plan_cli import plan_cmd  # noqa: E402
 
-@main.command("plan")
-@click.argument("model")
-@click.option("--vram", help="GPU memory budget (e.g. 3GB, 2.5GiB): find settings that fit it.")
-@click.option("--ctx", "n_ctx", type=click.IntRange(min=16), help="Context size (decoder models).")
-@click.option("--batch-tokens", type=click.IntRange(min=16), help="Tokens per llama.cpp batch.")
-@click.option("--n-gpu-layers", type=int, default=0, show_default=True, help="Layers on the GPU (without --vram).")
-@click.option("--kv-type", type=click.Choice(["f16", "f32", "q8_0", "q4_0", "bf16"]), default="f16", show_default=True)
-@click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), help="Flash attention.")
-@click.option("--check", is_flag=True, help="Also create the context on this machine and show llama.cpp's own buffer sizes.")
-@click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live.")
-def plan_cmd(model, vram, n_ctx, batch_tokens, n_gpu_layers, kv_type, flash_attn, check, models_dir):
-    """Memory a model needs per device (weights, KV cache, compute, outputs), and what fits a budget."""
-    from . import plan as planning
-    from .model_info import resolve_model
-
-    with user_errors():
-        path = resolve_model(model, models_dir=models_dir)
-        shape = planning.read_shape(path)
-        if vram:
-            budget = planning.parse_size(vram)
-            try:
-                p = planning.fit_budget(path, budget, n_ctx=n_ctx, batch_tokens=batch_tokens)
-            except planning.BudgetError as exc:
-                full = planning.estimate(shape, n_ctx=n_ctx, batch_tokens=batch_tokens, n_gpu_layers=-1, flash_attn="on")
-                _print_plan(full, shape, f"{shape.info.name}: everything on the GPU")
-                raise click.ClickException(exc.message) from None
-        else:
-            p = planning.estimate(shape, n_ctx=n_ctx, batch_tokens=batch_tokens, n_gpu_layers=n_gpu_layers,
-                                  kv_type=kv_type, flash_attn=flash_attn)
-        _print_plan(p, shape, f"{shape.info.name} ({path.name})")
-        if vram:
-            n_layer = shape.info.n_layer
-            where = "all layers and the output head" if p.n_gpu_layers > n_layer else f"{p.n_gpu_layers} of {n_layer} layers"
-            click.echo(f"fits {vram}: {where} on the GPU, context {p.n_ctx}, batch {p.batch_tokens} tokens, "
-                       f"KV cache {p.kv_type}, flash attention {p.flash_attn}: {p.device_total('GPU') / 2**30:.2f} GiB "
-                       f"of {budget / 2**30:.2f} GiB")
-            click.echo(f"use: --vram {vram}  (or --n-gpu-layers {p.n_gpu_layers} --batch-size {p.batch_tokens} "
-                       f"--kv-type {p.kv_type} --flash-attn {p.flash_attn} --ctx {p.n_ctx})")
-        if check:
-            m = planning.measure(path, **p.settings())
-            rep = m["reported"]
-            click.echo("llama.cpp reports: " + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in sorted(rep.items())))
-            click.echo(f"llama.cpp total {sum(rep.values()) / 2**20:.1f} MiB vs plan {p.total_at_start / 2**20:.1f} MiB "
-                       f"at start; resident growth after one full batch {m['rss_growth'] / 2**20:.1f} MiB "
-                       f"(plan, output buffer grown: {p.total / 2**20:.1f} MiB)")
-
-
-def _print_plan(p, shape, title: str) -> None:
-    mib = lambda b: f"{b / 2**20:,.1f}"  # noqa: E731
-    console = Console(width=120)
-    console.print(f"[bold]{title}[/]: context {p.n_ctx}, batch {p.batch_tokens}, KV {p.kv_type}, "
-                  f"flash attention {p.flash_attn}")
-    table = Table()
-    devices = ["CPU"] + (["GPU"] if p.n_gpu_layers else [])
-    table.add_column("MiB")
-    for d in devices:
-        table.add_column(d, justify="right")
-    table.add_row("weights", *[mib(p.weights.get(d, 0)) for d in devices])
-    table.add_row("KV cache", *[mib(p.kv.get(d, 0)) for d in devices])
-    table.add_row("compute", *[mib(p.compute.get(d, 0)) for d in devices])
-    table.add_row("outputs", *[mib(p.output if d == "CPU" else 0) for d in devices])
-    table.add_row("total", *[mib(p.device_total(d)) for d in devices], style="bold")
-    console.print(table)
+main.add_command(plan_cmd)
 
 
 # --- serve --------------------------------------------------------------------------

@@ -9,7 +9,6 @@ CLI and the server included, builds on ``embed``/``embed_tokens``.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,8 +18,9 @@ import numpy as np
 from . import _llama, textnorm
 from .errors import InputTooLongError, InvalidInputError
 from .model_info import ModelInfo, resolve_model
-from .pooling import POOLINGS, needed_rows, pool, postprocess
+from .pooling import POOLINGS, postprocess
 from .registry import Registry
+from .runner import BatchRunner
 
 __all__ = ["Embedder", "EmbedResult", "TRUNCATE_POLICIES", "INPUT_TYPES"]
 
@@ -75,6 +75,7 @@ class Embedder:
         flash_attn: str | None = None,
         kv_type: str = "f16",
         pooling: str | None = None,
+        fast_path: bool | None = None,
         registry: Registry | None = None,
         models_dir: Path | None = None,
         verbose: bool = False,
@@ -100,13 +101,12 @@ class Embedder:
             raise InvalidInputError(f"flash_attn must be one of {', '.join(_llama.FLASH_ATTN)}")
         if kv_type not in _llama.KV_TYPES:
             raise InvalidInputError(f"kv_type must be one of {', '.join(_llama.KV_TYPES)}")
-        self.ctx = _llama.Context(
-            self.model, n_ctx=n_ctx, n_batch=budget, n_ubatch=budget, n_seq_max=max_seqs,
-            n_threads=n_threads or _llama.default_threads(),
-            flash_attn=flash_attn, kv_type=kv_type,
+        self.runner = BatchRunner(
+            self.model, pooling=info.pooling, causal=info.causal, n_ctx=n_ctx, batch_tokens=budget,
+            max_seqs=max_seqs, n_threads=n_threads or _llama.default_threads(), flash_attn=flash_attn,
+            kv_type=kv_type, fast_path=fast_path,
         )
         self.max_seqs = max_seqs
-        self._lock = threading.Lock()
         self._prefix, self._suffix = self._special_frame()
 
     # --- properties ----------------------------------------------------------------
@@ -123,8 +123,17 @@ class Embedder:
     def n_vocab(self) -> int:
         return self.model.n_vocab
 
+    @property
+    def ctx(self) -> _llama.Context:
+        return self.runner.ctx
+
+    @property
+    def fast_path(self) -> bool:
+        """True when only each sequence's last token is computed to the final norm (no LM head)."""
+        return self.runner.fast_path
+
     def close(self) -> None:
-        self.ctx.close()
+        self.runner.close()
         self.model.close()
 
     def __enter__(self):
@@ -220,56 +229,9 @@ class Embedder:
 
     # --- inference ------------------------------------------------------------------
 
-    def _groups(self, lengths: np.ndarray) -> list[np.ndarray]:
-        """Sequence indices, longest first, packed under the token budget and sequence cap."""
-        order = np.argsort(-lengths, kind="stable")
-        groups, cur, used = [], [], 0
-        for idx in order:
-            n = int(lengths[idx])
-            if cur and (used + n > self.batch_tokens or len(cur) >= self.max_seqs):
-                groups.append(np.array(cur))
-                cur, used = [], 0
-            cur.append(idx)
-            used += n
-        if cur:
-            groups.append(np.array(cur))
-        return groups
-
-    def _run_group(self, seqs: list[np.ndarray]) -> np.ndarray:
-        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-        tokens = np.concatenate(seqs)
-        pos = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
-        seq = np.repeat(np.arange(len(seqs), dtype=np.int32), lengths)
-        wanted = needed_rows(lengths, self.info.pooling)
-        step = self.ctx.n_batch
-        rows = []
-        try:
-            for a in range(0, len(tokens), step):
-                b = min(a + step, len(tokens))
-                view = self.ctx.run(tokens[a:b], pos[a:b], seq[a:b])
-                if wanted is None:
-                    rows.append(view.copy())
-                else:
-                    sel = wanted[(wanted >= a) & (wanted < b)] - a
-                    if len(sel):
-                        rows.append(view[sel])
-        finally:
-            self.ctx.clear()
-        return pool(np.concatenate(rows), lengths, self.info.pooling)
-
     def encode_tokens(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Pooled, unnormalised vectors (n, n_embd) for framed token sequences, in input order."""
-        n = len(seqs)
-        result = np.empty((n, self.info.n_embd), dtype=np.float32)
-        if n == 0:
-            return result
-        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-        with self._lock:
-            for group in self._groups(lengths):
-                result[group] = self._run_group([seqs[i] for i in group])
-                if progress is not None:
-                    progress(len(group))
-        return result
+        return self.runner.encode(seqs, self.info.n_embd, progress)
 
     # --- public API ---------------------------------------------------------------------
 

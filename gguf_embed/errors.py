@@ -12,6 +12,7 @@ __all__ = [
     "InputTooLongError",
     "ModelNotFoundError",
     "ModelLoadError",
+    "FastPathError",
     "ConversionError",
     "AuthenticationError",
     "TooManyInputsError",
@@ -68,6 +69,12 @@ class ModelNotFoundError(GGUFEmbedError):
 
 class ModelLoadError(GGUFEmbedError):
     code = "model_load_failed"
+
+
+class FastPathError(ModelLoadError):
+    """The last-token fast path did not give the rows it should (the runtime falls back)."""
+
+    code = "fast_path_failed"
 
 
 class ConversionError(GGUFEmbedError):

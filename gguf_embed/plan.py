@@ -2,51 +2,73 @@
 settings fit a VRAM budget. Reads the GGUF's metadata and tensor table only (no weights).
 
 The arithmetic follows how llama.cpp allocates for an embedding context:
-- weights: each tensor's bytes; repeating layers go to the GPU from the last layer down
-  as ``n_gpu_layers`` grows, the output head (a copy of the token embeddings when the
-  file has none) once all layers are offloaded; token embeddings stay on the CPU;
-- KV cache (decoder models only): n_ctx x layers x kv heads x head dim x (K+V) x type size;
-- compute buffer: the largest set of live activations for one ubatch: the LM head's
-  logits (every token is an output with embeddings on), or attention scores
-  (n_ubatch x n_ctx x heads, unless flash attention), plus feed-forward activations;
-- output buffer (host): logits + embeddings for every output token of a batch.
-Checked against llama.cpp's own buffer report by ``measure``.
+
+- weights: each tensor's bytes from the file. ``n_gpu_layers = k`` puts the output layer
+  (output norm and head) on the GPU as soon as k >= 1, then the last k - 1 repeating layers;
+  the token embeddings always stay on the CPU. A file without ``output.weight`` uses the
+  token embeddings as the head: free on the CPU, a second copy once the head is on the GPU.
+  On the CPU, layer weights of some quantisation types get a second, repacked copy
+  (llama.cpp's "CPU_REPACK" buffer) for faster matrix products;
+- KV cache (decoder models only): n_ctx (padded to 256) x layers x kv heads x head dim
+  x (K + V) x bytes per element of the cache type;
+- compute buffer: the largest set of activations alive at once for one ubatch, either inside
+  a layer (attention scores n_ubatch x n_kv x heads as F32 plus the mask, or only the F16 mask
+  with flash attention, plus feed-forward activations) or at the output head (the logits of
+  every output: n_ubatch x n_vocab floats on the all-token path, where every token is an
+  output; n_seq_max x n_vocab on the last-token fast path, which reserves them but never
+  computes them);
+- output buffer (host): logits (+ embeddings on the all-token path) as floats: n_seq_max rows
+  when the context is created; on the all-token path it grows to a whole batch on the first
+  full batch, on the fast path it stays at n_seq_max rows.
+
+``measure`` creates a real context and reads llama.cpp's own buffer report to check a plan.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gguf
 
-from . import keys
 from .embedder import DEFAULT_BATCH_TOKENS, context_shape, default_flash_attn
 from .errors import InvalidInputError
 from .model_info import ModelInfo
+from .runner import fast_path_enabled
 
-__all__ = ["ModelShape", "Plan", "read_shape", "estimate", "fit_budget", "measure", "parse_size", "BudgetError"]
+__all__ = ["ModelShape", "Plan", "BudgetError", "read_shape", "registry_shape", "uses_fast_path", "estimate", "fit_budget", "settings_for_budget",
+           "measure", "parse_size", "repacked_types"]
 
 MiB = 2**20
+GiB = 2**30
+CTX_PAD = 256  # llama.cpp rounds the context size up to a multiple of this
 KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
-FFN_ACT = 1.8  # feed-forward activations live at once, in units of n_ubatch x ffn x 4 bytes (measured)
-# On x86 with AVX2 (and ARM with NEON) llama.cpp's CPU backend keeps a second, repacked copy of
-# these weight types for faster matrix products ("CPU_REPACK" buffer).
-REPACKED_TYPES = {gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q4_K, gguf.GGMLQuantizationType.IQ4_NL}
+# Feed-forward and other activations alive inside a layer, in units of n_ubatch x n_ff x 4 bytes.
+# Fitted to llama.cpp's compute buffer report (CPU backend, BERT and Qwen3 shapes, n_ubatch 64-4096).
+FFN_ACT = 1.8
+MIN_AUTO_CTX = 512  # the shortest context fit_budget picks on its own
+T = gguf.GGMLQuantizationType
 
 
-def cpu_repacks() -> bool:
-    import platform
-
-    if platform.machine().lower() in ("aarch64", "arm64"):
-        return True
+def repacked_types() -> frozenset:
+    """Weight types llama.cpp's CPU backend keeps a second, repacked copy of, on this machine."""
+    machine = platform.machine().lower()
+    if machine in ("aarch64", "arm64"):  # NEON with dot product
+        return frozenset({T.Q4_0, T.Q4_K, T.Q5_K, T.Q6_K, T.Q8_0, T.IQ4_NL, T.MXFP4})
     try:
         with open("/proc/cpuinfo") as fh:
-            return " avx2 " in f" {fh.read()} "
-    except OSError:  # pragma: no cover
-        return False
+            flags = set(next((ln for ln in fh if ln.startswith("flags")), "").split())
+    except OSError:  # pragma: no cover - not Linux
+        flags = set()
+    out = set()
+    if "avx2" in flags:
+        out |= {T.Q4_0, T.Q4_K, T.IQ4_NL, T.MXFP4}
+    if "avx512f" in flags:
+        out.add(T.Q2_K)
+    return frozenset(out)
 
 
 class BudgetError(InvalidInputError):
@@ -61,20 +83,21 @@ class ModelShape:
     n_head_kv: int
     head_dim: int
     n_ff: int
-    has_output: bool  # an output.weight tensor in the file (else llama.cpp duplicates token_embd)
+    has_output: bool  # an output.weight tensor in the file (else the head is the token embeddings)
     layer_bytes: tuple[int, ...]
-    layer_repack_bytes: tuple[int, ...]  # tensors llama.cpp's CPU backend copies into a repacked layout
+    layer_repack_bytes: tuple[int, ...]  # per layer: weights the CPU backend copies into a repacked layout
     token_embd_bytes: int
     output_bytes: int  # output head + output norm stored in the file
-    tied_output_bytes: int  # the token embeddings again, when llama.cpp must copy them to the GPU as the head
+    tied_output_bytes: int  # the token embeddings again, when the head must be a separate copy
+    tied_output_repacked: bool  # that head is of a repacked type (a second copy even on the CPU)
     other_bytes: int
 
 
 def _meta_strings(reader: gguf.GGUFReader) -> dict[str, str]:
     out = {}
     for name, fld in reader.fields.items():
-        if name.startswith("tokenizer.ggml.") and name not in ("tokenizer.ggml.model",):
-            continue
+        if name.startswith("tokenizer.ggml.") and name != "tokenizer.ggml.model":
+            continue  # token lists: large and not needed
         try:
             v = fld.contents()
         except Exception:  # pragma: no cover - exotic field types
@@ -83,8 +106,40 @@ def _meta_strings(reader: gguf.GGUFReader) -> dict[str, str]:
     return out
 
 
-def read_shape(path: str | os.PathLike) -> ModelShape:
+def _from_tensors(info: ModelInfo, tensors, *, n_vocab: int, n_head: int, n_head_kv: int, head_dim: int, n_ff: int,
+                  repack: frozenset) -> ModelShape:
+    """A ModelShape from (name, type, n_bytes, n_dims) rows, as a file or a registry entry gives them."""
+    n_layer = info.n_layer
+    layer, layer_repack = [0] * n_layer, [0] * n_layer
+    token_embd = output = other = 0
+    embd_type = None
+    has_output = False
+    for name, ttype, n_bytes, n_dims in tensors:
+        m = re.match(r"blk\.(\d+)\.", name)
+        if m:
+            layer[int(m.group(1))] += n_bytes
+            if ttype in repack and n_dims > 1:
+                layer_repack[int(m.group(1))] += n_bytes
+        elif name == "token_embd.weight":
+            token_embd, embd_type = n_bytes, ttype
+        elif name.startswith("output"):
+            output += n_bytes
+            has_output = has_output or name == "output.weight"
+        else:
+            other += n_bytes
+    tied = info.causal and not has_output
+    return ModelShape(
+        info=info, n_vocab=n_vocab, n_head=n_head, n_head_kv=n_head_kv, head_dim=head_dim, n_ff=n_ff,
+        has_output=has_output, layer_bytes=tuple(layer), layer_repack_bytes=tuple(layer_repack),
+        token_embd_bytes=token_embd, output_bytes=output, tied_output_bytes=token_embd if tied else 0,
+        tied_output_repacked=tied and embd_type in repack, other_bytes=other,
+    )
+
+
+def read_shape(path: str | os.PathLike, *, repack: frozenset | None = None) -> ModelShape:
+    """The shape and tensor bytes of a GGUF file (metadata and tensor table only)."""
     path = Path(path)
+    repack = repacked_types() if repack is None else repack
     reader = gguf.GGUFReader(path)
     meta = _meta_strings(reader)
     arch = meta["general.architecture"]
@@ -97,32 +152,35 @@ def read_shape(path: str | os.PathLike) -> ModelShape:
     info = ModelInfo.from_meta(path, meta, n_embd=n_embd, n_layer=n_layer, n_ctx_train=num("context_length"))
     n_head = num("attention.head_count")
     tokens = reader.fields.get("tokenizer.ggml.tokens")
-    n_vocab = len(tokens.data) if tokens is not None else 0
-    layer = [0] * n_layer
-    repack = [0] * n_layer
-    token_embd = output = other = 0
-    names = set()
-    for t in reader.tensors:
-        names.add(t.name)
-        m = re.match(r"blk\.(\d+)\.", t.name)
-        if m:
-            layer[int(m.group(1))] += int(t.n_bytes)
-            if t.tensor_type in REPACKED_TYPES and len(t.shape) > 1:
-                repack[int(m.group(1))] += int(t.n_bytes)
-        elif t.name == "token_embd.weight":
-            token_embd = int(t.n_bytes)
-        elif t.name.startswith("output"):
-            output += int(t.n_bytes)
-        else:
-            other += int(t.n_bytes)
-    has_output = "output.weight" in names
-    return ModelShape(
-        info=info, n_vocab=n_vocab, n_head=n_head, n_head_kv=num("attention.head_count_kv", n_head),
-        head_dim=num("attention.key_length", n_embd // n_head), n_ff=num("feed_forward_length"),
-        has_output=has_output, layer_bytes=tuple(layer), layer_repack_bytes=tuple(repack), token_embd_bytes=token_embd,
-        output_bytes=output, tied_output_bytes=token_embd if info.causal and not has_output else 0,
-        other_bytes=other,
+    rows = [(t.name, t.tensor_type, int(t.n_bytes), len(t.shape)) for t in reader.tensors]
+    return _from_tensors(info, rows, n_vocab=len(tokens.data) if tokens is not None else 0, n_head=n_head,
+                         n_head_kv=num("attention.head_count_kv", n_head),
+                         head_dim=num("attention.key_length", n_embd // n_head), n_ff=num("feed_forward_length"),
+                         repack=repack)
+
+
+def registry_shape(entry, quant: str | None = None, *, repack: frozenset | None = None) -> ModelShape:
+    """The shape and tensor bytes of ``gguf-embed convert NAME --quant QUANT``'s file, from
+    models.toml alone: plan before downloading."""
+    from .shapes import tensor_table
+
+    quant = (quant or entry.default_quant).upper()
+    try:
+        table = tensor_table(entry, quant)
+    except ValueError as exc:
+        raise InvalidInputError(f"cannot plan {entry.name} without its file: {exc}", param="model") from None
+    s = entry.shape
+    causal = entry.architecture == "qwen3"
+    n_ctx_train = s.max_positions
+    info = ModelInfo(
+        path=Path(entry.gguf_filename(quant)), name=entry.name, arch=entry.architecture, n_embd=s.hidden,
+        n_layer=s.layers, n_ctx_train=n_ctx_train, pooling=entry.pooling, causal=causal,
+        max_tokens=min(entry.max_tokens, n_ctx_train), matryoshka_min=entry.matryoshka_min,
     )
+    rows = [(t.name, t.type, t.n_bytes, len(t.dims)) for t in table]
+    return _from_tensors(info, rows, n_vocab=s.vocab, n_head=s.heads, n_head_kv=s.kv_heads or s.heads,
+                         head_dim=s.head_dim or s.hidden // s.heads, n_ff=s.ffn,
+                         repack=repacked_types() if repack is None else repack)
 
 
 @dataclass(frozen=True)
@@ -133,11 +191,14 @@ class Plan:
     flash_attn: str
     kv_type: str
     n_gpu_layers: int
-    weights: dict[str, int] = field(default_factory=dict)  # device -> bytes
+    weights: dict[str, int] = field(default_factory=dict)  # device ("CPU", "GPU") -> bytes
     kv: dict[str, int] = field(default_factory=dict)
     compute: dict[str, int] = field(default_factory=dict)
     output: int = 0  # host, once a full batch has run (every token an output)
     output_at_start: int = 0  # host, as llama.cpp reserves it when the context is created
+    n_layer: int = 0
+    notes: tuple[str, ...] = ()
+    fast_path: bool = False
 
     def device_total(self, device: str) -> int:
         return self.weights.get(device, 0) + self.kv.get(device, 0) + self.compute.get(device, 0) + (
@@ -152,118 +213,179 @@ class Plan:
         """What llama.cpp allocates when the context is created (its output buffer grows later)."""
         return self.total - self.output + self.output_at_start
 
+    @property
+    def placement(self) -> str:
+        k, n = self.n_gpu_layers, self.n_layer
+        if k == 0:
+            return "everything on the CPU"
+        if k > n:
+            return "all layers and the output layer on the GPU"
+        return f"the output layer and {k - 1} of {n} layers on the GPU"
+
     def settings(self) -> dict:
         """Embedder keyword arguments that realise this plan."""
         return {"n_ctx": self.n_ctx, "batch_tokens": self.batch_tokens, "flash_attn": self.flash_attn,
                 "kv_type": self.kv_type, "n_gpu_layers": self.n_gpu_layers}
 
 
-def _compute_bytes(s: ModelShape, n_ub: int, n_ctx: int, fa: bool) -> int:
+def uses_fast_path(info: ModelInfo, fast_path: bool | None = None) -> bool:
+    """Whether an Embedder runs this model on the last-token fast path (no LM head, no logits)."""
+    return fast_path_enabled(fast_path) and info.causal and info.pooling == "last"
+
+
+def _compute_parts(s: ModelShape, n_ub: int, n_ctx: int, fa: bool, n_out: int) -> tuple[int, int]:
+    """Peak activations (bytes) for one ubatch with ``n_out`` outputs: inside a layer, and at the head."""
     causal = s.info.causal
-    logits = n_ub * (s.n_vocab * 4 + 2 * s.info.n_embd * 4) if causal else 0
     n_kv = n_ctx if causal else n_ub
-    attn = 0 if fa else n_ub * n_kv * (4 * s.n_head + (4 if causal else 2))
-    return int(max(logits, attn) + n_ub * s.n_ff * 4 * FFN_ACT)
+    if fa:
+        attn = n_ub * n_kv * 2  # the F16 mask only
+    else:
+        attn = n_ub * n_kv * (4 * s.n_head + (4 if causal else 2))  # F32 scores per head + the mask
+    layer = attn + n_ub * s.n_ff * 4 * FFN_ACT
+    head = n_out * (s.n_vocab + 2 * s.info.n_embd) * 4 if causal else 0  # logits + the normed input
+    return int(layer), int(head)
 
 
 def estimate(path_or_shape, *, n_ctx: int | None = None, batch_tokens: int | None = None, n_seq_max: int = 64,
              flash_attn: str | None = None, kv_type: str = "f16", n_gpu_layers: int = 0,
-             repack: bool | None = None) -> Plan:
+             fast_path: bool | None = None) -> Plan:
+    """The memory an Embedder with these settings allocates, by kind and device.
+
+    On the last-token fast path (decoders with last-token pooling) llama.cpp reserves the head's
+    activations for one output per sequence instead of one per token, and its host output buffer
+    holds logits for ``n_seq_max`` rows (plus their embeddings after the load-time self-check),
+    which never grows; on the all-token path every token of a batch is an output."""
     s = path_or_shape if isinstance(path_or_shape, ModelShape) else read_shape(path_or_shape)
-    repack = cpu_repacks() if repack is None else repack
+    if kv_type not in KV_BYTES:
+        raise InvalidInputError(f"kv_type must be one of {', '.join(KV_BYTES)}", param="kv_type")
     info = s.info
     n_ctx, budget, _ = context_shape(info, n_ctx, batch_tokens)
+    n_ctx_alloc = -(-n_ctx // CTX_PAD) * CTX_PAD
     n_layer = info.n_layer
-    gpu_layers = n_layer + 1 if n_gpu_layers < 0 else min(max(n_gpu_layers, 0), n_layer + 1)
-    fa = flash_attn or default_flash_attn(info, gpu_layers)
-    fa_on = fa == "on" or (fa == "auto" and gpu_layers > 0)
-    on_gpu = [i >= n_layer - gpu_layers for i in range(n_layer)]
-    out_on_gpu = gpu_layers > n_layer
-    # a file without output.weight shares the token embeddings as the head: free on the CPU,
-    # a second copy once the head moves to the GPU
-    w_gpu = sum(b for b, g in zip(s.layer_bytes, on_gpu) if g) + (
-        s.output_bytes + s.tied_output_bytes if out_on_gpu else 0)
-    w_cpu = sum(b for b, g in zip(s.layer_bytes, on_gpu) if not g) + s.token_embd_bytes + s.other_bytes + (
-        0 if out_on_gpu else s.output_bytes)
-    if repack:
-        w_cpu += sum(b for b, g in zip(s.layer_repack_bytes, on_gpu) if not g)
-    kv_per_layer = n_ctx * s.n_head_kv * s.head_dim * 2 * KV_BYTES[kv_type] if info.causal else 0
-    kv_gpu = int(kv_per_layer * sum(on_gpu))
-    kv_cpu = int(kv_per_layer * (n_layer - sum(on_gpu)))
-    compute = _compute_bytes(s, budget, n_ctx, fa_on)
-    if gpu_layers:
-        # the GPU holds the graph's activations; the host keeps the input embeddings, and the
-        # LM head's logits when the output layer stays on the CPU
-        head = budget * s.n_vocab * 4 if (info.causal and not out_on_gpu) else 0
-        comp = {"GPU": compute, "CPU": budget * info.n_embd * 4 + head}
+    k = n_layer + 1 if n_gpu_layers < 0 else min(n_gpu_layers, n_layer + 1)
+    fa = flash_attn or default_flash_attn(info, k)
+    fa_on = fa == "on" or (fa == "auto" and k > 0)
+    gpu_start = n_layer + 1 - k  # layers from here up, and the output layer when k >= 1, are on the GPU
+    on_gpu = [i >= gpu_start for i in range(n_layer)]
+    n_gpu = sum(on_gpu)
+    head_on_gpu = k >= 1
+    w_gpu = sum(b for b, g in zip(s.layer_bytes, on_gpu) if g)
+    w_cpu = sum(b for b, g in zip(s.layer_bytes, on_gpu) if not g) + s.token_embd_bytes + s.other_bytes
+    w_cpu += sum(b for b, g in zip(s.layer_repack_bytes, on_gpu) if not g)
+    if head_on_gpu:
+        w_gpu += s.output_bytes + s.tied_output_bytes
     else:
-        comp = {"CPU": compute}
-    outputs = max(budget, n_seq_max)  # with embeddings on, every token of a batch is an output
-    output = outputs * (s.n_vocab + info.n_embd) * 4
-    output_at_start = n_seq_max * (s.n_vocab + info.n_embd) * 4
-    weights = {"CPU": w_cpu, **({"GPU": w_gpu} if gpu_layers else {})}
-    kv = {"CPU": kv_cpu, **({"GPU": kv_gpu} if gpu_layers else {})}
-    return Plan(n_ctx, budget, n_seq_max, fa, kv_type, gpu_layers, weights, kv, comp, output, output_at_start)
-
-
-def fit_budget(path, vram_bytes: int, *, n_ctx: int | None = None, batch_tokens: int | None = None) -> Plan:
-    """The roomiest settings whose GPU memory fits ``vram_bytes``: all layers with the largest
-    batch first, then smaller batches, a smaller KV-cache type, and finally fewer layers."""
-    s = read_shape(path)
-    n_layer = s.info.n_layer
-    batches = [batch_tokens] if batch_tokens else [DEFAULT_BATCH_TOKENS, 256, 128, 64]
-    kv_types = ["f16", "q8_0", "q4_0"] if s.info.causal else ["f16"]
-    best = None
-    for layers in range(n_layer + 1, 0, -1):
-        for kv in kv_types:
-            for bt in batches:
-                p = estimate(s, n_ctx=n_ctx, batch_tokens=bt, flash_attn="on", kv_type=kv, n_gpu_layers=layers)
-                if p.device_total("GPU") <= vram_bytes:
-                    return p
-                if best is None or p.device_total("GPU") < best.device_total("GPU"):
-                    best = p if layers == n_layer + 1 else best
-    full = best or estimate(s, n_ctx=n_ctx, batch_tokens=batches[-1], flash_attn="on", kv_type=kv_types[-1],
-                            n_gpu_layers=-1)
-    raise BudgetError(
-        f"{s.info.name} does not fit in {vram_bytes / 2**30:.2f} GiB of VRAM even with one layer offloaded; "
-        f"fully offloaded it needs {full.device_total('GPU') / 2**30:.2f} GiB "
-        f"({(full.device_total('GPU') - vram_bytes) / 2**30:.2f} GiB over)"
+        w_cpu += s.output_bytes + (s.tied_output_bytes if s.tied_output_repacked else 0)
+    kv_layer = n_ctx_alloc * s.n_head_kv * s.head_dim * 2 * KV_BYTES[kv_type] if info.causal else 0
+    fast = uses_fast_path(info, fast_path)
+    layer_act, head_act = _compute_parts(s, budget, n_ctx_alloc, fa_on, min(budget, n_seq_max) if fast else budget)
+    inputs = budget * info.n_embd * 4  # token embeddings looked up on the CPU
+    if k == 0:
+        compute = {"CPU": max(layer_act, head_act)}
+    else:
+        compute = {"GPU": max(layer_act if n_gpu else 0, head_act),
+                   "CPU": inputs + (layer_act if n_gpu < n_layer else 0)}
+    row = (s.n_vocab + info.n_embd) * 4  # logits + embeddings of one output
+    if fast:
+        output, output_at_start = n_seq_max * row, n_seq_max * s.n_vocab * 4
+    else:
+        output, output_at_start = max(budget, n_seq_max) * row, n_seq_max * row
+    gpu = {"GPU": 0} if k else {}
+    return Plan(
+        n_ctx=n_ctx, batch_tokens=budget, n_seq_max=n_seq_max, flash_attn=fa, kv_type=kv_type, n_gpu_layers=k,
+        weights={"CPU": w_cpu, **({"GPU": w_gpu} if k else {})},
+        kv={"CPU": int(kv_layer * (n_layer - n_gpu)), **({"GPU": int(kv_layer * n_gpu)} if k else gpu)},
+        compute=compute, output=output, output_at_start=output_at_start, n_layer=n_layer, fast_path=fast,
     )
 
 
+def _halvings(n: int, floor: int) -> list[int]:
+    out = [n]
+    while out[-1] // 2 >= floor:
+        out.append(out[-1] // 2)
+    return out
+
+
+def fit_budget(path_or_shape, vram_bytes: int, *, n_ctx: int | None = None, batch_tokens: int | None = None) -> Plan:
+    """The roomiest settings whose GPU memory fits ``vram_bytes``.
+
+    Every layer on the GPU first: the largest batch, then smaller batches, then a smaller
+    KV-cache type (q8_0, q4_0), then (unless ``n_ctx`` is given) a shorter context, halving
+    down to 512; only then fewer layers at the first context. Flash attention is on
+    throughout (it keeps the compute buffer small, and a quantised KV cache needs it)."""
+    s = path_or_shape if isinstance(path_or_shape, ModelShape) else read_shape(path_or_shape)
+    info, n_layer = s.info, s.info.n_layer
+    batches = [batch_tokens] if batch_tokens else [DEFAULT_BATCH_TOKENS, 256, 128, 64]
+    kv_types = ["f16", "q8_0", "q4_0"] if info.causal else ["f16"]
+    first_ctx = context_shape(info, n_ctx, batch_tokens)[0]
+    ctxs = [first_ctx] if (n_ctx or not info.causal) else _halvings(first_ctx, MIN_AUTO_CTX)
+
+    def first_fit(layers: int, ctx: int) -> Plan | None:
+        for kv in kv_types:
+            for bt in batches:
+                p = estimate(s, n_ctx=ctx, batch_tokens=bt, flash_attn="on", kv_type=kv, n_gpu_layers=layers)
+                if p.device_total("GPU") <= vram_bytes:
+                    return p
+        return None
+
+    for ctx in ctxs:
+        p = first_fit(n_layer + 1, ctx)
+        if p is not None:
+            note = (f"context cut from {first_ctx} to {p.n_ctx} tokens to keep every layer on the GPU "
+                    f"(longer inputs need --ctx and fewer layers on the GPU)") if ctx != first_ctx else None
+            return Plan(**{**p.__dict__, "notes": (note,) if note else ()})
+    for layers in range(n_layer, 0, -1):
+        p = first_fit(layers, first_ctx)
+        if p is not None:
+            return p
+    full = estimate(s, n_ctx=first_ctx, batch_tokens=batches[0], flash_attn="on", n_gpu_layers=-1)
+    least = estimate(s, n_ctx=ctxs[-1], batch_tokens=batches[-1], flash_attn="on", kv_type=kv_types[-1],
+                     n_gpu_layers=1)
+    raise BudgetError(
+        f"{info.name} does not fit in {vram_bytes / GiB:.2f} GiB of VRAM: every layer on the GPU needs "
+        f"{full.device_total('GPU') / GiB:.2f} GiB at context {full.n_ctx} "
+        f"({(full.device_total('GPU') - vram_bytes) / GiB:.2f} GiB over), and even the least offload "
+        f"(the output layer only, KV {least.kv_type}, batch {least.batch_tokens}, context {least.n_ctx}) needs "
+        f"{least.device_total('GPU') / GiB:.2f} GiB ({(least.device_total('GPU') - vram_bytes) / GiB:.2f} GiB over); "
+        "use a smaller quantisation, a larger budget, or the CPU (--n-gpu-layers 0)",
+        param="vram",
+    )
+
+
+def settings_for_budget(model_path, vram_bytes: int, ctx: int | None = None, batch_tokens: int | None = None) -> dict:
+    """Embedder keyword arguments (n_gpu_layers, n_ctx, batch_tokens, flash_attn, kv_type) that fit
+    ``vram_bytes`` of GPU memory; raises BudgetError (an InvalidInputError) saying by how much not."""
+    return fit_budget(model_path, int(vram_bytes), n_ctx=ctx, batch_tokens=batch_tokens).settings()
+
+
 def parse_size(text: str) -> int:
-    m = re.fullmatch(r"\s*([\d.]+)\s*([kKmMgG]i?[bB]?|[bB])?\s*", str(text))
-    if not m:
+    """'3GB', '2.5GiB', '800MB', '3' (GiB) -> bytes. GB and GiB both mean 2**30, as GPU memory is counted."""
+    m = re.fullmatch(r"\s*([\d.]+)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*", str(text))
+    if not m or m.group(1).count(".") > 1:
         raise InvalidInputError(f"cannot read {text!r} as a size (e.g. 3GB, 2.5GiB, 800MB)", param="vram")
     unit = (m.group(2) or "G").upper().rstrip("B").rstrip("I")
-    return int(float(m.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[unit])
-
-
-_BUF = re.compile(r"(\S+)\s+(model|KV|compute|output) buffer size =\s+([\d.]+) MiB")
+    return int(float(m.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[unit])
 
 
 def measure(path, **embedder_kwargs) -> dict:
     """Create a real context and embed one full batch; return llama.cpp's reported buffers
-    (bytes by kind and device) and the process's resident-memory growth."""
+    (bytes, keyed "kind:buffer") and the process's resident-memory growth over it."""
     from . import _llama
     from .embedder import Embedder
 
-    def rss() -> int:
-        with open("/proc/self/status") as fh:
-            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
-
-    before = rss()
+    before = _llama.resident_bytes()
     with _llama.capture_log() as lines:
         emb = Embedder(path, **embedder_kwargs)
     try:
-        per_text = max(1, emb.batch_tokens // 8 - 4)
-        emb.embed(["word " * per_text] * 8, truncate="end")  # fills one batch: every output row in use
-        grown = rss() - before
+        # one batch of exactly batch_tokens tokens: every output row and the whole compute graph in use
+        n_seq = min(8, emb.max_seqs)
+        per_seq = emb.batch_tokens // n_seq
+        filler = int(emb.model.tokenize("hello", add_special=False)[0])
+        body = max(1, per_seq - (len(emb.frame_tokens([filler])) - 1))  # less the special tokens added
+        emb.embed_tokens([[filler] * body] * n_seq, truncate="end")
+        grown = _llama.resident_bytes() - before
+        n_ctx = emb.ctx.n_ctx
     finally:
         emb.close()
-    reported: dict[str, int] = {}
-    for dev, kind, mib in _BUF.findall("".join(lines)):
-        key = f"{kind.lower()}:{dev}"
-        reported[key] = reported.get(key, 0) + int(float(mib) * MiB)
-    return {"reported": reported, "rss_growth": grown, "batch_tokens": emb.batch_tokens, "n_ctx": emb.ctx.n_ctx}
-
+    return {"reported": _llama.buffer_sizes(lines), "rss_growth": grown, "batch_tokens": emb.batch_tokens,
+            "n_ctx": n_ctx}

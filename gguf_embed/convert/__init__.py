@@ -17,7 +17,7 @@ from ..registry import QUANT_TYPES, ModelEntry, Registry, load_registry
 from .hf import ARCHITECTURES, read_folder
 
 SUPPORTED_ARCHS = frozenset(ARCHITECTURES.values())
-from .writer import DIRECT_TYPES, Overrides, quantize, source_float_type, write_gguf
+from .writer import DIRECT_TYPES, Overrides, quantize, separate_head_for, source_float_type, write_gguf
 
 __all__ = ["convert_model", "resolve_source", "ConversionResult", "HF_ALLOW_PATTERNS"]
 
@@ -111,8 +111,10 @@ def convert_model(
         if quant in DIRECT_TYPES:
             write_gguf(hf, tmp, quant, ov, allow_pickle=allow_pickle, progress=progress)
         else:
-            write_gguf(hf, stage, source_float_type(hf, allow_pickle), ov, allow_pickle=allow_pickle, progress=progress)
-            quantize(stage, tmp, quant, threads)
+            head = separate_head_for(hf)
+            write_gguf(hf, stage, source_float_type(hf, allow_pickle), ov, allow_pickle=allow_pickle, progress=progress,
+                       separate_head=head)
+            quantize(stage, tmp, quant, threads, head_for_width=int(hf.config["hidden_size"]) if head else None)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)

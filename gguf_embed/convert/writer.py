@@ -70,7 +70,9 @@ class _Planned:
     out_type: str  # F32 | F16 | BF16
 
 
-def plan_tensors(hf: HFModel, refs: list[TensorRef], ftype: str) -> list[_Planned]:
+def plan_tensors(hf: HFModel, refs: list[TensorRef], ftype: str, *, separate_head: bool = False) -> list[_Planned]:
+    """GGUF names and types for the HF tensors. ``separate_head``: also write the token
+    embeddings as an explicit ``output.weight``, for the quantizer to store at its own type."""
     n_blocks = int(hf.config["num_hidden_layers"])
     name_map = gguf.get_tensor_name_map(ARCH[hf.arch], n_blocks)
     planned = []
@@ -87,6 +89,12 @@ def plan_tensors(hf: HFModel, refs: list[TensorRef], ftype: str) -> list[_Planne
         planned.append(_Planned(ref, new, out_type))
     if not planned:
         raise ConversionError("no model tensors found")
+    embd = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.TOKEN_EMBD] + ".weight"
+    head = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.OUTPUT] + ".weight"
+    if separate_head and not any(p.gguf_name == head for p in planned):
+        tok = next((p for p in planned if p.gguf_name == embd), None)
+        if tok is not None:
+            planned.append(_Planned(tok.ref, head, tok.out_type))
     return planned
 
 
@@ -215,13 +223,14 @@ def _write_embedding_meta(w: gguf.GGUFWriter, hf: HFModel, ov: Overrides, poolin
 # --- the whole file -----------------------------------------------------------------
 
 
-def write_gguf(hf: HFModel, out: Path, ftype: str, ov: Overrides, *, allow_pickle: bool, progress=None) -> None:
+def write_gguf(hf: HFModel, out: Path, ftype: str, ov: Overrides, *, allow_pickle: bool, progress=None,
+               separate_head: bool = False) -> None:
     """Write ``out`` (not atomically: the caller owns temp names) with tensors as ``ftype``."""
     refs = list(iter_tensor_refs(hf.folder, allow_pickle=allow_pickle))
     pooling = ov.pooling or hf.st.pooling or ("last" if hf.arch == "qwen3" else None)
     if pooling is None:
         raise ConversionError("the model has no sentence-transformers pooling config; pass --pooling mean|cls|last")
-    planned = plan_tensors(hf, refs, ftype)
+    planned = plan_tensors(hf, refs, ftype, separate_head=separate_head)
     w = gguf.GGUFWriter(path=None, arch=gguf.MODEL_ARCH_NAMES[ARCH[hf.arch]])
     w.add_name(hf.name)
     w.add_file_type(DIRECT_TYPES[ftype])
@@ -258,10 +267,28 @@ def source_float_type(hf: HFModel, allow_pickle: bool) -> str:
     return "F32"
 
 
-def quantize(src: Path, dst: Path, quant: str, threads: int | None = None) -> None:
-    from .._llama import quantize_file
+def separate_head_for(hf: HFModel) -> bool:
+    """Decoder embedding models get an explicit, smallest-type output head when quantised.
 
-    quantize_file(src, dst, quant, threads or os.cpu_count() or 1)
+    Their head is never computed (gguf-embed stops at the final norm; llama.cpp's embeddings
+    come from the same norm), but llama.cpp loads it, and with the file's tied embeddings it
+    would hold a second copy of them at Q6_K on the GPU (304 MiB for Qwen3-Embedding-4B).
+    A separate Q2_K head costs 40% of that; the token embeddings keep the type the tied
+    file gave them. The file still loads and embeds the same in stock llama.cpp."""
+    return hf.arch == "qwen3"
+
+
+def quantize(src: Path, dst: Path, quant: str, threads: int | None = None, *, head_for_width: int | None = None) -> None:
+    """llama.cpp's quantizer; ``head_for_width``: the model's hidden size, when the file has a
+    separate head to store at the smallest type (see ``separate_head_for``)."""
+    from .._llama import quantize_file
+    from ..shapes import head_types
+
+    types = {}
+    if head_for_width:
+        head, embd = head_types(quant, head_for_width)
+        types = {"output_type": int(head), "token_embd_type": int(embd)}
+    quantize_file(src, dst, quant, threads or os.cpu_count() or 1, **types)
 
 
 __all__ = ["Overrides", "write_gguf", "quantize", "source_float_type", "DIRECT_TYPES"]
