@@ -37,7 +37,8 @@ def peer_loop(model: str, texts_file: str, out: str, threads: int, n_batch: int,
     """The all-token path with llama.cpp's own pooling: what llama-server --embeddings --pooling last runs."""
     import llama_cpp as ll
 
-    ll.llama_log_set(ll.llama_log_callback(lambda *a: None), None)
+    quiet = ll.llama_log_callback(lambda *a: None)  # kept alive for the whole run
+    ll.llama_log_set(quiet, None)
     ll.llama_backend_init()
     texts = Path(texts_file).read_text(encoding="utf-8").splitlines()
     model_p = ll.llama_model_load_from_file(model.encode(), ll.llama_model_default_params())
@@ -87,7 +88,9 @@ def peer_loop(model: str, texts_file: str, out: str, threads: int, n_batch: int,
 
 def _run(cmd: list[str]) -> float:
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({done.returncode}): {done.stderr[-2000:]}")
     return time.perf_counter() - t
 
 

@@ -22,18 +22,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="+", type=Path)
     ap.add_argument("--ctx", nargs="+", type=int, default=[512, 8192, 32768])
+    ap.add_argument("--paths", nargs="+", choices=["fast", "all-token"], default=["fast"],
+                    help="for last-token decoders: the fast path, the all-token path, or both")
     args = ap.parse_args()
-    print("| model | context | plan at start (MiB) | llama.cpp allocates (MiB) | difference | "
+    print("| model | path | context | plan at start (MiB) | llama.cpp allocates (MiB) | difference | "
           "plan after a full batch (MiB) | resident growth (MiB) |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for path in args.models:
-        for ctx in args.ctx:
-            p = plan.estimate(path, n_ctx=ctx)
-            m = plan.measure(path, **p.settings())
-            actual = sum(m["reported"].values())
-            diff = (p.total_at_start - actual) / actual
-            print(f"| {path.name} | {ctx} | {p.total_at_start / 2**20:,.0f} | {actual / 2**20:,.0f} | {diff:+.1%} | "
-                  f"{p.total / 2**20:,.0f} | {m['rss_growth'] / 2**20:,.0f} |", flush=True)
+        for which in args.paths:
+            fast = which == "fast"
+            for ctx in args.ctx:
+                p = plan.estimate(path, n_ctx=ctx, fast_path=fast)
+                m = plan.measure(path, **p.settings(), fast_path=fast)
+                actual = sum(m["reported"].values())
+                diff = (p.total_at_start - actual) / actual
+                label = "fast" if p.fast_path else "all-token"
+                print(f"| {path.name} | {label} | {ctx} | {p.total_at_start / 2**20:,.0f} | {actual / 2**20:,.0f} | "
+                      f"{diff:+.1%} | {p.total / 2**20:,.0f} | {m['rss_growth'] / 2**20:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

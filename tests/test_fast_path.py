@@ -100,3 +100,20 @@ def test_falls_back_when_the_probe_disagrees(tiny_qwen_gguf, monkeypatch):
     with Embedder(tiny_qwen_gguf("F32")) as emb:
         assert not emb.fast_path and "differ between the two paths" in emb.runner.fast_path_note
         assert emb.embed(["still embeds"]).embeddings.shape == (1, 64)
+
+
+def test_separate_head_file_embeds_the_same_in_stock_llama_cpp(tiny_qwen_gguf):
+    """A quantised Qwen3 file carries its own Q2_K-class head; llama.cpp's own pooling still gives
+    the vectors gguf-embed's fast path gives."""
+    import gguf
+
+    from .test_convert import llama_embed
+
+    path = tiny_qwen_gguf("Q8_0")
+    types = {t.name: t.tensor_type for t in gguf.GGUFReader(path).tensors}
+    assert types["output.weight"] == gguf.GGMLQuantizationType.Q4_0  # Q2_K falls back for 64-wide rows
+    texts = VARIED_TEXTS[:12]
+    with Embedder(path) as emb:
+        assert emb.fast_path
+        ours = emb.embed(texts).embeddings
+    assert cos(ours, llama_embed(path, texts)).min() >= 0.99999
