@@ -118,7 +118,7 @@ def test_models_say_their_task(server, qwen_reranker, minilm_embedder):
 
 
 def test_concurrent_requests_keep_their_results(server, qwen_reranker):
-    queries = [QUERY, "stock market news", "bread recipe", "solar electricity"]
+    queries = [QUERY, "stock market news", "bread recipe"]
     want = {q: qwen_reranker.rerank(q, DOCUMENTS) for q in queries}
 
     def one(q):
@@ -126,7 +126,7 @@ def test_concurrent_requests_keep_their_results(server, qwen_reranker):
         return q, [(x["index"], x["relevance_score"]) for x in r.json()["results"]]
 
     with ThreadPoolExecutor(8) as pool:
-        for q, got in pool.map(one, queries * 3):
+        for q, got in pool.map(one, queries * 2):
             assert [i for i, _ in got] == [i for i, _ in want[q]]
             np.testing.assert_allclose([s for _, s in got], [s for _, s in want[q]], atol=1e-5)
 
@@ -145,28 +145,28 @@ def test_cohere_sdk_v1_and_v2(server, cross_reranker):
     assert [x.index for x in res.results] == [i for i, _ in want]
 
 
-def test_open_webui_external_reranker(server, qwen_reranker):
+def test_open_webui_external_reranker(server, cross_reranker):
     # open_webui/retrieval/models/external.py: ExternalReranker.predict
     docs = DOCUMENTS
-    payload = {"model": qwen_reranker.name, "query": QUERY, "documents": docs, "top_n": len(docs)}
+    payload = {"model": cross_reranker.name, "query": QUERY, "documents": docs, "top_n": len(docs)}
     r = requests.post(f"{server.url}/v1/rerank", headers={"Content-Type": "application/json",
                                                          "Authorization": f"Bearer {KEY}"}, json=payload)
     r.raise_for_status()
     data = r.json()
     scores = [x["relevance_score"] for x in sorted(data["results"], key=lambda x: x["index"])]
-    np.testing.assert_allclose(scores, qwen_reranker.score(QUERY, docs).scores, atol=1e-6)
+    np.testing.assert_allclose(scores, cross_reranker.score(QUERY, docs).scores, atol=1e-6)
 
 
-def test_dify_openai_compatible_rerank(server, qwen_reranker):
+def test_dify_openai_compatible_rerank(server, cross_reranker):
     # dify-official-plugins models/openai_api_compatible/models/rerank/rerank.py: _invoke
     endpoint_url = f"{server.url}/v1/".rstrip("/")
-    payload = {"model": qwen_reranker.name, "query": QUERY, "documents": DOCUMENTS, "top_n": 3}
+    payload = {"model": cross_reranker.name, "query": QUERY, "documents": DOCUMENTS, "top_n": 3}
     r = requests.post(f"{endpoint_url}/rerank", headers={"Content-Type": "application/json",
                                                          "Authorization": f"Bearer {KEY}"}, json=payload, timeout=60)
     r.raise_for_status()
     docs = [(x.get("index", 0), x.get("relevance_score", 0.0)) for x in r.json().get("results", [])]
     docs.sort(key=lambda d: d[1], reverse=True)
-    assert [i for i, _ in docs] == [i for i, _ in expected(qwen_reranker, top_n=3)]
+    assert [i for i, _ in docs] == [i for i, _ in expected(cross_reranker, top_n=3)]
 
 
 @pytest.mark.parametrize("top_n", [3, None])
