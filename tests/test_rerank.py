@@ -247,3 +247,26 @@ def test_cli_rerank_errors_are_one_line(tmp_path, minilm_gguf, cross_encoder_ggu
     jl.write_text('{"x": 1}\n')
     res = runner.invoke(main, ["rerank", "q", str(jl), "-m", str(cross_encoder_gguf)])
     assert res.exit_code == 1 and "no string field 'text'" in res.output
+
+
+def test_pure_pieces():
+    from gguf_embed.framing import common_prefix, fit_body
+    from gguf_embed.rerank_head import RerankHead, sigmoid
+    from gguf_embed.server_rerank import parse_rerank
+
+    toks = np.arange(10, dtype=np.int32)  # head 2, body 6, tail 2
+    assert fit_body(toks, 2, 2, 10, "end").tolist() == toks.tolist()
+    assert fit_body(toks, 2, 2, 7, "end").tolist() == [0, 1, 2, 3, 4, 8, 9]
+    assert fit_body(toks, 2, 2, 7, "start", keep=1).tolist() == [0, 1, 2, 6, 7, 8, 9]
+    assert common_prefix(np.array([1, 2, 3]), np.array([1, 2, 4, 5])) == 2
+    h = np.array([[1.0, 0.0], [0.0, 2.0]])
+    yes_no = RerankHead(np.array([[1.0, 1.0], [0.0, 3.0]], np.float32))
+    np.testing.assert_allclose(yes_no.raw(h), [1.0, -4.0])
+    np.testing.assert_allclose(yes_no.scores(h), sigmoid(np.array([1.0, -4.0])))
+    e = np.exp([[1.0, 0.0], [2.0, 6.0]])  # softmax([l_yes, l_no])[0] equals the sigmoid of the difference
+    np.testing.assert_allclose(yes_no.scores(h), e[:, 0] / e.sum(1))
+    req = parse_rerank(b'{"query": "q", "documents": ["a", {"text": "b"}], "top_n": 1}', shape="v1", max_documents=8)
+    assert req.documents == ["a", "b"] and req.return_documents and req.top_n == 1 and req.truncate is None
+    tei = parse_rerank(b'{"query": "q", "texts": ["a"], "truncate": true, "truncation_direction": "Left"}',
+                       shape="v1", max_documents=8)
+    assert tei.shape == "tei" and tei.truncate == "start" and not tei.return_documents
