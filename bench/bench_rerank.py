@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--llama-server", default=shutil.which("llama-server"))
     ap.add_argument("--clients", type=int, nargs="+", default=[8, 16])
     ap.add_argument("--docs-per-request", type=int, default=16)
+    ap.add_argument("--documents", type=int, default=300, help="size of the document pool")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = ap.parse_args()
@@ -116,10 +117,11 @@ def main() -> None:
     MODEL["name"] = gguf.name
     queries = ["how do plants make energy from sunlight?", "what is a vector database?", "stock market today",
                "how to bake bread", "rust ownership rules"]
-    docs = documents()
+    docs = documents(args.documents)
 
-    servers = [("gguf-embed serve", lambda port: [str(ROOT / ".venv/bin/gguf-embed"), "serve", "-m", str(gguf),
-                                                  "--port", str(port), "--threads", str(args.threads)])]
+    ours_cmd = [sys.executable, "-m", "gguf_embed.cli"]  # this interpreter's gguf-embed
+    servers = [("gguf-embed serve", lambda port: [*ours_cmd, "serve", "-m", str(gguf), "--port", str(port),
+                                                  "--threads", str(args.threads)])]
     if args.llama_server and Path(args.llama_server).exists():
         servers.append(("llama-server --rerank", lambda port: [
             args.llama_server, "-m", str(gguf), "--rerank", "--port", str(port), "-t", str(args.threads),

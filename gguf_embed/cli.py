@@ -367,9 +367,9 @@ def serve_cmd(models, host, port, api_key, api_key_file, max_batch_tokens, max_i
     uvicorn.run(app, host=host, port=port, log_level="info" if verbose else "warning")
 
 
-from .cli_rerank import rerank_cmd  # noqa: E402  (needs the helpers above)
+from .cli_rerank import rerank_command  # noqa: E402
 
-main.add_command(rerank_cmd)
+main.add_command(rerank_command(runtime_options, make_embedder, read_texts, user_errors))
 
 if __name__ == "__main__":  # pragma: no cover
     main()
