@@ -68,6 +68,34 @@ def test_qwen3_tied_head_rows_come_from_the_embeddings(tiny_reranker_src, tmp_pa
     np.testing.assert_array_equal(heads[0].load(), weights["model.embed_tokens.weight"][[9693, 2152]])
 
 
+def test_qwen3_sequence_classification_head_keeps_the_softmax(tiny_reranker_src, tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from gguf_embed.convert.hf import read_folder
+    from gguf_embed.convert.rerank import detect_task, rerank_refs
+    from gguf_embed.convert.weights import iter_tensor_refs
+
+    seq = tmp_path / "seq-cls"
+    shutil.copytree(tiny_reranker_src, seq)
+    weights = load_file(str(seq / "model.safetensors"))
+    head = weights.pop("lm_head.weight")
+    weights["score.weight"] = (head[9693] - head[2152])[None, :]
+    save_file(weights, str(seq / "model.safetensors"), metadata={"format": "pt"})
+    cfg = json.loads((seq / "config.json").read_text())
+    (seq / "config.json").write_text(json.dumps({**cfg, "architectures": ["Qwen3ForSequenceClassification"]}))
+    hf = read_folder(seq)
+    assert detect_task(hf, None) == "rerank"
+    body, heads = rerank_refs(hf, list(iter_tensor_refs(seq)))
+    rows = heads[0].load()
+    assert rows.shape == (2, head.shape[1]) and not rows[1].any()
+    h = np.random.default_rng(0).normal(size=(5, head.shape[1]))
+    e_yes, e_no = np.exp(h @ rows[0]), np.exp(h @ rows[1])  # llama.cpp's softmax over the two rows
+    np.testing.assert_allclose(e_yes / (e_yes + e_no), 1 / (1 + np.exp(-(h @ (head[9693] - head[2152])))), rtol=1e-5)
+    assert "score.weight" not in {r.name for r in body}
+
+
 def test_qwen3_tokens_and_scores_match_the_transformers_recipe(qwen_reranker, recipe):
     probs, raws, ids, _ = recipe
     seqs = qwen_reranker.tokenize_pairs(QUERY, DOCUMENTS)
