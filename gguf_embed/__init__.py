@@ -16,12 +16,14 @@ from .errors import (
 )
 from .model_info import ModelInfo
 from .registry import ModelEntry, Registry, load_registry
+from .reranker import Reranker
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Embedder",
     "EmbedResult",
+    "Reranker",
     "ModelInfo",
     "ModelEntry",
     "Registry",

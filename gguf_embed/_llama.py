@@ -119,18 +119,27 @@ class Model:
                 out[key] = buf.value.decode("utf-8", "replace")
         return out
 
+    def cls_labels(self) -> list[str]:
+        """A classifier's output labels (a reranker's: ["yes", "no"] for Qwen3)."""
+        out = []
+        for i in range(int(ll.llama_model_n_cls_out(self.ptr))):
+            label = ll.llama_model_cls_label(self.ptr, i)
+            out.append(label.decode("utf-8", "replace") if label else "")
+        return out
+
     def size_bytes(self) -> int:
         return int(ll.llama_model_size(self.ptr))
 
-    def tokenize(self, text: str, *, add_special: bool) -> np.ndarray:
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool = False) -> np.ndarray:
+        """Token ids; ``parse_special`` reads special-token text (e.g. ``<|im_end|>``) as those tokens."""
         data = text.encode("utf-8")
         cap = len(data) + 8
         buf = (ll.llama_token * cap)()
-        n = ll.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, False)
+        n = ll.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
         if n < 0:
             cap = -n
             buf = (ll.llama_token * cap)()
-            n = ll.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, False)
+            n = ll.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
         return np.frombuffer(buf, dtype=np.int32, count=n).copy()
 
     def close(self) -> None:
@@ -329,6 +338,44 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover
         return os.cpu_count() or 1
+
+
+def rank_scores(model: Model, seqs: list[np.ndarray], *, n_threads: int | None = None, kv_type: str = "f32") -> np.ndarray:
+    """llama.cpp's own RANK pooling (the head as llama-server --rerank runs it), one sequence at a time.
+
+    Returns (n, n_cls_out) float32: for a Qwen3 reranker the softmax of the yes/no logits, for a
+    cross-encoder the classifier's logits. A reference for checking gguf-embed's numpy heads.
+    """
+    n_max = max(len(s) for s in seqs)
+    p = ll.llama_context_default_params()
+    p.n_ctx = p.n_batch = p.n_ubatch = max(n_max, 16)
+    p.n_seq_max = 1
+    p.n_threads = p.n_threads_batch = n_threads or default_threads()
+    p.embeddings = True
+    p.pooling_type = ll.LLAMA_POOLING_TYPE_RANK
+    p.flash_attn_type = FLASH_ATTN["off"]
+    p.type_k = p.type_v = KV_TYPES[kv_type]
+    ctx = ll.llama_init_from_model(model.ptr, p)
+    if not ctx:
+        raise ModelLoadError(f"cannot create a llama.cpp RANK context: {last_error() or 'out of memory?'}")
+    n_out = max(int(ll.llama_model_n_cls_out(model.ptr)), 1)
+    batch = ll.llama_batch_init(p.n_batch, 0, 1)
+    out = np.empty((len(seqs), n_out), dtype=np.float32)
+    try:
+        for i, toks in enumerate(seqs):
+            ll.llama_memory_clear(ll.llama_get_memory(ctx), True)
+            for j, t in enumerate(toks):
+                batch.token[j], batch.pos[j], batch.n_seq_id[j] = int(t), j, 1
+                batch.seq_id[j][0], batch.logits[j] = 0, 1
+            batch.n_tokens = len(toks)
+            if ll.llama_decode(ctx, batch) != 0:
+                raise ModelLoadError(f"llama_decode failed: {last_error()}")
+            ptr = ll.llama_get_embeddings_seq(ctx, 0)
+            out[i] = np.ctypeslib.as_array(ptr, shape=(n_out,))
+    finally:
+        ll.llama_batch_free(batch)
+        ll.llama_free(ctx)
+    return out
 
 
 # --- llama.cpp's own account of its buffers ------------------------------------------

@@ -101,10 +101,11 @@ def models_cmd(models_dir: Path | None) -> None:
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Token limit to record in the GGUF.")
 @click.option("--matryoshka-min", type=click.IntRange(min=1), help="Smallest Matryoshka dimension the model supports.")
 @click.option("--allow-pickle", is_flag=True, help="Read pickle (pytorch_model.bin) weights. Only for files you trust.")
+@click.option("--task", type=click.Choice(["embed", "rerank"]), help="Force the model's task (default: from the model files).")
 @click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live.")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for quantisation.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every tensor and llama.cpp's own output.")
-def convert_cmd(src, output, quant, pooling, max_tokens, matryoshka_min, allow_pickle, models_dir, threads, verbose):
+def convert_cmd(src, output, quant, pooling, max_tokens, matryoshka_min, allow_pickle, task, models_dir, threads, verbose):
     """Convert a Hugging Face model (folder, models.toml name or Hub repo id) to GGUF."""
     from . import _llama
     from .convert import convert_model
@@ -122,7 +123,7 @@ def convert_cmd(src, output, quant, pooling, max_tokens, matryoshka_min, allow_p
         with progress_bar(f"converting {src}", quiet=False) as bar:
             result = convert_model(
                 src, output, quant, registry=reg, pooling=pooling, max_tokens=max_tokens,
-                matryoshka_min=matryoshka_min, allow_pickle=allow_pickle, threads=threads, progress=bar,
+                matryoshka_min=matryoshka_min, allow_pickle=allow_pickle, threads=threads, progress=bar, task=task,
             )
     stderr.print(f"wrote {result.path} ({result.quant}, {result.size_bytes / 2**20:.1f} MiB)")
     click.echo(str(result.path))
@@ -166,7 +167,7 @@ def runtime_options(f):
         click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all available; serve leaves one for the web layer)."),
         click.option("--n-gpu-layers", type=int, help="Layers to offload to the GPU (default: all when built with GPU support)."),
         click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), help="Flash attention (default: auto on GPU; on CPU, on for encoder models, off for decoders)."),
-        click.option("--kv-type", type=click.Choice(["f16", "f32", "q8_0", "q4_0", "bf16"]), default="f16", show_default=True, help="KV-cache type."),
+        click.option("--kv-type", type=click.Choice(["f16", "f32", "q8_0", "q4_0", "bf16"]), help="KV-cache type (default: f16; f32 for rerankers)."),
         click.option("--vram", help="GPU memory budget (e.g. 3GB): choose layers, batch, KV type to fit it."),
         click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log output."),
     ]):
@@ -306,6 +307,10 @@ def serve_cmd(models, host, port, api_key, api_key_file, max_batch_tokens, max_i
         stderr.print(f"[yellow]listening on {host}: reachable from other machines{'' if api_key else ' without an API key'}")
     uvicorn.run(app, host=host, port=port, log_level="info" if verbose else "warning")
 
+
+from .cli_rerank import rerank_command  # noqa: E402
+
+main.add_command(rerank_command(runtime_options, make_embedder, read_texts, user_errors))
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _llama, textnorm
 from .errors import InputTooLongError, InvalidInputError
+from .framing import common_prefix, fit_body
 from .model_info import ModelInfo, resolve_model
 from .pooling import POOLINGS, postprocess
 from .registry import Registry
@@ -46,8 +47,9 @@ def default_flash_attn(info: ModelInfo, n_gpu_layers: int) -> str:
     # On CPU, flash attention skips the masked blocks of packed sequences (about 3x
     # faster for short BERT inputs) but rounds queries to F16; on decoder models that
     # moves vectors by ~1e-5 between batch compositions, so there it stays off unless
-    # asked for. On a GPU llama.cpp decides.
-    return "auto" if n_gpu_layers != 0 else ("off" if info.causal else "on")
+    # asked for; rerank heads amplify that rounding to ~1e-3 in the scores, so it stays off
+    # for rerankers too. On a GPU llama.cpp decides.
+    return "auto" if n_gpu_layers != 0 else ("off" if info.causal or info.task == "rerank" else "on")
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class Embedder:
         batch_tokens: int | None = None,
         max_seqs: int = 64,
         flash_attn: str | None = None,
-        kv_type: str = "f16",
+        kv_type: str | None = None,
         pooling: str | None = None,
         fast_path: bool | None = None,
         registry: Registry | None = None,
@@ -99,6 +101,9 @@ class Embedder:
             flash_attn = default_flash_attn(info, n_gpu_layers)
         if flash_attn not in _llama.FLASH_ATTN:
             raise InvalidInputError(f"flash_attn must be one of {', '.join(_llama.FLASH_ATTN)}")
+        if kv_type is None:
+            # a rerank head turns the F16 cache's rounding into ~1e-3 of score; F32 keeps it exact
+            kv_type = "f32" if info.task == "rerank" else "f16"
         if kv_type not in _llama.KV_TYPES:
             raise InvalidInputError(f"kv_type must be one of {', '.join(_llama.KV_TYPES)}")
         self.runner = BatchRunner(
@@ -176,20 +181,9 @@ class Embedder:
         )
 
     def _truncate(self, tokens: np.ndarray, index: int, truncate: str, keep_head: int) -> np.ndarray:
-        limit = self.max_tokens
-        if len(tokens) <= limit:
-            return tokens
-        if truncate == "error":
+        if len(tokens) > self.max_tokens and truncate == "error":
             raise self._limit_error(index, len(tokens))
-        n_pre, n_suf = len(self._prefix), len(self._suffix)
-        body = tokens[n_pre:len(tokens) - n_suf]
-        room = limit - n_pre - n_suf
-        if truncate == "end":
-            kept = body[:room]
-        else:  # "start": keep the prompt, drop the beginning of the text
-            head = min(keep_head, room)
-            kept = np.concatenate([body[:head], body[len(body) - (room - head):]]) if room > head else body[:head]
-        return np.concatenate([tokens[:n_pre], kept, tokens[len(tokens) - n_suf:]]).astype(np.int32)
+        return fit_body(tokens, len(self._prefix), len(self._suffix), self.max_tokens, truncate, keep_head)
 
     def tokenize(self, texts: Sequence[str], *, input_type: str | None = None, instruction: str | None = None,
                  truncate: str = "error") -> list[np.ndarray]:
@@ -206,9 +200,7 @@ class Embedder:
             keep = 0
             if len(prompt_ids) and len(toks) > self.max_tokens:
                 # the prompt's tokens, up to where the text's first word merges into them
-                body = toks[len(self._prefix):len(self._prefix) + len(prompt_ids)]
-                differ = np.flatnonzero(body != prompt_ids[:len(body)])
-                keep = int(differ[0]) if len(differ) else len(body)
+                keep = common_prefix(toks[len(self._prefix):len(self._prefix) + len(prompt_ids)], prompt_ids)
             out.append(self._truncate(toks, i, truncate, keep))
         return out
 

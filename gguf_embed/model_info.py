@@ -28,6 +28,7 @@ class ModelInfo:
     matryoshka_min: int | None
     prompts: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     text_normalizer: str = "none"
+    task: str = "embed"  # "embed" | "rerank"
 
     @property
     def dimension_range(self) -> tuple[int, int]:
@@ -39,6 +40,10 @@ class ModelInfo:
         arch = meta.get("general.architecture", "?")
         pooling_id = int(meta.get(f"{arch}.pooling_type", "0") or 0)
         pooling = pooling_override or keys.POOLING_NAMES.get(pooling_id)
+        task = meta.get(keys.TASK) or ("rerank" if pooling == "rank" else "embed")
+        if pooling == "rank":
+            # a rerank head reads the classification token: the last one of a decoder, [CLS] of an encoder
+            pooling = "cls" if arch in ("bert", "nomic-bert", "xlm-roberta") else "last"
         if pooling in (None, "none"):
             # llama.cpp's own converter writes no pooling for plain decoder models
             pooling = "last" if arch.startswith("qwen") else "mean"
@@ -60,6 +65,7 @@ class ModelInfo:
             matryoshka_min=int(mmin) if mmin else None,
             prompts=MappingProxyType(prompts),
             text_normalizer=meta.get(keys.TEXT_NORMALIZER, "none"),
+            task=task,
         )
 
 

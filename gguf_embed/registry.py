@@ -14,6 +14,7 @@ from .errors import GGUFEmbedError, ModelNotFoundError
 __all__ = ["Shape", "ModelEntry", "Registry", "load_registry", "default_models_dir", "QUANT_TYPES"]
 
 POOLINGS = ("mean", "cls", "last")
+TASKS = ("embed", "rerank")
 ARCHITECTURES = ("qwen3", "bert", "xlm-roberta")
 #: Output types of ``gguf-embed convert``: the first three are written directly,
 #: the rest by llama.cpp's quantizer.
@@ -54,6 +55,7 @@ class ModelEntry:
     matryoshka_min: int | None = None
     prompts: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     shape: Shape | None = None
+    task: str = "embed"  # "rerank": a reranker (pooling then names the token its head reads)
 
     def gguf_filename(self, quant: str | None = None) -> str:
         return f"{self.name}-{(quant or self.default_quant).upper()}.gguf"
@@ -98,7 +100,7 @@ def _entry(name: str, raw: dict, source: Path) -> ModelEntry:
     missing = [k for k in required if k not in raw]
     if missing:
         raise RegistryError(f"{where} lacks {', '.join(missing)}")
-    allowed = set(required) | {"revision", "package", "matryoshka_min", "prompts", "shape"}
+    allowed = set(required) | {"revision", "package", "matryoshka_min", "prompts", "shape", "task"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise RegistryError(f"{where} has unknown keys {', '.join(unknown)}")
@@ -106,6 +108,8 @@ def _entry(name: str, raw: dict, source: Path) -> ModelEntry:
         raise RegistryError(f"{where}: architecture must be one of {', '.join(ARCHITECTURES)}")
     if raw["pooling"] not in POOLINGS:
         raise RegistryError(f"{where}: pooling must be one of {', '.join(POOLINGS)}")
+    if raw.get("task", "embed") not in TASKS:
+        raise RegistryError(f"{where}: task must be one of {', '.join(TASKS)}")
     if str(raw["default_quant"]).upper() not in QUANT_TYPES:
         raise RegistryError(f"{where}: default_quant must be one of {', '.join(QUANT_TYPES)}")
     dims, mmin = int(raw["dims"]), raw.get("matryoshka_min")
@@ -138,6 +142,7 @@ def _entry(name: str, raw: dict, source: Path) -> ModelEntry:
         matryoshka_min=int(mmin) if mmin is not None else None,
         prompts=MappingProxyType(dict(prompts)),
         shape=shape,
+        task=raw.get("task", "embed"),
     )
 
 

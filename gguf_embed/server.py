@@ -14,7 +14,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -34,6 +34,8 @@ from .errors import (
 )
 from .metrics import Metrics
 from .pooling import postprocess
+from .reranker import Reranker
+from .server_rerank import add_rerank_routes
 
 __all__ = ["create_app"]
 
@@ -47,6 +49,7 @@ class Served:
     embedder: Embedder
     batcher: Batcher
     owned: bool  # loaded by the app, so closed by it
+    reranker: Any = None  # a Reranker when the model's task is rerank
 
 
 @dataclass
@@ -105,13 +108,15 @@ def create_app(
 
     def load_all() -> None:
         for source in models:
+            source = source.embedder if isinstance(source, Reranker) else source
             owned = not isinstance(source, Embedder)
             emb = source() if owned else source
             name = emb.name
             if name in state.models:
                 name = emb.info.path.stem
             batcher = Batcher(emb, max_batch_tokens=max_batch_tokens, on_batch=state.metrics.batch)
-            state.models[name] = Served(name, emb, batcher, owned)
+            reranker = Reranker.from_embedder(emb) if emb.info.task == "rerank" else None
+            state.models[name] = Served(name, emb, batcher, owned, reranker)
             path = Path(emb.info.path)
             for alias in (name, path.name, path.stem, str(path)):
                 state.aliases.setdefault(alias, name)
@@ -183,6 +188,8 @@ def create_app(
             req = parse_request(raw, max_inputs=max_inputs, default_truncate=truncate)
             served = state.lookup(req.model)
             model_name, emb = served.name, served.embedder
+            if served.reranker is not None:
+                raise InvalidInputError(f"model {served.name} is a reranker; use /v1/rerank", param="model")
             emb.check_dimensions(req.dimensions)
             if req.texts is not None:
                 seqs = await run_in_threadpool(
@@ -215,10 +222,18 @@ def create_app(
             return _error_response(exc)
         data = [
             {"id": s.name, "object": "model", "created": 0, "owned_by": "gguf-embed",
-             "dimensions": s.embedder.dimensions, "max_tokens": s.embedder.max_tokens}
+             "dimensions": s.embedder.dimensions, "max_tokens": s.embedder.max_tokens,
+             "task": s.embedder.info.task}
             for s in state.models.values()
         ]
         return {"object": "list", "data": data}
+
+    def guard(request: Request) -> None:
+        check_auth(request)
+        check_ready()
+
+    add_rerank_routes(app, state, guard=guard, read_body=lambda r: _read_body(r, max_body_bytes),
+                      error_response=_error_response, max_documents=max_inputs)
 
     app.add_api_route("/v1/models", list_models, methods=["GET"])
     app.add_api_route("/models", list_models, methods=["GET"])

@@ -87,3 +87,54 @@ def qwen_embedder(tiny_qwen_gguf):
 
 
 __all__ = ["QUERY_PROMPT"]
+
+
+# --- rerankers ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker_src(tmp_path_factory):
+    from .tiny_rerankers import build_tiny_qwen3_reranker
+
+    return build_tiny_qwen3_reranker(tmp_path_factory.mktemp("tiny-rerank") / "Tiny-Qwen3-Reranker")
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker_gguf(tiny_reranker_src, model_dir):
+    cache = {}
+
+    def get(quant: str = "F32"):
+        if quant not in cache:
+            out = model_dir / f"tiny-qwen3-reranker-{quant}.gguf"
+            cache[quant] = convert_model(str(tiny_reranker_src), out, quant).path
+        return cache[quant]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_src(tmp_path_factory):
+    from .tiny_rerankers import build_minilm_cross_encoder
+
+    return build_minilm_cross_encoder(tmp_path_factory.mktemp("cross") / "minilm-cross-encoder")
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_gguf(cross_encoder_src, model_dir):
+    return convert_model(str(cross_encoder_src), model_dir / "minilm-cross-encoder-F32.gguf", "F32").path
+
+
+@pytest.fixture(scope="session")
+def qwen_reranker(tiny_reranker_gguf):
+    from gguf_embed.reranker import Reranker
+
+    with Reranker(tiny_reranker_gguf("F32")) as rr:
+        yield rr
+
+
+@pytest.fixture(scope="session")
+def cross_reranker(cross_encoder_gguf):
+    from gguf_embed.reranker import Reranker
+
+    with Reranker(cross_encoder_gguf) as rr:
+        yield rr

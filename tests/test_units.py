@@ -15,7 +15,7 @@ def test_public_api():
     assert sorted(gguf_embed.__all__) == sorted([
         "Embedder", "EmbedResult", "ModelInfo", "ModelEntry", "Registry", "load_registry", "convert_model",
         "GGUFEmbedError", "InvalidInputError", "InputTooLongError", "ModelNotFoundError", "ModelLoadError",
-        "ConversionError",
+        "ConversionError", "Reranker",
     ])
     for name in gguf_embed.__all__:
         assert hasattr(gguf_embed, name)

@@ -17,6 +17,7 @@ from ..registry import QUANT_TYPES, ModelEntry, Registry, load_registry
 from .hf import ARCHITECTURES, read_folder
 
 SUPPORTED_ARCHS = frozenset(ARCHITECTURES.values())
+RERANK_ARCHS = ("qwen3", "bert")
 from .writer import DIRECT_TYPES, Overrides, quantize, separate_head_for, source_float_type, write_gguf
 
 __all__ = ["convert_model", "resolve_source", "ConversionResult", "HF_ALLOW_PATTERNS"]
@@ -65,6 +66,8 @@ def resolve_source(src: str, registry: Registry) -> tuple[Path, ModelEntry | Non
         if entry.architecture not in SUPPORTED_ARCHS:
             # say so before downloading gigabytes
             raise ConversionError(f"{entry.name}: the {entry.architecture} architecture is not supported by the converter yet")
+        if entry.task == "rerank" and entry.architecture not in RERANK_ARCHS:
+            raise ConversionError(f"{entry.name}: {entry.architecture} rerankers are not supported by the converter yet")
         local = entry.package_dir()
         return (local if local is not None else download(entry.hub_id, entry.revision)), entry
     if src.count("/") == 1 and not path.exists():
@@ -82,6 +85,7 @@ def convert_model(
     pooling: str | None = None,
     max_tokens: int | None = None,
     matryoshka_min: int | None = None,
+    task: str | None = None,
     allow_pickle: bool = False,
     threads: int | None = None,
     progress=None,
@@ -98,6 +102,7 @@ def convert_model(
         matryoshka_min=matryoshka_min or (entry.matryoshka_min if entry else None),
         prompts=tuple(entry.prompts.items()) if entry else (),
         registry_name=entry.name if entry else None,
+        task=task or (entry.task if entry else None),
     )
     out = Path(out)
     if out.is_dir():

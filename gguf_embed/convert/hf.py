@@ -19,6 +19,9 @@ ARCHITECTURES = {
     "Qwen3Model": "qwen3",
     "BertModel": "bert",
     "BertForMaskedLM": "bert",
+    # rerankers (see convert.rerank)
+    "Qwen3ForSequenceClassification": "qwen3",
+    "BertForSequenceClassification": "bert",
 }
 MODEL_TYPES = {"qwen3": "qwen3", "bert": "bert"}
 

@@ -14,6 +14,7 @@ from .. import keys
 from ..errors import ConversionError
 from ..textnorm import normalizer_for_tokenizer_json
 from .hf import HFModel, bpe_pre_tokenizer
+from .rerank import DEFAULT_MAX_TOKENS, detect_task, rerank_refs, type1_token_count, write_rerank_meta
 from .weights import TensorRef, iter_tensor_refs, to_bf16_bits, to_float32
 
 log = logging.getLogger("gguf_embed.convert")
@@ -31,6 +32,7 @@ class Overrides:
     matryoshka_min: int | None = None
     prompts: tuple[tuple[str, str], ...] = ()
     registry_name: str | None = None
+    task: str | None = None  # "embed" | "rerank"; None: decided from the folder
 
 
 # --- tensors ------------------------------------------------------------------------
@@ -148,7 +150,7 @@ def _write_hparams(w: gguf.GGUFWriter, hf: HFModel, pooling: str) -> None:
     w.add_pooling_type(gguf.PoolingType(keys.POOLING_IDS[pooling]))
 
 
-def _write_tokenizer(w: gguf.GGUFWriter, hf: HFModel) -> None:
+def _write_tokenizer(w: gguf.GGUFWriter, hf: HFModel, type1_tokens: int = 0) -> None:
     tok = hf.tokenizer
     model = tok.get("model", {})
     kind = model.get("type")
@@ -185,6 +187,12 @@ def _write_tokenizer(w: gguf.GGUFWriter, hf: HFModel) -> None:
         load_merges = True
     else:
         raise ConversionError(f"unsupported tokenizer model {kind!r} (WordPiece and BPE are supported)")
+    if type1_tokens:
+        # segment-1 copies of every token (see convert.rerank); never produced by the tokenizer
+        if n_vocab != type1_tokens:
+            raise ConversionError(f"tokenizer has {n_vocab} tokens but the embedding table {type1_tokens}")
+        tokens += [f"[TYPE1:{i}]" for i in range(n_vocab)]
+        types += [gguf.TokenType.UNUSED] * n_vocab
     w.add_token_list(tokens)
     w.add_token_types(types)
     special = gguf.SpecialVocab(hf.folder, load_merges=load_merges, n_vocab=n_vocab)
@@ -200,7 +208,7 @@ def _write_tokenizer(w: gguf.GGUFWriter, hf: HFModel) -> None:
             w.add_add_eos_token(False)
 
 
-def _write_embedding_meta(w: gguf.GGUFWriter, hf: HFModel, ov: Overrides, pooling: str) -> None:
+def _write_embedding_meta(w: gguf.GGUFWriter, hf: HFModel, ov: Overrides, pooling: str, task: str) -> None:
     prompts = dict(hf.st.prompts)
     for name, text in ov.prompts:
         prompts.setdefault(name, text)
@@ -209,7 +217,8 @@ def _write_embedding_meta(w: gguf.GGUFWriter, hf: HFModel, ov: Overrides, poolin
         w.add_key_value(keys.PROMPT + name, text, gguf.GGUFValueType.STRING)
     if hf.st.default_prompt_name:
         w.add_string(keys.DEFAULT_PROMPT, hf.st.default_prompt_name)
-    max_tokens = ov.max_tokens or hf.st.max_seq_length or int(hf.config["max_position_embeddings"])
+    max_tokens = ov.max_tokens or hf.st.max_seq_length or (DEFAULT_MAX_TOKENS.get(hf.arch) if task == "rerank" else None)
+    max_tokens = max_tokens or int(hf.config["max_position_embeddings"])
     w.add_uint32(keys.MAX_TOKENS, min(int(max_tokens), int(hf.config["max_position_embeddings"])))
     if ov.matryoshka_min:
         w.add_uint32(keys.MATRYOSHKA_MIN, int(ov.matryoshka_min))
@@ -218,6 +227,10 @@ def _write_embedding_meta(w: gguf.GGUFWriter, hf: HFModel, ov: Overrides, poolin
     w.add_string(keys.SOURCE, hf.name)
     if ov.registry_name:
         w.add_string(keys.REGISTRY_NAME, ov.registry_name)
+    if task == "rerank":
+        write_rerank_meta(w, hf)
+    else:
+        w.add_string(keys.TASK, "embed")
 
 
 # --- the whole file -----------------------------------------------------------------
@@ -227,16 +240,23 @@ def write_gguf(hf: HFModel, out: Path, ftype: str, ov: Overrides, *, allow_pickl
                separate_head: bool = False) -> None:
     """Write ``out`` (not atomically: the caller owns temp names) with tensors as ``ftype``."""
     refs = list(iter_tensor_refs(hf.folder, allow_pickle=allow_pickle))
-    pooling = ov.pooling or hf.st.pooling or ("last" if hf.arch == "qwen3" else None)
+    task = detect_task(hf, ov.task)
+    heads: list[TensorRef] = []
+    if task == "rerank":
+        refs, heads = rerank_refs(hf, refs)
+        pooling = "rank"
+    else:
+        pooling = ov.pooling or hf.st.pooling or ("last" if hf.arch == "qwen3" else None)
     if pooling is None:
         raise ConversionError("the model has no sentence-transformers pooling config; pass --pooling mean|cls|last")
-    planned = plan_tensors(hf, refs, ftype, separate_head=separate_head)
+    # rerank heads stay F32: they are tiny and the scores are differences of their rows
+    planned = plan_tensors(hf, refs, ftype, separate_head=separate_head) + [_Planned(h, h.name, "F32") for h in heads]
     w = gguf.GGUFWriter(path=None, arch=gguf.MODEL_ARCH_NAMES[ARCH[hf.arch]])
     w.add_name(hf.name)
     w.add_file_type(DIRECT_TYPES[ftype])
     _write_hparams(w, hf, pooling)
-    _write_tokenizer(w, hf)
-    _write_embedding_meta(w, hf, ov, pooling)
+    _write_tokenizer(w, hf, type1_token_count(hf) if task == "rerank" else 0)
+    _write_embedding_meta(w, hf, ov, pooling, task)
     for p in planned:
         nbytes = int(np.prod(p.ref.shape, dtype=np.int64)) * np.dtype(_NP[p.out_type]).itemsize
         raw = gguf.GGMLQuantizationType.BF16 if p.out_type == "BF16" else None
