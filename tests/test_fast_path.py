@@ -34,21 +34,21 @@ def test_fast_path_is_the_default_for_last_token_decoders(qwen_embedder, minilm_
 
 
 def test_fast_path_equals_plain_path_across_batch_compositions(qwen_embedder, plain_qwen):
-    texts = mixed_texts(64)
-    for kwargs in ({}, {"input_type": "query"}, {"normalize": False}):
+    texts = mixed_texts(40)
+    for kwargs in ({}, {"input_type": "query", "normalize": False}):
         fast = qwen_embedder.embed(texts, **kwargs).embeddings
         plain = plain_qwen.embed(texts, **kwargs).embeddings
         assert cos(fast, plain).min() >= 0.99999
         if not kwargs.get("normalize", True):
             np.testing.assert_allclose(np.linalg.norm(fast, axis=1), np.linalg.norm(plain, axis=1), rtol=1e-5)
     # the same texts alone, and in batches of other sizes, give the same vectors
-    alone = np.stack([qwen_embedder.embed([t]).embeddings[0] for t in texts[:16]])
-    assert cos(alone, qwen_embedder.embed(texts).embeddings[:16]).min() >= 0.99999
+    alone = np.stack([qwen_embedder.embed([t]).embeddings[0] for t in texts[:8]])
+    assert cos(alone, qwen_embedder.embed(texts).embeddings[:8]).min() >= 0.99999
 
 
 def test_sequences_split_over_several_batches(tiny_qwen_src, tmp_path, st_tiny_qwen):
     path = convert_model(str(tiny_qwen_src), tmp_path / "long.gguf", "F32", max_tokens=2048).path
-    texts = [long_text(300), "short", long_text(120), long_text(40), "x"]
+    texts = [long_text(200), "short", long_text(120), long_text(40), "x"]
     n_long = len(st_tiny_qwen.tokenizer(texts[0])["input_ids"])
     assert n_long > 2 * 64
     with Embedder(path, batch_tokens=64, n_ctx=2048) as fast, \
