@@ -366,5 +366,13 @@ def serve_cmd(models, host, port, api_key, api_key_file, max_batch_tokens, max_i
     uvicorn.run(app, host=host, port=port, log_level="info" if verbose else "warning")
 
 
+from .cli_tokenize import tokenize_cmd  # noqa: E402
+
+main.add_command(tokenize_cmd)
+from .cli_eval import eval_cmd  # noqa: E402
+
+main.add_command(eval_cmd)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from ..errors import ConversionError
 from ..registry import QUANT_TYPES, ModelEntry, Registry, load_registry
-from .hf import ARCHITECTURES, read_folder
+from .hf import REGISTRY_ARCHS, read_folder
 
-SUPPORTED_ARCHS = frozenset(ARCHITECTURES.values())
+SUPPORTED_ARCHS = REGISTRY_ARCHS
 from .writer import DIRECT_TYPES, Overrides, quantize, source_float_type, write_gguf
 
 __all__ = ["convert_model", "resolve_source", "ConversionResult", "HF_ALLOW_PATTERNS"]
