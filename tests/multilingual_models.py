@@ -240,3 +240,31 @@ def copy_without(src: Path, dest: Path, *names: str) -> Path:
     for n in names:
         (dest / n).unlink()
     return dest
+
+
+def sentencepiece_processor(tok: dict):
+    """SentencePiece itself, loaded with the same pieces, scores and charsmap (None if not installed)."""
+    import os
+
+    os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+    try:
+        import sentencepiece as spm
+        from sentencepiece import sentencepiece_model_pb2 as pb
+    except ImportError:
+        return None
+    m = pb.ModelProto()
+    m.trainer_spec.model_type = pb.TrainerSpec.UNIGRAM
+    m.trainer_spec.unk_id, m.trainer_spec.bos_id, m.trainer_spec.eos_id, m.trainer_spec.pad_id = 3, 0, 2, 1
+    spec = m.normalizer_spec
+    spec.name = "nmt_nfkc"
+    spec.precompiled_charsmap = base64.b64decode(tok["normalizer"]["precompiled_charsmap"])
+    spec.add_dummy_prefix = spec.remove_extra_whitespaces = spec.escape_whitespaces = True
+    kind = pb.ModelProto.SentencePiece
+    specials = {t["id"] for t in tok["added_tokens"]}
+    for i, (piece, score) in enumerate(tok["model"]["vocab"]):
+        p = m.pieces.add()
+        p.piece, p.score = piece, score
+        p.type = kind.UNKNOWN if i == tok["model"]["unk_id"] else kind.CONTROL if i in specials else kind.NORMAL
+    proc = spm.SentencePieceProcessor()
+    proc.LoadFromSerializedProto(m.SerializeToString())
+    return proc

