@@ -20,15 +20,16 @@ def _gguf_encoder(emb, input_type):
 
 
 def _print(report: dict) -> None:
-    console = Console(width=120)
-    table = Table(title=f"{report['model']}")
+    console = Console(width=160)
+    table = Table(title=report["model"])
     for col in ("check", "texts", "cos min", "cos p1", "cos mean", "Spearman", "Pearson"):
         table.add_column(col, justify="left" if col == "check" else "right")
     f = lambda x: f"{x:.4f}"  # noqa: E731
     if "reference" in report:
         a = report["reference"]
-        table.add_row(f"vs {a['path']} ({report['texts']})", str(a["n_texts"]), f(a["cos_min"]), f(a["cos_p1"]),
-                      f(a["cos_mean"]), f(a["spearman"]), "")
+        table.add_row("vs reference", str(a["n_texts"]), f(a["cos_min"]), f(a["cos_p1"]), f(a["cos_mean"]),
+                      f(a["spearman"]), "")
+        table.caption = f"reference: {a['path']}; texts: {report['texts']}"
     for key, label in (("lee", "Lee 2005: this model"), ("reference_lee", "Lee 2005: reference")):
         if key in report:
             r = report[key]

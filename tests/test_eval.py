@@ -67,13 +67,22 @@ def test_lee_on_minilm_matches_sentence_transformers(minilm_gguf, st_lee, quant,
     assert st_lee.spearman > 0.5  # a real signal, not noise
 
 
-def test_eval_against_hf_and_gguf_references(minilm_gguf, minilm_src, tmp_path):
+def test_eval_against_hf_and_gguf_references(minilm_gguf, minilm_src, st_minilm, tmp_path):
+    from gguf_embed import Embedder
+
     runner = CliRunner()
     hf = runner.invoke(main, ["eval", str(minilm_gguf("Q8_0")), "--reference", str(minilm_src), "--json"])
     assert hf.exit_code == 0, hf.output
     ref = json.loads(hf.stdout)["reference"]
-    assert ref["n_texts"] == len(multilingual.texts())
-    assert 0.99 <= ref["cos_min"] <= ref["cos_p1"] <= ref["cos_mean"] <= 1.0001 and ref["spearman"] > 0.99
+    texts = multilingual.texts()
+    with Embedder(minilm_gguf("Q8_0")) as emb:
+        expect = evaluate.compare(emb.embed(texts, truncate="end").embeddings,
+                                  st_minilm.encode(texts, convert_to_numpy=True, normalize_embeddings=True))
+    assert ref["n_texts"] == len(texts) and ref["worst_index"] == expect.worst_index
+    for key in ("cos_min", "cos_p1", "cos_mean", "spearman"):
+        assert ref[key] == pytest.approx(getattr(expect, key), abs=1e-6)
+    assert ref["cos_min"] <= ref["cos_p1"] <= ref["cos_mean"] <= 1.0001
+    assert ref["cos_mean"] > 0.99 and ref["spearman"] > 0.99
     texts = tmp_path / "t.txt"
     texts.write_text("one cat\ntwo dogs\nthree birds\nfour fish\n", encoding="utf-8")
     gg = runner.invoke(main, ["eval", str(minilm_gguf("Q8_0")), "--reference", str(minilm_gguf("F16")),
