@@ -64,7 +64,7 @@ def test_lee_on_minilm_matches_sentence_transformers(minilm_gguf, st_lee, quant,
     assert lee["pairs"] == 1225 and lee["documents"] == 50
     assert abs(lee["spearman"] - st_lee.spearman) <= tol, (lee, st_lee)
     assert abs(lee["pearson"] - st_lee.pearson) <= 2 * tol
-    assert st_lee.spearman > 0.5  # a real signal, not noise
+    assert st_lee.spearman > 0.4  # a real signal, not noise
 
 
 def test_eval_against_hf_and_gguf_references(minilm_gguf, minilm_src, st_minilm, tmp_path):
