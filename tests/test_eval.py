@@ -71,10 +71,13 @@ def test_eval_against_hf_and_gguf_references(minilm_gguf, minilm_src, st_minilm,
     from gguf_embed import Embedder
 
     runner = CliRunner()
-    hf = runner.invoke(main, ["eval", str(minilm_gguf("Q8_0")), "--reference", str(minilm_src), "--json"])
+    texts = multilingual.texts()[::4]
+    subset = tmp_path / "subset.txt"
+    subset.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    hf = runner.invoke(main, ["eval", str(minilm_gguf("Q8_0")), "--reference", str(minilm_src), "--texts", str(subset),
+                              "--json"])
     assert hf.exit_code == 0, hf.output
     ref = json.loads(hf.stdout)["reference"]
-    texts = multilingual.texts()
     with Embedder(minilm_gguf("Q8_0")) as emb:
         expect = evaluate.compare(emb.embed(texts, truncate="end").embeddings,
                                   st_minilm.encode(texts, convert_to_numpy=True, normalize_embeddings=True))
@@ -83,12 +86,10 @@ def test_eval_against_hf_and_gguf_references(minilm_gguf, minilm_src, st_minilm,
         assert ref[key] == pytest.approx(getattr(expect, key), abs=1e-6)
     assert ref["cos_min"] <= ref["cos_p1"] <= ref["cos_mean"] <= 1.0001
     assert ref["cos_mean"] > 0.99 and ref["spearman"] > 0.99
-    texts = tmp_path / "t.txt"
-    texts.write_text("one cat\ntwo dogs\nthree birds\nfour fish\n", encoding="utf-8")
-    gg = runner.invoke(main, ["eval", str(minilm_gguf("Q8_0")), "--reference", str(minilm_gguf("F16")),
-                              "--texts", str(texts)])
+    gg = runner.invoke(main, ["eval", str(minilm_gguf("Q8_0")), "--reference", str(minilm_gguf("F16"))])
     assert gg.exit_code == 0, gg.output
-    assert "cos min" in gg.stdout and "t.txt" in gg.stdout
+    assert "cos min" in gg.stdout and "built-in multilingual set" in gg.stdout
+    assert "vs reference" in gg.stdout and f" {len(multilingual.texts())} " in gg.stdout
     none = runner.invoke(main, ["eval", str(minilm_gguf("F16"))])
     assert none.exit_code != 0 and "--reference and/or --task lee" in none.output
     short = tmp_path / "s.txt"

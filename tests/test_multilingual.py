@@ -17,7 +17,7 @@ from gguf_embed import keys, multilingual, textnorm
 from gguf_embed.cli import main
 from gguf_embed.convert import convert_model
 
-from .multilingual_models import build_real_qwen3, qwen_tokenizer_dir
+from .multilingual_models import build_real_qwen3, qwen_tokenizer_dir, read_gguf_kv
 
 TEXTS = multilingual.texts()
 EOT_ID = 151643
@@ -103,20 +103,23 @@ def texts_file(tmp_path_factory):
 
 @needs_qwen
 def test_real_qwen_tokenizer_metadata(real_qwen_gguf):
-    import gguf
+    kv = read_gguf_kv(real_qwen_gguf)
+    assert kv[keys.TEXT_NORMALIZER] == "nfc"
+    assert kv["tokenizer.ggml.pre"] == "qwen2"
+    assert len(kv["tokenizer.ggml.tokens"]) == 151669
+    assert kv["tokenizer.ggml.add_eos_token"] is True and kv["tokenizer.ggml.eos_token_id"] == EOT_ID
 
-    r = gguf.GGUFReader(str(real_qwen_gguf))
-    assert r.get_field(keys.TEXT_NORMALIZER).contents() == "nfc"
-    assert r.get_field("tokenizer.ggml.pre").contents() == "qwen2"
-    assert len(r.get_field("tokenizer.ggml.tokens").contents()) == 151669
-    assert r.get_field("tokenizer.ggml.add_eos_token").contents() is True
+
+@pytest.fixture(scope="module")
+def st_real_qwen(real_qwen_src):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(real_qwen_src), device="cpu")
 
 
 @needs_qwen
-def test_real_qwen_token_ids_match_hugging_face(real_qwen_src, real_qwen_gguf, texts_file):
-    from transformers import AutoTokenizer
-
-    hf = AutoTokenizer.from_pretrained(str(real_qwen_src))
+def test_real_qwen_token_ids_match_hugging_face(st_real_qwen, real_qwen_gguf, texts_file):
+    hf = st_real_qwen.tokenizer
     expect = [hf(t)["input_ids"] for t in TEXTS]
     assert all(ids[-1] == EOT_ID for ids in expect)
     result = CliRunner().invoke(main, ["tokenize", str(texts_file), "-m", str(real_qwen_gguf)])
@@ -129,11 +132,8 @@ def test_real_qwen_token_ids_match_hugging_face(real_qwen_src, real_qwen_gguf, t
 
 
 @needs_qwen
-def test_real_qwen_vectors_match_sentence_transformers(real_qwen_src, real_qwen_gguf, texts_file):
-    from sentence_transformers import SentenceTransformer
-
-    st = SentenceTransformer(str(real_qwen_src), device="cpu")
-    expect = st.encode(TEXTS, convert_to_numpy=True, normalize_embeddings=True, batch_size=64)
+def test_real_qwen_vectors_match_sentence_transformers(st_real_qwen, real_qwen_gguf, texts_file):
+    expect = st_real_qwen.encode(TEXTS, convert_to_numpy=True, normalize_embeddings=True, batch_size=64)
     result = CliRunner().invoke(main, ["encode", str(texts_file), "-m", str(real_qwen_gguf), "-q"])
     assert result.exit_code == 0, result.output
     got = np.array([json.loads(line)["embedding"] for line in result.stdout.splitlines()])
