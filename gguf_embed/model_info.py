@@ -7,7 +7,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
-from . import keys
+from . import keys, textnorm
 from .errors import ModelLoadError, ModelNotFoundError
 from .registry import Registry, default_models_dir, load_registry
 
@@ -64,9 +64,17 @@ class ModelInfo:
             max_tokens=min(max_tokens, n_ctx_train),
             matryoshka_min=int(mmin) if mmin else None,
             prompts=MappingProxyType(prompts),
-            text_normalizer=meta.get(keys.TEXT_NORMALIZER, "none"),
+            text_normalizer=_text_normalizer(path, meta.get(keys.TEXT_NORMALIZER, "none")),
             task=task,
         )
+
+
+def _text_normalizer(path: Path, value: str) -> str:
+    try:
+        textnorm.parse(value)
+    except textnorm.UnsupportedNormalizer as exc:
+        raise ModelLoadError(f"{path}: {exc}; a newer gguf-embed may read this file") from None
+    return value
 
 
 def check_gguf_file(path: Path) -> None:

@@ -71,7 +71,7 @@ def test_registry_loads_and_validates(tmp_path):
 
 def test_text_normalizer():
     assert textnorm.normalizer_for_tokenizer_json({"normalizer": {"type": "BertNormalizer", "lowercase": True}}) == "nfd_strip_lower"
-    assert textnorm.normalizer_for_tokenizer_json({"normalizer": {"type": "NFC"}}) == "none"
+    assert textnorm.normalizer_for_tokenizer_json({"normalizer": {"type": "NFC"}}) == "nfc"
     assert textnorm.apply("nfd_strip_lower", "Café ÅNGSTRÖM") == "cafe angstrom"
     assert textnorm.apply("nfd_strip_lower", "서울") == "\u1109\u1165\u110b\u116e\u11af"
     assert textnorm.apply("none", "Café") == "Café"

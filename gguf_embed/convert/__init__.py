@@ -14,9 +14,9 @@ from pathlib import Path
 
 from ..errors import ConversionError
 from ..registry import QUANT_TYPES, ModelEntry, Registry, load_registry
-from .hf import ARCHITECTURES, read_folder
+from .hf import REGISTRY_ARCHS, read_folder
 
-SUPPORTED_ARCHS = frozenset(ARCHITECTURES.values())
+SUPPORTED_ARCHS = REGISTRY_ARCHS
 RERANK_ARCHS = ("qwen3", "bert")
 from .writer import DIRECT_TYPES, Overrides, quantize, separate_head_for, source_float_type, write_gguf
 

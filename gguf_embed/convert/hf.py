@@ -19,11 +19,17 @@ ARCHITECTURES = {
     "Qwen3Model": "qwen3",
     "BertModel": "bert",
     "BertForMaskedLM": "bert",
+    "XLMRobertaModel": "bert",
+    "XLMRobertaForMaskedLM": "bert",
     # rerankers (see convert.rerank)
     "Qwen3ForSequenceClassification": "qwen3",
     "BertForSequenceClassification": "bert",
 }
-MODEL_TYPES = {"qwen3": "qwen3", "bert": "bert"}
+MODEL_TYPES = {"qwen3": "qwen3", "bert": "bert", "xlm-roberta": "bert"}
+# models.toml architecture names the converter handles (XLM-R runs as llama.cpp's BERT)
+REGISTRY_ARCHS = frozenset({"qwen3", "bert", "xlm-roberta"})
+# RoBERTa-style models number positions from padding_idx + 1
+_OFFSET_POSITIONS = ("XLMRobertaModel", "XLMRobertaForMaskedLM")
 
 # BPE pre-tokenizer split patterns (as written in tokenizer.json) -> llama.cpp's name.
 _QWEN2_RE = (
@@ -56,6 +62,17 @@ class HFModel:
     arch: str
     tokenizer: dict
     st: STInfo
+
+    @property
+    def position_offset(self) -> int:
+        """Leading rows of the position table the model never uses (llama.cpp counts positions from 0)."""
+        if self.hf_architecture in _OFFSET_POSITIONS or self.config.get("model_type") == "xlm-roberta":
+            return int(self.config.get("pad_token_id", 1)) + 1
+        return 0
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.config["max_position_embeddings"]) - self.position_offset
 
     @property
     def name(self) -> str:

@@ -12,9 +12,10 @@ import numpy as np
 
 from .. import keys
 from ..errors import ConversionError
-from ..textnorm import normalizer_for_tokenizer_json
+from ..textnorm import UnsupportedNormalizer, normalizer_for_tokenizer_json
 from .hf import HFModel, bpe_pre_tokenizer
 from .rerank import DEFAULT_MAX_TOKENS, detect_task, rerank_refs, type1_token_count, write_rerank_meta
+from .unigram import write_unigram
 from .weights import TensorRef, iter_tensor_refs, to_bf16_bits, to_float32
 
 log = logging.getLogger("gguf_embed.convert")
@@ -44,13 +45,13 @@ def _hf_name(arch: str, name: str) -> str | None:
         if name.startswith("lm_head.") or name.endswith("rotary_emb.inv_freq"):
             return None
         return name if name.startswith("model.") else "model." + name
-    if name.startswith("bert."):
-        name = name[5:]
+    if name.startswith(("bert.", "roberta.")):
+        name = name.split(".", 1)[1]
     if name.endswith(".gamma"):
         name = name[:-6] + ".weight"
     elif name.endswith(".beta"):
         name = name[:-5] + ".bias"
-    if name == "embeddings.position_ids" or name.startswith(("pooler.", "cls.")):
+    if name in ("embeddings.position_ids", "embeddings.token_type_ids") or name.startswith(("pooler.", "cls.", "lm_head.")):
         return None
     return name
 
@@ -58,6 +59,9 @@ def _hf_name(arch: str, name: str) -> str | None:
 # llama.cpp reads these only as F32: 1-D tensors, norms, and embeddings that are added
 # to activations directly (a view of a row, not a lookup).
 _F32_ONLY = {gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.POS_EMBD], gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.TOKEN_TYPES]}
+
+
+_POS_EMBD = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.POS_EMBD] + ".weight"
 
 
 def _keep_f32(gguf_name: str, shape: tuple[int, ...]) -> bool:
@@ -70,6 +74,11 @@ class _Planned:
     ref: TensorRef
     gguf_name: str
     out_type: str  # F32 | F16 | BF16
+    skip_rows: int = 0  # leading rows dropped (RoBERTa's position table)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.ref.shape[0] - self.skip_rows, *self.ref.shape[1:])
 
 
 def plan_tensors(hf: HFModel, refs: list[TensorRef], ftype: str, *, separate_head: bool = False) -> list[_Planned]:
@@ -88,7 +97,8 @@ def plan_tensors(hf: HFModel, refs: list[TensorRef], ftype: str, *, separate_hea
         if ref.dtype not in ("F32", "F16", "BF16", "F64"):
             raise ConversionError(f"tensor {ref.name!r} has non-float dtype {ref.dtype}")
         out_type = "F32" if _keep_f32(new, ref.shape) else ftype
-        planned.append(_Planned(ref, new, out_type))
+        skip = hf.position_offset if new == _POS_EMBD else 0
+        planned.append(_Planned(ref, new, out_type, skip))
     if not planned:
         raise ConversionError("no model tensors found")
     embd = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.TOKEN_EMBD] + ".weight"
@@ -102,6 +112,8 @@ def plan_tensors(hf: HFModel, refs: list[TensorRef], ftype: str, *, separate_hea
 
 def _convert_array(p: _Planned) -> np.ndarray:
     arr = p.ref.load()
+    if p.skip_rows:
+        arr = arr[p.skip_rows:]
     if p.out_type == "BF16":
         out = to_bf16_bits(arr, p.ref.dtype)
     elif p.out_type == "F16":
@@ -129,7 +141,7 @@ def _rope_theta(config: dict) -> float | None:
 
 def _write_hparams(w: gguf.GGUFWriter, hf: HFModel, pooling: str) -> None:
     c = hf.config
-    w.add_context_length(int(c["max_position_embeddings"]))
+    w.add_context_length(hf.max_positions)
     w.add_embedding_length(int(c["hidden_size"]))
     w.add_feed_forward_length(int(c["intermediate_size"]))
     w.add_block_count(int(c["num_hidden_layers"]))
@@ -154,6 +166,19 @@ def _write_tokenizer(w: gguf.GGUFWriter, hf: HFModel, type1_tokens: int = 0) -> 
     tok = hf.tokenizer
     model = tok.get("model", {})
     kind = model.get("type")
+    if kind == "Unigram":
+        if hf.arch != "bert":
+            raise ConversionError("a Unigram (SentencePiece) tokenizer is only supported for BERT-type models")
+        n_vocab = write_unigram(w, tok, hf.config)
+        special = gguf.SpecialVocab(hf.folder, load_merges=False, n_vocab=n_vocab)
+        special.chat_template = None
+        special.add_to_gguf(w, quiet=True)
+        for typ in ("bos", "eos"):  # llama.cpp's UGM defaults (no BOS, EOS) differ from XLM-R's <s> ... </s>
+            if typ not in special.add_special_token:
+                getattr(w, f"add_add_{typ}_token")(False)
+        return
+    if kind not in ("WordPiece", "BPE"):
+        raise ConversionError(f"unsupported tokenizer model {kind!r} (WordPiece, BPE and Unigram are supported)")
     vocab: dict[str, int] = dict(model.get("vocab") or {})
     added = {t["id"]: t for t in tok.get("added_tokens", [])}
     for tid, t in added.items():
@@ -218,12 +243,15 @@ def _write_embedding_meta(w: gguf.GGUFWriter, hf: HFModel, ov: Overrides, poolin
     if hf.st.default_prompt_name:
         w.add_string(keys.DEFAULT_PROMPT, hf.st.default_prompt_name)
     max_tokens = ov.max_tokens or hf.st.max_seq_length or (DEFAULT_MAX_TOKENS.get(hf.arch) if task == "rerank" else None)
-    max_tokens = max_tokens or int(hf.config["max_position_embeddings"])
-    w.add_uint32(keys.MAX_TOKENS, min(int(max_tokens), int(hf.config["max_position_embeddings"])))
+    max_tokens = max_tokens or hf.max_positions
+    w.add_uint32(keys.MAX_TOKENS, min(int(max_tokens), hf.max_positions))
     if ov.matryoshka_min:
         w.add_uint32(keys.MATRYOSHKA_MIN, int(ov.matryoshka_min))
     w.add_bool(keys.NORMALIZE, hf.st.normalize)
-    w.add_string(keys.TEXT_NORMALIZER, normalizer_for_tokenizer_json(hf.tokenizer))
+    try:
+        w.add_string(keys.TEXT_NORMALIZER, normalizer_for_tokenizer_json(hf.tokenizer))
+    except UnsupportedNormalizer as exc:
+        raise ConversionError(str(exc)) from None
     w.add_string(keys.SOURCE, hf.name)
     if ov.registry_name:
         w.add_string(keys.REGISTRY_NAME, ov.registry_name)
@@ -258,9 +286,9 @@ def write_gguf(hf: HFModel, out: Path, ftype: str, ov: Overrides, *, allow_pickl
     _write_tokenizer(w, hf, type1_token_count(hf) if task == "rerank" else 0)
     _write_embedding_meta(w, hf, ov, pooling, task)
     for p in planned:
-        nbytes = int(np.prod(p.ref.shape, dtype=np.int64)) * np.dtype(_NP[p.out_type]).itemsize
+        nbytes = int(np.prod(p.shape, dtype=np.int64)) * np.dtype(_NP[p.out_type]).itemsize
         raw = gguf.GGMLQuantizationType.BF16 if p.out_type == "BF16" else None
-        w.add_tensor_info(p.gguf_name, p.ref.shape, np.dtype(_NP[p.out_type]), nbytes, raw_dtype=raw)
+        w.add_tensor_info(p.gguf_name, p.shape, np.dtype(_NP[p.out_type]), nbytes, raw_dtype=raw)
     w.write_header_to_file(path=out)
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
