@@ -100,7 +100,7 @@ def process_bench(models: list[str], n_texts: int, reps: int, threads: int, batc
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "texts.txt"
         src.write_text("\n".join(texts) + "\n", encoding="utf-8")
-        exe = [sys.executable, "-m", "gguf_embed.cli"]
+        exe = [str(Path(sys.executable).with_name("gguf-embed"))]  # the installed command, as a user runs it
         for model in models:
             ours_out, peer_out = Path(tmp) / "ours.npy", Path(tmp) / "peer.npy"
             ours_cmd = exe + ["encode", str(src), "-m", model, "-o", str(ours_out), "-q", "--threads", str(threads),

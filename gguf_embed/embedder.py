@@ -52,6 +52,12 @@ def default_flash_attn(info: ModelInfo, n_gpu_layers: int) -> str:
     return "auto" if n_gpu_layers != 0 else ("off" if info.causal or info.task == "rerank" else "on")
 
 
+def default_kv_type(info: ModelInfo) -> str:
+    """The KV-cache type when none is given: a rerank head turns the F16 cache's rounding into
+    ~1e-3 of score, so rerankers keep F32; embedding models F16."""
+    return "f32" if info.task == "rerank" else "f16"
+
+
 @dataclass(frozen=True)
 class EmbedResult:
     embeddings: np.ndarray  # float32 (n, d), input order
@@ -101,9 +107,7 @@ class Embedder:
             flash_attn = default_flash_attn(info, n_gpu_layers)
         if flash_attn not in _llama.FLASH_ATTN:
             raise InvalidInputError(f"flash_attn must be one of {', '.join(_llama.FLASH_ATTN)}")
-        if kv_type is None:
-            # a rerank head turns the F16 cache's rounding into ~1e-3 of score; F32 keeps it exact
-            kv_type = "f32" if info.task == "rerank" else "f16"
+        kv_type = kv_type or default_kv_type(info)
         if kv_type not in _llama.KV_TYPES:
             raise InvalidInputError(f"kv_type must be one of {', '.join(_llama.KV_TYPES)}")
         self.runner = BatchRunner(

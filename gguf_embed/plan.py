@@ -34,7 +34,7 @@ from pathlib import Path
 
 import gguf
 
-from .embedder import DEFAULT_BATCH_TOKENS, context_shape, default_flash_attn
+from .embedder import DEFAULT_BATCH_TOKENS, context_shape, default_flash_attn, default_kv_type
 from .errors import InvalidInputError
 from .model_info import ModelInfo
 from .runner import fast_path_enabled
@@ -247,7 +247,7 @@ def _compute_parts(s: ModelShape, n_ub: int, n_ctx: int, fa: bool, n_out: int) -
 
 
 def estimate(path_or_shape, *, n_ctx: int | None = None, batch_tokens: int | None = None, n_seq_max: int = 64,
-             flash_attn: str | None = None, kv_type: str = "f16", n_gpu_layers: int = 0,
+             flash_attn: str | None = None, kv_type: str | None = None, n_gpu_layers: int = 0,
              fast_path: bool | None = None) -> Plan:
     """The memory an Embedder with these settings allocates, by kind and device.
 
@@ -256,6 +256,7 @@ def estimate(path_or_shape, *, n_ctx: int | None = None, batch_tokens: int | Non
     holds logits for ``n_seq_max`` rows (plus their embeddings after the load-time self-check),
     which never grows; on the all-token path every token of a batch is an output."""
     s = path_or_shape if isinstance(path_or_shape, ModelShape) else read_shape(path_or_shape)
+    kv_type = kv_type or default_kv_type(s.info)
     if kv_type not in KV_BYTES:
         raise InvalidInputError(f"kv_type must be one of {', '.join(KV_BYTES)}", param="kv_type")
     info = s.info
@@ -317,6 +318,8 @@ def fit_budget(path_or_shape, vram_bytes: int, *, n_ctx: int | None = None, batc
     info, n_layer = s.info, s.info.n_layer
     batches = [batch_tokens] if batch_tokens else [DEFAULT_BATCH_TOKENS, 256, 128, 64]
     kv_types = ["f16", "q8_0", "q4_0"] if info.causal else ["f16"]
+    if default_kv_type(info) == "f32":
+        kv_types = ["f32"] + kv_types
     first_ctx = context_shape(info, n_ctx, batch_tokens)[0]
     ctxs = [first_ctx] if (n_ctx or not info.causal) else _halvings(first_ctx, MIN_AUTO_CTX)
 

@@ -104,7 +104,7 @@ def _json_plan(p, fits: bool, budget: int | None, measured: int | None = None, p
 @click.option("--batch-size", "batch_tokens", type=click.IntRange(min=16), hidden=True)  # encode's old name
 @click.option("--n-gpu-layers", type=int, default=0, show_default=True,
               help="Layers on the GPU without --vram (-1: all; 1: the output layer only).")
-@click.option("--kv-type", type=click.Choice(KV_CHOICES), default="f16", show_default=True, help="KV-cache type.")
+@click.option("--kv-type", type=click.Choice(KV_CHOICES), help="KV-cache type (default as encode: f16; f32 for rerankers).")
 @click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), help="Flash attention (default as encode).")
 @click.option("--check", is_flag=True, help="Also create the context on this machine and show llama.cpp's own report.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")

@@ -135,6 +135,8 @@ def tensor_table(entry: ModelEntry, quant: str) -> list[TensorSpec]:
         raise ValueError(f"unknown quantisation type {quant}")
     if entry.shape is None:
         raise ValueError(f"{entry.name} has no shape table in models.toml")
+    if getattr(entry, "task", "embed") != "embed":
+        raise ValueError("rerank files carry their heads and segment tables: convert it and plan the file")
     if entry.architecture == "qwen3":
         return _qwen3(entry, quant)
     if entry.architecture == "bert":
