@@ -163,8 +163,9 @@ def ray_encoder(emb: Embedder, spec, *, model: str, model_sha256: str, address: 
             if not len(ok):
                 return
             table = pa.table({"position": ok, "text": pa.array([texts[i] for i in ok], pa.string())})
-            blocks = max(workers * 4, min(len(ok) // 256, workers * 64), 1)
-            ds = ray.data.from_arrow(table).repartition(blocks)
+            # blocks made here (a repartition would need free CPUs while the actors hold them)
+            step = max(1, -(-len(ok) // max(workers * 4, min(len(ok) // 256, workers * 64), 1)))
+            ds = ray.data.from_arrow([table.slice(a, step) for a in range(0, len(ok), step)])
             out = embed_dataset(ds, model, concurrency=workers, num_gpus=num_gpus, n_threads=threads,
                                 models_dir=str(models_dir) if models_dir else None, local_path=local,
                                 expected_sha256=model_sha256, embedder_kwargs=embedder_kwargs,
