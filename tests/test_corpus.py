@@ -466,3 +466,11 @@ def test_serve_uses_the_same_cache_keys_as_encode(tmp_path, qwen, qwen_embedder)
         np.testing.assert_array_equal(again, vecs)
     with VectorCache(cache) as c:
         assert c.stats()["vectors"] == 3
+
+
+def test_public_api_names_resolve():
+    import gguf_embed.corpus as corpus
+    import gguf_embed.ray as gray
+
+    assert all(hasattr(corpus, n) for n in corpus.__all__)
+    assert set(gray.__all__) == {"EmbedBatch", "embed_dataset", "fetch_model", "ray_encoder"}
