@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
-import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -19,7 +14,6 @@ from rich.table import Table
 from .errors import GGUFEmbedError
 from .registry import QUANT_TYPES, default_models_dir, load_registry
 
-PROGRESS_MIN_ITEMS = 100
 stderr = Console(stderr=True)
 
 
@@ -44,21 +38,6 @@ def progress_bar(label: str, quiet: bool = False) -> Progress:
         TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=stderr, disable=quiet, transient=False,
     )
-
-
-@contextmanager
-def atomic_output(path: Path, mode: str = "wb"):
-    """Write ``path`` under a temporary name and rename it into place only on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -129,31 +108,7 @@ def convert_cmd(src, output, quant, pooling, max_tokens, matryoshka_min, allow_p
     click.echo(str(result.path))
 
 
-# --- encode -------------------------------------------------------------------------
-
-
-def read_texts(files: tuple[str, ...]) -> list[str]:
-    texts: list[str] = []
-    for name in files:
-        try:
-            if name == "-":
-                data = sys.stdin.buffer.read()
-            else:
-                data = Path(name).read_bytes()
-        except IsADirectoryError:
-            raise click.ClickException(f"{name} is a folder, not a text file") from None
-        except FileNotFoundError:
-            raise click.ClickException(f"{name} does not exist") from None
-        except OSError as exc:
-            raise click.ClickException(f"cannot read {name}: {exc.strerror}") from None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise click.ClickException(f"{name} is not UTF-8 text (byte {exc.start})") from None
-        if "\x00" in text:
-            raise click.ClickException(f"{name} looks binary, not text")
-        texts.extend(line for line in text.splitlines() if line.strip())
-    return texts
+# --- encode (gguf_embed/corpus/commands.py) ------------------------------------
 
 
 def runtime_options(f):
@@ -192,54 +147,6 @@ def make_embedder(model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, f
     return Embedder(model, models_dir=models_dir, n_threads=threads, verbose=verbose, **kwargs)
 
 
-@main.command("encode")
-@click.argument("files", nargs=-1, required=True)
-@click.option("-m", "--model", required=True, help="A .gguf path or a converted models.toml name.")
-@runtime_options
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: stdout, jsonl only).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "npy"]), help="Output format (default: from -o's suffix, else jsonl).")
-@click.option("--input-type", type=click.Choice(["query", "document"]), help="Apply the model's query or document prompt.")
-@click.option("--instruction", help="Task instruction for queries (Qwen3: 'Instruct: {task}\\nQuery:{text}').")
-@click.option("--dimensions", type=int, help="Matryoshka dimension to cut vectors to.")
-@click.option("--no-normalize", is_flag=True, help="Return raw pooled vectors.")
-@click.option("--truncate", type=click.Choice(["error", "end", "start"]), default="error", show_default=True)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def encode_cmd(files, model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, vram, verbose,
-               output, fmt, input_type, instruction, dimensions, no_normalize, truncate, quiet):
-    """Embed one text per non-empty line of FILE(s) ('-' for stdin)."""
-    fmt = fmt or ("npy" if output is not None and output.suffix == ".npy" else "jsonl")
-    if fmt == "npy" and output is None:
-        raise click.UsageError("--format npy needs -o/--output")
-    texts = read_texts(files)
-    if not texts:
-        raise click.ClickException(f"no text to embed in {', '.join(files)}")
-    with user_errors():
-        emb = make_embedder(model, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, verbose, vram)
-        with progress_bar("embedding", quiet=quiet or len(texts) < PROGRESS_MIN_ITEMS) as bar:
-            task = bar.add_task("embedding", total=len(texts))
-            result = emb.embed(
-                texts, input_type=input_type, instruction=instruction, dimensions=dimensions,
-                normalize=not no_normalize, truncate=truncate, progress=lambda n: bar.advance(task, n),
-            )
-    vectors = result.embeddings
-    if fmt == "npy":
-        with atomic_output(output) as fh:
-            np.save(fh, vectors)
-    else:
-        lines = (
-            json.dumps({"index": i, "embedding": vec.tolist(), "tokens": int(n)}) + "\n"
-            for i, (vec, n) in enumerate(zip(vectors, result.token_counts))
-        )
-        if output is None:
-            for line in lines:
-                click.echo(line, nl=False)
-        else:
-            with atomic_output(output, "w") as fh:
-                fh.writelines(lines)
-    if output is not None and not quiet:
-        stderr.print(f"wrote {len(vectors)} vectors of {vectors.shape[1]} dims to {output}")
-
-
 # --- plan ---------------------------------------------------------------------------
 
 from .plan_cli import plan_cmd  # noqa: E402
@@ -263,9 +170,10 @@ main.add_command(plan_cmd)
 @click.option("--truncate", type=click.Choice(["error", "end", "start"]), default="error", show_default=True,
               help="Default for over-long inputs (a request may override it).")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow browser requests from this origin (repeatable).")
+@click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), help="Answer repeated texts from this vector cache (shared with encode).")
 @runtime_options
 def serve_cmd(models, host, port, api_key, api_key_file, max_batch_tokens, max_inputs, max_body_mb, truncate,
-              cors_origins, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, vram, verbose):
+              cors_origins, cache, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, vram, verbose):
     """Serve an OpenAI-compatible /v1/embeddings endpoint."""
     import functools
 
@@ -302,7 +210,7 @@ def serve_cmd(models, host, port, api_key, api_key_file, max_batch_tokens, max_i
         for p in paths
     ]
     app = create_app(loaders, api_key=api_key, max_batch_tokens=max_batch_tokens, max_inputs=max_inputs,
-                     truncate=truncate, max_body_bytes=max_body_mb * 2**20, cors_origins=cors_origins)
+                     truncate=truncate, max_body_bytes=max_body_mb * 2**20, cors_origins=cors_origins, cache=cache)
     if host not in ("127.0.0.1", "localhost", "::1"):
         stderr.print(f"[yellow]listening on {host}: reachable from other machines{'' if api_key else ' without an API key'}")
     uvicorn.run(app, host=host, port=port, log_level="info" if verbose else "warning")
@@ -320,4 +228,11 @@ main.add_command(eval_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    from gguf_embed.cli import main as entry  # one module object, so the commands below register on it
+
+    entry()
+else:
+    from .corpus.commands import cache_cmd, encode_cmd  # built on the helpers above
+
+    main.add_command(encode_cmd)
+    main.add_command(cache_cmd)

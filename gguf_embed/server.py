@@ -99,12 +99,17 @@ def create_app(
     truncate: str = "error",
     max_body_bytes: int = 32 * 2**20,
     cors_origins: Sequence[str] = (),
+    cache: str | Path | None = None,
 ) -> FastAPI:
-    """An app serving ``models`` (Embedders, or callables that load one at start-up)."""
+    """An app serving ``models`` (Embedders, or callables that load one at start-up); ``cache``: a vector cache file."""
     if not models:
         raise ValueError("at least one model is needed")
     state = State()
     key = api_key.encode() if api_key else None
+    if cache is not None:
+        from .corpus.serving import ServerCache
+
+        cache = ServerCache(cache)
 
     def load_all() -> None:
         for source in models:
@@ -201,7 +206,12 @@ def create_app(
                     raise InvalidInputError("input_type and instruction apply to text input, not token ids",
                                             param="input_type" if req.input_type else "instruction")
                 seqs = [emb.frame_tokens(ids, i, req.truncate) for i, ids in enumerate(req.token_ids)]
-            vectors = postprocess(await served.batcher.embed(seqs), req.dimensions, True)
+            if cache is not None and req.texts is not None:
+                vectors = await cache.embed(emb, served.batcher.embed, req.texts, seqs, input_type=req.input_type,
+                                            instruction=req.instruction, dimensions=req.dimensions,
+                                            truncate=req.truncate)
+            else:
+                vectors = postprocess(await served.batcher.embed(seqs), req.dimensions, True)
             n_tokens = int(sum(len(s) for s in seqs))
             body = await run_in_threadpool(embedding_response, vectors, served.name, req.encoding_format, n_tokens)
             state.metrics.request(model_name, 200, time.perf_counter() - t0, len(seqs), n_tokens)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the tests never touch the user's vector cache
+os.environ.setdefault("GGUF_EMBED_CACHE", os.path.join(tempfile.mkdtemp(prefix="gguf-embed-cache-"), "vectors.sqlite"))
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -26,7 +26,8 @@ def test_encode_jsonl_to_stdout(runner, tmp_path, minilm_gguf, minilm_embedder):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["index"] for r in rows] == [0, 1]
-    assert set(rows[0]) == {"index", "embedding", "tokens"}
+    assert set(rows[0]) == {"index", "id", "embedding", "tokens"}
+    assert [r["id"] for r in rows] == ["1", "4"]  # a .txt record's id is its line number
     expect = minilm_embedder.embed(["first line", "second line"])
     np.testing.assert_allclose(np.array([r["embedding"] for r in rows]), expect.embeddings, atol=1e-6)
     assert [r["tokens"] for r in rows] == expect.token_counts.tolist()
@@ -72,7 +73,7 @@ def test_encode_10k_lines_to_npy_with_progress(runner, tmp_path, tiny_qwen_gguf)
         ("binary", "is not UTF-8 text"),
         ("too_long", "more than the model's limit of 512"),
         ("unknown_model", "unknown model 'no-such-model'"),
-        ("folder", "is a folder"),
+        ("folder", "is a folder with no .txt or .md files"),
     ],
 )
 def test_encode_errors_are_one_line(runner, tmp_path, tiny_qwen_gguf, case, expect):
@@ -88,11 +89,12 @@ def test_encode_errors_are_one_line(runner, tmp_path, tiny_qwen_gguf, case, expe
         "binary": [str(tmp_path / "bin.txt"), "-m", model],
         "too_long": [str(tmp_path / "long.txt"), "-m", model],
         "unknown_model": [str(good), "-m", "no-such-model"],
-        "folder": [str(tmp_path), "-m", model],
+        "folder": [str(tmp_path / "no-texts"), "-m", model],
     }[case]
     (tmp_path / "empty.txt").write_text("\n\n")
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00abc")
     (tmp_path / "long.txt").write_text("word " * 2000)
+    (tmp_path / "no-texts").mkdir()
     result = runner.invoke(main, ["encode", *args, "-o", str(out)])
     assert result.exit_code != 0
     assert expect in result.output, result.output

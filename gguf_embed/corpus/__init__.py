@@ -1,0 +1,22 @@
+"""Corpus jobs: read a corpus with ids, embed it through a content-addressed cache with resume, write vectors
+with a manifest.
+
+    from gguf_embed import Embedder
+    from gguf_embed.corpus import JobSpec, VectorCache, read_corpus, run_job
+
+    corpus = read_corpus(["docs.jsonl"], text_field="body")
+    with Embedder("all-minilm-l6-v2") as emb, VectorCache("vectors.sqlite") as cache:
+        rows, stats, bad = run_job(corpus.records, emb, JobSpec(), store=cache)
+"""
+
+from .cache import CacheError, VectorCache, default_cache_path, sha256_file, space_params, text_key
+from .chunking import chunk_spans
+from .job import JobSpec, JobStats, plan_units, run_job
+from .readers import BadInputError, BadRecord, Corpus, Record, read_corpus
+from .writers import Rows, write_rows
+
+__all__ = [
+    "BadInputError", "BadRecord", "CacheError", "Corpus", "JobSpec", "JobStats", "Record", "Rows", "VectorCache",
+    "chunk_spans", "default_cache_path", "plan_units", "read_corpus", "run_job", "sha256_file", "space_params",
+    "text_key", "write_rows",
+]

@@ -1,0 +1,228 @@
+"""A content-addressed store of vectors: one SQLite file in WAL mode, safe for several processes.
+
+A vector is keyed by its *space* (the model file's sha256 and every setting that changes a
+vector: prompt, instruction, pooling, dimensions, normalisation, truncation, token limit)
+and the sha256 of its text. Each batch is committed in one short transaction, so a process
+killed at any moment loses nothing it had finished, and other processes see it at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import GGUFEmbedError
+
+__all__ = ["VectorCache", "CacheError", "default_cache_path", "text_key", "space_params", "sha256_file"]
+
+LOOKUP_CHUNK = 500
+BUSY_TIMEOUT_S = 60.0
+HASH_BLOCK = 8 << 20
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spaces (
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, model TEXT NOT NULL, model_sha256 TEXT NOT NULL,
+    params TEXT NOT NULL, dims INTEGER NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS vectors (
+    space INTEGER NOT NULL, hash BLOB NOT NULL, tokens INTEGER NOT NULL, vector BLOB NOT NULL,
+    used INTEGER NOT NULL, PRIMARY KEY (space, hash)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL);
+"""
+
+
+class CacheError(GGUFEmbedError):
+    code = "cache_error"
+
+
+def default_cache_path() -> Path:
+    """``$GGUF_EMBED_CACHE``, else ``$XDG_CACHE_HOME/gguf-embed/vectors.sqlite`` (``~/.cache/...``)."""
+    env = os.environ.get("GGUF_EMBED_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "gguf-embed" / "vectors.sqlite"
+
+
+def text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def space_params(model_sha256: str, *, prompt: str, input_type: str | None, instruction: str | None, pooling: str,
+                 dimensions: int, normalize: bool, truncate: str, max_tokens: int) -> dict:
+    """Everything that changes a vector besides its text; the CLI, the server and Ray share it."""
+    return {"model_sha256": model_sha256, "prompt": prompt, "input_type": input_type or "document",
+            "instruction": instruction, "pooling": pooling, "dimensions": int(dimensions),
+            "normalize": bool(normalize), "truncate": truncate, "max_tokens": int(max_tokens)}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(HASH_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _today() -> int:
+    return int(time.time() // 86400)
+
+
+@dataclass(frozen=True)
+class Space:
+    id: int
+    dims: int
+
+
+class VectorCache:
+    """One SQLite file; thread-safe within a process, safe across processes (WAL, busy timeout)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).expanduser()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a killed process
+            with self._write():
+                for stmt in filter(str.strip, SCHEMA.split(";")):
+                    self._db.execute(stmt)
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(f"cannot use the cache {self.path}: {exc}") from None
+        except OSError as exc:
+            raise CacheError(f"cannot create the cache {self.path}: {exc.strerror}") from None
+        self._lock = threading.RLock()
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    class _Tx:
+        def __init__(self, db):
+            self.db = db
+
+        def __enter__(self):
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, kind, *_):
+            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+    def _write(self) -> "VectorCache._Tx":
+        return VectorCache._Tx(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- model file hashes -------------------------------------------------------------
+
+    def file_sha256(self, path: str | os.PathLike) -> str:
+        """sha256 of a file, read once per (path, size, mtime) and remembered here."""
+        p = Path(path).resolve()
+        st = p.stat()
+        with self._lock:
+            row = self._db.execute("SELECT size, mtime_ns, sha256 FROM files WHERE path=?", (str(p),)).fetchone()
+        if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
+            return row[2]
+        digest = sha256_file(p)
+        with self._lock, self._write() as db:
+            db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?)", (str(p), st.st_size, st.st_mtime_ns, digest))
+        return digest
+
+    # --- vectors -----------------------------------------------------------------------
+
+    def space(self, model: str, params: dict) -> Space:
+        key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            row = self._db.execute("SELECT id, dims FROM spaces WHERE key=?", (key,)).fetchone()
+            if row is None:
+                with self._write() as db:
+                    db.execute("INSERT OR IGNORE INTO spaces (key, model, model_sha256, params, dims, created) "
+                               "VALUES (?,?,?,?,?,?)", (key, model, params["model_sha256"],
+                                                        json.dumps(params, sort_keys=True), params["dimensions"],
+                                                        time.time()))
+                row = self._db.execute("SELECT id, dims FROM spaces WHERE key=?", (key,)).fetchone()
+        return Space(int(row[0]), int(row[1]))
+
+    def get_many(self, space: Space, keys: Sequence[bytes]) -> dict[bytes, tuple[np.ndarray, int]]:
+        """The stored (vector, tokens) of every key that has one."""
+        found: dict[bytes, tuple[np.ndarray, int]] = {}
+        stale: list[tuple] = []
+        today = _today()
+        with self._lock:
+            for a in range(0, len(keys), LOOKUP_CHUNK):
+                part = keys[a:a + LOOKUP_CHUNK]
+                rows = self._db.execute(
+                    f"SELECT hash, tokens, vector, used FROM vectors WHERE space=? AND hash IN "
+                    f"({','.join('?' * len(part))})", (space.id, *part)).fetchall()
+                for h, tokens, blob, used in rows:
+                    vec = np.frombuffer(blob, dtype=np.float32)
+                    if len(vec) == space.dims:
+                        found[bytes(h)] = (vec, int(tokens))
+                        if used < today:
+                            stale.append((today, space.id, h))
+            if stale:  # when each vector was last used, to the day, for `cache prune --older-than`
+                with self._write() as db:
+                    db.executemany("UPDATE vectors SET used=? WHERE space=? AND hash=?", stale)
+        return found
+
+    def put_many(self, space: Space, keys: Sequence[bytes], vectors: np.ndarray, tokens: Iterable[int]) -> None:
+        """Store a batch in one transaction: all of it or none of it."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        today = _today()
+        rows = [(space.id, k, int(n), v.tobytes(), today) for k, v, n in zip(keys, vectors, tokens)]
+        with self._lock, self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO vectors VALUES (?,?,?,?,?)", rows)
+
+    # --- housekeeping ------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        with self._lock:
+            spaces = self._db.execute(
+                "SELECT s.id, s.model, s.model_sha256, s.params, s.dims, COUNT(v.hash), "
+                "COALESCE(SUM(LENGTH(v.vector)), 0), MAX(v.used) FROM spaces s LEFT JOIN vectors v ON v.space = s.id "
+                "GROUP BY s.id ORDER BY s.id").fetchall()
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return {
+            "path": str(self.path), "bytes": size, "vectors": sum(r[5] for r in spaces),
+            "spaces": [{"id": r[0], "model": r[1], "model_sha256": r[2], "params": json.loads(r[3]), "dims": r[4],
+                        "vectors": r[5], "vector_bytes": r[6],
+                        "last_used": None if r[7] is None else time.strftime("%Y-%m-%d", time.gmtime(r[7] * 86400))}
+                       for r in spaces],
+        }
+
+    def prune(self, *, older_than_days: float | None = None, model_sha256: str | None = None,
+              everything: bool = False) -> int:
+        """Delete vectors (all, those of one model file, or those unused for N days); returns how many."""
+        where, args = [], []
+        if older_than_days is not None:
+            where.append("used < ?")
+            args.append(_today() - int(older_than_days))
+        if model_sha256 is not None:
+            where.append("space IN (SELECT id FROM spaces WHERE model_sha256 LIKE ?)")
+            args.append(model_sha256 + "%")
+        if not where and not everything:
+            raise CacheError("say what to prune: --older-than DAYS, --model-sha256 HASH or --all")
+        sql = "DELETE FROM vectors" + (f" WHERE {' AND '.join(where)}" if where else "")
+        with self._lock:
+            with self._write() as db:
+                n = db.execute(sql, args).rowcount
+                if everything and not where:
+                    db.execute("DELETE FROM spaces")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")
+        return int(n)

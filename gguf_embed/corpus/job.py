@@ -1,0 +1,218 @@
+"""A corpus job: records in, rows of vectors out, through the cache, one committed batch at a time.
+
+plan (chunk, dedupe identical texts) -> look every distinct text up in the store -> embed
+the rest in windows, committing each window to the store before the next -> assemble the
+rows in input order. A run killed at any point and started again finds its finished
+windows in the store; the output is built only at the end.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from ..embedder import Embedder
+from ..errors import InputTooLongError
+from ..pooling import postprocess
+from .cache import Space, VectorCache, space_params, text_key
+from .chunking import chunk_spans
+from .readers import BadInputError, BadRecord, Record
+from .writers import Rows
+
+__all__ = ["JobSpec", "JobStats", "Batch", "Plan", "plan_units", "run_job", "local_encoder", "tokenize_checked",
+           "job_params", "DEFAULT_WINDOW"]
+
+DEFAULT_WINDOW = 1024
+_TOKENS_RE = re.compile(r"has (\d+) tokens")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    input_type: str | None = None
+    instruction: str | None = None
+    dimensions: int | None = None
+    normalize: bool = True
+    truncate: str = "error"
+    chunk_tokens: int | None = None
+    chunk_overlap: int = 0
+    window: int = DEFAULT_WINDOW
+
+    def embed_kwargs(self) -> dict:
+        return {"input_type": self.input_type, "instruction": self.instruction, "truncate": self.truncate}
+
+
+@dataclass
+class JobStats:
+    documents: int = 0
+    count: int = 0  # output rows
+    embedded: int = 0  # distinct texts run through the model in this invocation
+    reused: int = 0  # distinct texts taken from the cache or an earlier interrupted run
+    duplicates: int = 0  # rows whose text appeared earlier in this corpus (embedded once)
+    skipped: int = 0  # records set aside with skip_bad
+    tokens: int = 0  # tokens run through the model in this invocation
+    seconds: float = 0.0
+
+
+@dataclass
+class Batch:
+    positions: np.ndarray  # indices into the texts handed to the encoder
+    vectors: np.ndarray  # float32 (len(positions), d), post-processed
+    tokens: np.ndarray  # int64 (len(positions),)
+    bad: dict[int, str] = field(default_factory=dict)  # position -> why it cannot be embedded
+
+
+Encoder = Callable[[Sequence[str]], Iterator[Batch]]
+
+
+@dataclass
+class Plan:
+    """Output rows and the distinct texts behind them."""
+
+    record: np.ndarray  # (rows,) index of each row's record
+    chunk: np.ndarray | None  # (rows,) chunk number, when chunking
+    start: np.ndarray | None
+    end: np.ndarray | None
+    unique: np.ndarray  # (rows,) index into texts
+    texts: list[str]
+
+
+def job_params(emb: Embedder, spec: JobSpec, model_sha256: str) -> dict:
+    emb.check_dimensions(spec.dimensions)
+    return space_params(
+        model_sha256, prompt=emb.prompt_for(spec.input_type, spec.instruction), input_type=spec.input_type,
+        instruction=spec.instruction, pooling=emb.info.pooling, dimensions=spec.dimensions or emb.dimensions,
+        normalize=spec.normalize, truncate=spec.truncate, max_tokens=emb.max_tokens)
+
+
+def _token_counter(emb: Embedder, spec: JobSpec) -> Callable[[str], int]:
+    def count(s: str) -> int:
+        try:
+            return len(emb.tokenize([s], input_type=spec.input_type, instruction=spec.instruction)[0])
+        except InputTooLongError as exc:
+            m = _TOKENS_RE.search(exc.message)
+            return int(m.group(1)) if m else emb.max_tokens + 1
+
+    return count
+
+
+def plan_units(records: Sequence[Record], spec: JobSpec, emb: Embedder | None = None) -> Plan:
+    """One row per record, or one per chunk with ``spec.chunk_tokens``; identical texts share one entry."""
+    rec, chunk, start, end, texts_of_rows = [], [], [], [], []
+    count = _token_counter(emb, spec) if spec.chunk_tokens else None
+    for r, record in enumerate(records):
+        spans = chunk_spans(record.text, count, spec.chunk_tokens, spec.chunk_overlap) if count else [(0, None)]
+        for c, (a, b) in enumerate(spans):
+            rec.append(r)
+            chunk.append(c)
+            start.append(a)
+            end.append(len(record.text) if b is None else b)
+            texts_of_rows.append(record.text if b is None else record.text[a:b])
+    index: dict[str, int] = {}
+    unique = np.fromiter((index.setdefault(t, len(index)) for t in texts_of_rows), dtype=np.int64,
+                         count=len(texts_of_rows))
+    chunked = spec.chunk_tokens is not None
+    arr = (lambda xs, dt: np.array(xs, dtype=dt)) if chunked else (lambda xs, dt: None)
+    return Plan(np.array(rec, dtype=np.int64), arr(chunk, np.int32), arr(start, np.int64), arr(end, np.int64),
+                unique, list(index))
+
+
+def tokenize_checked(emb: Embedder, texts: Sequence[str], spec: JobSpec) -> tuple[list, dict[int, str]]:
+    """Token ids per text (None for a text that cannot be embedded) and why those cannot."""
+    kw = spec.embed_kwargs()
+    try:
+        return emb.tokenize(texts, **kw), {}
+    except InputTooLongError:
+        pass
+    seqs, bad = [], {}
+    for i, t in enumerate(texts):
+        try:
+            seqs.append(emb.tokenize([t], **kw)[0])
+        except InputTooLongError as exc:
+            m = _TOKENS_RE.search(exc.message)
+            seqs.append(None)
+            bad[i] = (f"{m.group(1) if m else 'too many'} tokens, more than the model's limit of {emb.max_tokens} "
+                      "(use --truncate end|start or --chunk-tokens)")
+    return seqs, bad
+
+
+def local_encoder(emb: Embedder, spec: JobSpec) -> Encoder:
+    """Embed in windows of ``spec.window`` texts with the Embedder in this process."""
+
+    def encode(texts: Sequence[str]) -> Iterator[Batch]:
+        for a in range(0, len(texts), spec.window):
+            seqs, bad = tokenize_checked(emb, texts[a:a + spec.window], spec)
+            ok = np.array([i for i, s in enumerate(seqs) if s is not None], dtype=np.int64)
+            good = [seqs[i] for i in ok]
+            raw = emb.encode_tokens(good)
+            yield Batch(a + ok, postprocess(raw, spec.dimensions, spec.normalize),
+                        np.array([len(s) for s in good], dtype=np.int64), {a + i: m for i, m in bad.items()})
+
+    return encode
+
+
+def run_job(records: Sequence[Record], emb: Embedder, spec: JobSpec, *, encoder: Encoder | None = None,
+            store: VectorCache | None = None, model_sha256: str | None = None, reuse: bool = True,
+            skip_bad: bool = False, progress: Callable[[int, int, int], None] | None = None,
+            plan: Plan | None = None) -> tuple[Rows, JobStats, list[BadRecord]]:
+    """Embed ``records``; ``progress(rows_done, tokens, rows_from_cache)`` after each step."""
+    t0 = time.perf_counter()
+    plan = plan or plan_units(records, spec, emb)
+    n_u, dims = len(plan.texts), spec.dimensions or emb.dimensions
+    weight = np.bincount(plan.unique, minlength=n_u)  # rows per distinct text
+    vectors = np.zeros((n_u, dims), dtype=np.float32)
+    tokens = np.zeros(n_u, dtype=np.int64)
+    have = np.zeros(n_u, dtype=bool)
+    keys = [text_key(t) for t in plan.texts]
+    space: Space | None = None
+    stats = JobStats(documents=len(records))
+    if store is not None:
+        space = store.space(emb.name, job_params(emb, spec, model_sha256 or store.file_sha256(emb.info.path)))
+        if reuse:
+            found = store.get_many(space, keys)
+            for u, k in enumerate(keys):
+                hit = found.get(k)
+                if hit is not None:
+                    vectors[u], tokens[u], have[u] = hit[0], hit[1], True
+    else:
+        emb.check_dimensions(spec.dimensions)
+    stats.reused = int(have.sum())
+    if progress is not None and stats.reused:
+        progress(int(weight[have].sum()), 0, int(weight[have].sum()))
+    missing = np.flatnonzero(~have)
+    encode = encoder or local_encoder(emb, spec)
+    dropped: dict[int, str] = {}
+    for batch in encode([plan.texts[u] for u in missing]):
+        us = missing[batch.positions]
+        vectors[us], tokens[us], have[us] = batch.vectors, batch.tokens, True
+        if store is not None and len(us):
+            store.put_many(space, [keys[u] for u in us], batch.vectors, batch.tokens)
+        stats.embedded += len(us)
+        stats.tokens += int(batch.tokens.sum())
+        for pos, why in batch.bad.items():
+            dropped[int(missing[pos])] = why
+        if dropped and not skip_bad:
+            u, why = next(iter(dropped.items()))
+            record = records[plan.record[int(np.flatnonzero(plan.unique == u)[0])]]
+            raise BadInputError(f"{record.where}: {why}")
+        if progress is not None:
+            progress(int(weight[us].sum()), int(batch.tokens.sum()), 0)
+    bad: list[BadRecord] = []
+    keep = np.ones(len(plan.unique), dtype=bool)
+    if dropped:
+        for row in np.flatnonzero(np.isin(plan.unique, list(dropped))):
+            keep[row] = False
+            record = records[plan.record[row]]
+            bad.append(BadRecord(record.where, record.id, dropped[int(plan.unique[row])]))
+    rows_u = plan.unique[keep]
+    stats.count = int(keep.sum())
+    stats.duplicates = stats.count - len(np.unique(rows_u))
+    stats.skipped = len(bad)
+    pick = lambda a: None if a is None else a[keep]  # noqa: E731
+    rows = Rows([records[r].id for r in plan.record[keep]], vectors[rows_u], tokens[rows_u],
+                pick(plan.chunk), pick(plan.start), pick(plan.end))
+    stats.seconds = time.perf_counter() - t0
+    return rows, stats, bad

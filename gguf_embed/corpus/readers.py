@@ -1,0 +1,237 @@
+"""Corpus readers: .txt, .jsonl, .csv, .parquet, folders of .txt/.md, stdin.
+
+Every record gets an id and a place (file and line/row) for error messages. A bad record
+stops the read with a one-line error naming that place, or with ``skip_bad`` is set aside.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import InvalidInputError
+
+__all__ = ["Record", "BadRecord", "Corpus", "BadInputError", "read_corpus", "input_format", "INPUT_FORMATS"]
+
+INPUT_FORMATS = ("txt", "jsonl", "csv", "parquet", "folder")
+FOLDER_SUFFIXES = (".txt", ".md")
+SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+class BadInputError(InvalidInputError):
+    code = "bad_input"
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    text: str
+    where: str  # "FILE line N" / "FILE row N" / "FOLDER/FILE"
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    where: str
+    id: str | None
+    error: str
+
+    def to_json(self) -> dict:
+        return {"where": self.where, "id": self.id, "error": self.error}
+
+
+@dataclass
+class Corpus:
+    records: list[Record] = field(default_factory=list)
+    bad: list[BadRecord] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+
+
+def input_format(name: str, given: str | None = None) -> str:
+    if given:
+        return given
+    if name != "-" and Path(name).is_dir():
+        return "folder"
+    return SUFFIX_FORMATS.get(Path(name).suffix.lower(), "txt")
+
+
+class _Collector:
+    """Checks records as they come: text present, a non-empty string; ids unique."""
+
+    def __init__(self, corpus: Corpus, skip_bad: bool, prefix: str, text_field: str):
+        self.corpus, self.skip_bad, self.prefix, self.text_field = corpus, skip_bad, prefix, text_field
+        self.seen: dict[str, str] = {}
+
+    def bad(self, where: str, rid: str | None, error: str) -> None:
+        if not self.skip_bad:
+            raise BadInputError(f"{where}: {error}")
+        self.corpus.bad.append(BadRecord(where, rid, error))
+
+    def add(self, where: str, rid, text, *, missing: bool = False) -> None:
+        if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+            return self.bad(where, None, f"id must be a string or an integer, not {type(rid).__name__}")
+        rid = self.prefix + str(rid)
+        if missing:
+            return self.bad(where, rid, f"missing field {self.text_field!r}")
+        if not isinstance(text, str):
+            kind = "null" if text is None else type(text).__name__
+            return self.bad(where, rid, f"field {self.text_field!r} is {kind}, not a string")
+        if not text.strip():
+            return self.bad(where, rid, "empty text")
+        if rid in self.seen:
+            return self.bad(where, rid, f"duplicate id {rid!r} (first at {self.seen[rid]})")
+        self.seen[rid] = where
+        self.corpus.records.append(Record(rid, text, where))
+
+
+def _read_bytes(name: str, stdin=None) -> bytes:
+    try:
+        if name == "-":
+            return (stdin or sys.stdin.buffer).read()
+        return Path(name).read_bytes()
+    except IsADirectoryError:
+        raise BadInputError(f"{name} is a folder, not a text file") from None
+    except FileNotFoundError:
+        raise BadInputError(f"{name} does not exist") from None
+    except OSError as exc:
+        raise BadInputError(f"cannot read {name}: {exc.strerror}") from None
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{name} is not UTF-8 text (byte {exc.start})") from None
+    if "\x00" in text:
+        raise BadInputError(f"{name} looks binary, not text")
+    return text
+
+
+def _read_txt(name: str, col: _Collector, stdin) -> None:
+    text = _decode(_read_bytes(name, stdin), "stdin" if name == "-" else name)
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            col.add(f"{name} line {n}", n, line)
+
+
+def _read_jsonl(name: str, col: _Collector, stdin, text_field: str, id_field: str) -> None:
+    data = _read_bytes(name, stdin)
+    for n, raw in enumerate(data.splitlines(), 1):
+        where = f"{name} line {n}"
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            col.bad(where, None, f"not UTF-8 text (byte {exc.start})")
+            continue
+        except json.JSONDecodeError as exc:
+            col.bad(where, None, f"malformed JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(obj, dict):
+            col.bad(where, None, f"not a JSON object but {type(obj).__name__}")
+            continue
+        col.add(where, obj.get(id_field, n), obj.get(text_field), missing=text_field not in obj)
+
+
+def _read_csv(name: str, col: _Collector, stdin, text_field: str, id_field: str) -> None:
+    text = _decode(_read_bytes(name, stdin), name)
+    csv.field_size_limit(1 << 30)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = reader.fieldnames or []
+    if text_field not in columns:
+        raise BadInputError(f"{name}: no column {text_field!r} (columns: {', '.join(columns) or 'none'})")
+    try:
+        for row in reader:
+            rid = row.get(id_field) if id_field in columns else reader.line_num
+            col.add(f"{name} line {reader.line_num}", rid if rid is not None else reader.line_num, row[text_field])
+    except csv.Error as exc:
+        raise BadInputError(f"{name} line {reader.line_num}: malformed CSV ({exc})") from None
+
+
+def _read_parquet(name: str, col: _Collector, text_field: str, id_field: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(name)
+    if not path.is_file():
+        raise BadInputError(f"{name} does not exist")
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BadInputError(f"{name} is not a Parquet file ({str(exc).splitlines()[0]})") from None
+    schema = pf.schema_arrow
+    if text_field not in schema.names:
+        raise BadInputError(f"{name}: no column {text_field!r} (columns: {', '.join(schema.names)})")
+    ttype = schema.field(text_field).type
+    if not (pa.types.is_string(ttype) or pa.types.is_large_string(ttype)):
+        raise BadInputError(f"{name}: column {text_field!r} is {ttype}, not text")
+    has_id = id_field in schema.names
+    if has_id:
+        itype = schema.field(id_field).type
+        if not (pa.types.is_string(itype) or pa.types.is_large_string(itype) or pa.types.is_integer(itype)):
+            raise BadInputError(f"{name}: column {id_field!r} is {itype}, not a string or integer")
+    row = 0
+    for batch in pf.iter_batches(columns=[text_field] + ([id_field] if has_id else []), batch_size=65536):
+        texts = batch.column(0).to_pylist()
+        ids = batch.column(1).to_pylist() if has_id else range(row, row + len(texts))
+        for i, (rid, text) in enumerate(zip(ids, texts)):
+            where = f"{name} row {row + i}"
+            if rid is None:
+                col.bad(where, None, f"{id_field!r} is null")
+            else:
+                col.add(where, rid, text)
+        row += len(texts)
+
+
+def _read_folder(name: str, col: _Collector) -> None:
+    root = Path(name)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if not files:
+        raise BadInputError(f"{name} is a folder with no .txt or .md files")
+    for p in files:
+        rel = p.relative_to(root).as_posix()
+        where = str(p)
+        try:
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            col.bad(where, rel, f"not UTF-8 text (byte {exc.start})")
+            continue
+        except OSError as exc:
+            col.bad(where, rel, f"cannot read: {exc.strerror}")
+            continue
+        if "\x00" in text:
+            col.bad(where, rel, "looks binary, not text")
+            continue
+        col.add(where, rel, text)
+
+
+def read_corpus(inputs: Sequence[str], *, text_field: str = "text", id_field: str = "id", skip_bad: bool = False,
+                input_format_name: str | None = None, stdin=None) -> Corpus:
+    """Read and check every input; ids get a ``NAME:`` prefix when there is more than one input."""
+    corpus = Corpus()
+    seen: dict[str, str] = {}
+    for name in inputs:
+        kind = input_format(name, input_format_name)
+        corpus.kinds.append(kind)
+        prefix = f"{name}:" if len(inputs) > 1 else ""
+        col = _Collector(corpus, skip_bad, prefix, text_field)
+        col.seen = seen
+        if kind == "txt":
+            _read_txt(name, col, stdin)
+        elif kind == "jsonl":
+            _read_jsonl(name, col, stdin, text_field, id_field)
+        elif kind == "csv":
+            _read_csv(name, col, stdin, text_field, id_field)
+        elif kind == "parquet":
+            _read_parquet(name, col, text_field, id_field)
+        elif kind == "folder":
+            _read_folder(name, col)
+        else:  # pragma: no cover - checked by the CLI's choice
+            raise BadInputError(f"unknown input format {kind!r}")
+    return corpus

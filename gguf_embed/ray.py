@@ -1,0 +1,185 @@
+"""Ray Data integration (``pip install 'gguf-embed[ray]'``).
+
+    import ray
+    from gguf_embed.ray import embed_dataset
+
+    ds = ray.data.read_parquet("s3://bucket/docs/")
+    out = embed_dataset(ds, "qwen3-embedding-0.6b", text_column="text", concurrency=4, num_gpus=1)
+    out.write_parquet("s3://bucket/vectors/")
+
+``EmbedBatch`` is the callable class ``Dataset.map_batches`` constructs once per actor:
+each actor loads the GGUF once (from its path, the models dir, or converted from the
+Hugging Face Hub), checks it against the driver's sha256 when given one, and embeds
+every batch it is handed with the same batch core as ``Embedder.embed``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import numpy as np
+
+from .embedder import Embedder
+from .errors import GGUFEmbedError, ModelLoadError, ModelNotFoundError
+from .model_info import resolve_model
+
+if TYPE_CHECKING:  # pragma: no cover
+    import ray.data
+
+__all__ = ["EmbedBatch", "embed_dataset", "fetch_model", "ray_encoder"]
+
+
+class RayNotInstalledError(GGUFEmbedError):
+    code = "ray_not_installed"
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise RayNotInstalledError("Ray Data is not installed; pip install 'gguf-embed[ray]'") from None
+    return ray
+
+
+def fetch_model(model: str, models_dir: str | None = None, local_path: str | None = None) -> Path:
+    """The GGUF on this node: ``local_path`` if it exists here, else the models dir, else converted from the Hub.
+
+    ``hf:OWNER/REPO/FILE.gguf`` downloads a ready GGUF through huggingface-hub.
+    """
+    if local_path and Path(local_path).is_file():
+        return Path(local_path)
+    if model.startswith("hf:"):
+        from huggingface_hub import hf_hub_download
+
+        owner, repo, filename = model[3:].split("/", 2)
+        return Path(hf_hub_download(f"{owner}/{repo}", filename))
+    try:
+        return resolve_model(model, models_dir=Path(models_dir) if models_dir else None)
+    except ModelNotFoundError:
+        from .registry import default_models_dir, load_registry
+
+        reg = load_registry()
+        if model not in reg:
+            raise
+        from .convert import convert_model
+
+        folder = Path(models_dir) if models_dir else None
+        entry = reg.get(model)
+        out = (folder or default_models_dir()) / entry.gguf_filename()
+        return convert_model(model, out, entry.default_quant, registry=reg).path
+
+
+class EmbedBatch:
+    """``map_batches`` callable: adds ``output_column`` (float32 rows) and ``tokens`` to each batch."""
+
+    def __init__(self, model: str, *, text_column: str = "text", output_column: str = "embedding",
+                 models_dir: str | None = None, local_path: str | None = None, expected_sha256: str | None = None,
+                 input_type: str | None = None, instruction: str | None = None, dimensions: int | None = None,
+                 normalize: bool = True, truncate: str = "error", n_threads: int | None = None,
+                 embedder_kwargs: dict | None = None):
+        path = fetch_model(model, models_dir, local_path)
+        if expected_sha256:
+            from .corpus.cache import VectorCache, default_cache_path, sha256_file
+
+            try:
+                with VectorCache(default_cache_path()) as memo:
+                    digest = memo.file_sha256(path)
+            except GGUFEmbedError:
+                digest = sha256_file(path)
+            if digest != expected_sha256:
+                raise ModelLoadError(f"{path} on this node has sha256 {digest[:12]}, not the driver's "
+                                     f"{expected_sha256[:12]}; give every node the same file")
+        kwargs = {k: v for k, v in (embedder_kwargs or {}).items() if v is not None}
+        self.embedder = Embedder(path, n_threads=n_threads, **kwargs)
+        self.embedder.check_dimensions(dimensions)
+        self.text_column, self.output_column = text_column, output_column
+        self.options = dict(input_type=input_type, instruction=instruction, dimensions=dimensions,
+                            normalize=normalize, truncate=truncate)
+
+    def __call__(self, batch: dict) -> dict:
+        texts = [str(t) for t in batch[self.text_column]]
+        result = self.embedder.embed(texts, **self.options)
+        out = dict(batch)
+        out[self.output_column] = result.embeddings
+        out["tokens"] = result.token_counts
+        return out
+
+
+def embed_dataset(ds: "ray.data.Dataset", model: str, *, text_column: str = "text", output_column: str = "embedding",
+                  concurrency: int = 1, num_gpus: float = 0, num_cpus: float | None = None, batch_size: int = 256,
+                  models_dir: str | None = None, n_threads: int | None = None, local_path: str | None = None,
+                  expected_sha256: str | None = None, embedder_kwargs: dict | None = None,
+                  **options) -> "ray.data.Dataset":
+    """``ds`` with an ``output_column`` of vectors and a ``tokens`` column, embedded by ``concurrency`` actors.
+
+    ``options``: input_type, instruction, dimensions, normalize, truncate (as ``Embedder.embed``).
+    Each actor reserves ``num_cpus`` (default: ``n_threads`` or 1) and ``num_gpus``.
+    """
+    ray = _ray()
+    cpus = num_cpus if num_cpus is not None else float(n_threads or 1)
+    threads = n_threads or (max(1, int(num_cpus)) if num_cpus else None)  # None: every core of the node
+    ctor = dict(model=str(model), text_column=text_column, output_column=output_column, models_dir=models_dir,
+                local_path=local_path, expected_sha256=expected_sha256, n_threads=threads,
+                embedder_kwargs=embedder_kwargs, **options)
+    return ds.map_batches(EmbedBatch, fn_constructor_kwargs=ctor, batch_size=batch_size, batch_format="numpy",
+                          compute=ray.data.ActorPoolStrategy(size=int(concurrency)), num_cpus=cpus,
+                          num_gpus=num_gpus or None)
+
+
+def ray_encoder(emb: Embedder, spec, *, model: str, model_sha256: str, address: str, workers: int,
+                num_gpus: float = 0, models_dir: Path | None = None, threads: int | None = None,
+                embedder_kwargs: dict | None = None):
+    """A corpus-job encoder that validates in this process and embeds on Ray actors, yielding as batches return."""
+    from .corpus.job import Batch, tokenize_checked
+
+    ray = _ray()
+    started_here = False
+    if not ray.is_initialized():
+        if address == "local":
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+        started_here = True
+    if threads is None:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        threads = max(1, cpus // max(1, workers)) if address == "local" else None
+    local = str(Path(emb.info.path).resolve())
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI shows its own
+
+    def encode(texts: Sequence[str]) -> Iterator[Batch]:
+        import pyarrow as pa
+
+        try:
+            bad: dict[int, str] = {}
+            for a in range(0, len(texts), spec.window):  # refuse over-long inputs here, before the cluster works
+                seqs, why = tokenize_checked(emb, texts[a:a + spec.window], spec)
+                bad.update({a + i: m for i, m in why.items()})
+            if bad:
+                yield Batch(np.zeros(0, np.int64), np.zeros((0, spec.dimensions or emb.dimensions), np.float32),
+                            np.zeros(0, np.int64), bad)
+            ok = np.array([i for i in range(len(texts)) if i not in bad], dtype=np.int64)
+            if not len(ok):
+                return
+            table = pa.table({"position": ok, "text": pa.array([texts[i] for i in ok], pa.string())})
+            # blocks made here (a repartition would need free CPUs while the actors hold them)
+            step = max(1, -(-len(ok) // max(workers * 4, min(len(ok) // 256, workers * 64), 1)))
+            ds = ray.data.from_arrow([table.slice(a, step) for a in range(0, len(ok), step)])
+            out = embed_dataset(ds, model, concurrency=workers, num_gpus=num_gpus, n_threads=threads,
+                                models_dir=str(models_dir) if models_dir else None, local_path=local,
+                                expected_sha256=model_sha256, embedder_kwargs=embedder_kwargs,
+                                batch_size=min(spec.window, 256), input_type=spec.input_type,
+                                instruction=spec.instruction, dimensions=spec.dimensions,
+                                normalize=spec.normalize, truncate=spec.truncate)
+            for b in out.iter_batches(batch_size=None, batch_format="numpy"):
+                yield Batch(np.asarray(b["position"], dtype=np.int64),
+                            np.asarray(np.stack(b["embedding"]) if b["embedding"].dtype == object else b["embedding"],
+                                       dtype=np.float32),
+                            np.asarray(b["tokens"], dtype=np.int64))
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    return encode
+
