@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import evaluate, multilingual
-from .cli import make_embedder, runtime_options, stderr, user_errors
+from .cli_common import make_embedder, runtime_options, stderr, user_errors
 
 __all__ = ["eval_cmd"]
 

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .cli import make_embedder, read_texts, runtime_options, user_errors
+from .cli_common import make_embedder, read_texts, runtime_options, user_errors
 
 __all__ = ["tokenize_cmd"]
 

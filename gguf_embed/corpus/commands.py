@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..cli import make_embedder, runtime_options, stderr, user_errors
+from ..cli_common import make_embedder, runtime_options, stderr, user_errors
 from ..errors import InvalidInputError
 from .cache import VectorCache, sha256_file, default_cache_path
 from .job import DEFAULT_WINDOW, JobSpec, plan_units, run_job

@@ -111,6 +111,15 @@ def _decode(data: bytes, name: str) -> str:
     return text
 
 
+def read_lines(names: Sequence[str], stdin=None) -> list[str]:
+    """The non-empty lines of text files ('-' for stdin), in order: one text per line."""
+    out: list[str] = []
+    for name in names:
+        text = _decode(_read_bytes(name, stdin), "stdin" if name == "-" else name)
+        out.extend(line for line in text.splitlines() if line.strip())
+    return out
+
+
 def _read_txt(name: str, col: _Collector, stdin) -> None:
     text = _decode(_read_bytes(name, stdin), "stdin" if name == "-" else name)
     for n, line in enumerate(text.splitlines(), 1):
