@@ -58,8 +58,10 @@ def timed(fn, reps: int = 1) -> float:
     return best
 
 
-def minimal_loop(path: Path, texts: list[str], threads: int, n_batch: int, n_seq: int, flash_attn: bool):
-    """The least a llama-cpp-python user can write: tokenise, decode, read pooled vectors."""
+def minimal_loop(path: Path, texts: list[str], threads: int, n_batch: int, n_seq: int, flash_attn: bool,
+                 n_ctx: int | None = None):
+    """The least a llama-cpp-python user can write: tokenise, decode, read the vectors llama.cpp
+    pooled as the file says (embeddings on: every token an output)."""
     import llama_cpp as ll
 
     from gguf_embed import _llama
@@ -69,7 +71,8 @@ def minimal_loop(path: Path, texts: list[str], threads: int, n_batch: int, n_seq
     model = ll.llama_model_load_from_file(str(path).encode(), mp)
     vocab = ll.llama_model_get_vocab(model)
     cp = ll.llama_context_default_params()
-    cp.n_ctx = cp.n_batch = cp.n_ubatch = n_batch
+    cp.n_batch = cp.n_ubatch = n_batch
+    cp.n_ctx = n_ctx or n_batch
     cp.n_seq_max = n_seq
     cp.n_threads = cp.n_threads_batch = threads
     cp.embeddings = True

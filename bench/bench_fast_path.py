@@ -30,59 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_embed import make_texts  # noqa: E402
+from bench_embed import make_texts, minimal_loop  # noqa: E402
 
 
 def peer_loop(model: str, texts_file: str, out: str, threads: int, n_batch: int, n_seq: int) -> None:
-    """The all-token path with llama.cpp's own pooling: what llama-server --embeddings --pooling last runs."""
-    import llama_cpp as ll
-
-    quiet = ll.llama_log_callback(lambda *a: None)  # kept alive for the whole run
-    ll.llama_log_set(quiet, None)
-    ll.llama_backend_init()
+    """The all-token path with llama.cpp's own pooling (the file's: last token), as llama-server
+    --embeddings runs it: bench_embed's minimal loop, embeddings on, every token an output."""
     texts = Path(texts_file).read_text(encoding="utf-8").splitlines()
-    model_p = ll.llama_model_load_from_file(model.encode(), ll.llama_model_default_params())
-    vocab = ll.llama_model_get_vocab(model_p)
-    cp = ll.llama_context_default_params()
-    cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = 8192, n_batch, n_batch, n_seq
-    cp.n_threads = cp.n_threads_batch = threads
-    cp.embeddings = True
-    cp.pooling_type = ll.LLAMA_POOLING_TYPE_LAST
-    cp.kv_unified = True
-    cp.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_DISABLED
-    ctx = ll.llama_init_from_model(model_p, cp)
-    n_embd = ll.llama_model_n_embd(model_p)
-    batch = ll.llama_batch_init(n_batch, 0, n_seq)
-    buf = (ll.llama_token * 8192)()
-    result = np.empty((len(texts), n_embd), np.float32)
-    pending: list[tuple[int, list[int]]] = []
-
-    def flush():
-        n = 0
-        for s, (_, toks) in enumerate(pending):
-            for p, t in enumerate(toks):
-                batch.token[n], batch.pos[n], batch.n_seq_id[n] = t, p, 1
-                batch.seq_id[n][0], batch.logits[n] = s, 1
-                n += 1
-        batch.n_tokens = n
-        assert ll.llama_decode(ctx, batch) == 0
-        for s, (i, _) in enumerate(pending):
-            result[i] = np.ctypeslib.as_array(ll.llama_get_embeddings_seq(ctx, s), shape=(n_embd,))
-        ll.llama_memory_clear(ll.llama_get_memory(ctx), True)
-        pending.clear()
-
-    used = 0
-    for i, text in enumerate(texts):
-        data = text.encode()
-        n = ll.llama_tokenize(vocab, data, len(data), buf, 8192, True, False)
-        toks = buf[:n]
-        if pending and (used + n > n_batch or len(pending) >= n_seq):
-            flush()
-            used = 0
-        pending.append((i, toks))
-        used += n
-    if pending:
-        flush()
+    result = minimal_loop(Path(model), texts, threads, n_batch, n_seq, flash_attn=False, n_ctx=8192)()
     np.save(out, result / np.linalg.norm(result, axis=1, keepdims=True))
 
 
