@@ -5,7 +5,7 @@ against the vectors of the same texts sent alone.
     .venv/bin/python bench/bench_server.py --gguf all-minilm-l6-v2-F16.gguf \\
         [--llama-server PATH] [--clients 16 32] [--seconds 30]
 
-llama-server is started as ``llama-server -m GGUF --embeddings --pooling mean -t T -c 4096 -np 8
+llama-server is started as ``llama-server -m GGUF --embeddings --pooling POOLING -t T -c 4096 -np 8
 -b 512 -ub 512 -fa on`` (8 parallel slots of 512 tokens: one per request being served).
 """
 
@@ -120,9 +120,12 @@ def main() -> None:
     ap.add_argument("--clients", type=int, nargs="+", default=[16, 32])
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--pooling", default="mean", help="llama-server's --pooling: the model's (last for Qwen3)")
+    ap.add_argument("--pool", type=int, default=400, help="distinct texts (each is embedded alone as the reference)")
+    ap.add_argument("--max-texts", type=int, default=64, help="texts per request: 1 to this")
     args = ap.parse_args()
-    pool = text_pool()
-    sizes = (1, 64)
+    pool = text_pool(args.pool)
+    sizes = (1, args.max_texts)
     MODEL["name"] = args.gguf.name  # gguf-embed accepts the file name; llama-server ignores the field
     rows = []
 
@@ -130,7 +133,7 @@ def main() -> None:
                                                   "--port", str(port), "--threads", str(args.threads)])]
     if args.llama_server and Path(args.llama_server).exists():
         servers.append(("llama-server", lambda port: [args.llama_server, "-m", str(args.gguf), "--embeddings",
-                                                      "--pooling", "mean", "--port", str(port), "-t", str(args.threads),
+                                                      "--pooling", args.pooling, "--port", str(port), "-t", str(args.threads),
                                                       "-c", "4096", "-np", "8", "-b", "512", "-ub", "512", "-fa", "on"]))
     else:
         print("llama-server not found (pass --llama-server PATH): measuring gguf-embed only")
