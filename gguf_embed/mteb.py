@@ -21,6 +21,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .heads.pooling import l2_normalize
+
 __all__ = ["MTEBEncoder"]
 
 
@@ -95,18 +97,11 @@ class MTEBEncoder:
 
     @staticmethod
     def similarity(embeddings1: Any, embeddings2: Any) -> np.ndarray:
-        a = np.atleast_2d(np.asarray(embeddings1, dtype=np.float32))
-        b = np.atleast_2d(np.asarray(embeddings2, dtype=np.float32))
-        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-        return a @ b.T
+        return l2_normalize(embeddings1) @ l2_normalize(embeddings2).T
 
     @staticmethod
     def similarity_pairwise(embeddings1: Any, embeddings2: Any) -> np.ndarray:
-        a = np.atleast_2d(np.asarray(embeddings1, dtype=np.float32))
-        b = np.atleast_2d(np.asarray(embeddings2, dtype=np.float32))
-        num = (a * b).sum(axis=1)
-        return num / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+        return (l2_normalize(embeddings1) * l2_normalize(embeddings2)).sum(axis=1)
 
     @property
     def mteb_model_meta(self) -> Any:

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 
 from .embedder import Embedder
+from .engine.settings import RuntimeSettings
 from .errors import GGUFEmbedError, ModelLoadError, ModelNotFoundError
-from .model_info import resolve_model
+from .model.info import resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import ray.data
@@ -78,7 +79,7 @@ class EmbedBatch:
                  models_dir: str | None = None, local_path: str | None = None, expected_sha256: str | None = None,
                  input_type: str | None = None, instruction: str | None = None, dimensions: int | None = None,
                  normalize: bool = True, truncate: str = "error", n_threads: int | None = None,
-                 embedder_kwargs: dict | None = None):
+                 embedder_kwargs: dict | None = None, settings: RuntimeSettings | None = None):
         path = fetch_model(model, models_dir, local_path)
         if expected_sha256:
             from .corpus.cache import VectorCache, default_cache_path, sha256_file
@@ -91,8 +92,7 @@ class EmbedBatch:
             if digest != expected_sha256:
                 raise ModelLoadError(f"{path} on this node has sha256 {digest[:12]}, not the driver's "
                                      f"{expected_sha256[:12]}; give every node the same file")
-        kwargs = {k: v for k, v in (embedder_kwargs or {}).items() if v is not None}
-        self.embedder = Embedder(path, n_threads=n_threads, **kwargs)
+        self.embedder = Embedder(path, settings=settings, n_threads=n_threads, **(embedder_kwargs or {}))
         self.embedder.check_dimensions(dimensions)
         self.text_column, self.output_column = text_column, output_column
         self.options = dict(input_type=input_type, instruction=instruction, dimensions=dimensions,
@@ -111,7 +111,7 @@ def embed_dataset(ds: "ray.data.Dataset", model: str, *, text_column: str = "tex
                   concurrency: int = 1, num_gpus: float = 0, num_cpus: float | None = None, batch_size: int = 256,
                   models_dir: str | None = None, n_threads: int | None = None, local_path: str | None = None,
                   expected_sha256: str | None = None, embedder_kwargs: dict | None = None,
-                  **options) -> "ray.data.Dataset":
+                  settings: RuntimeSettings | None = None, **options) -> "ray.data.Dataset":
     """``ds`` with an ``output_column`` of vectors and a ``tokens`` column, embedded by ``concurrency`` actors.
 
     ``options``: input_type, instruction, dimensions, normalize, truncate (as ``Embedder.embed``).
@@ -122,16 +122,18 @@ def embed_dataset(ds: "ray.data.Dataset", model: str, *, text_column: str = "tex
     threads = n_threads or (max(1, int(num_cpus)) if num_cpus else None)  # None: every core of the node
     ctor = dict(model=str(model), text_column=text_column, output_column=output_column, models_dir=models_dir,
                 local_path=local_path, expected_sha256=expected_sha256, n_threads=threads,
-                embedder_kwargs=embedder_kwargs, **options)
+                embedder_kwargs=embedder_kwargs, settings=settings, **options)
     return ds.map_batches(EmbedBatch, fn_constructor_kwargs=ctor, batch_size=batch_size, batch_format="numpy",
                           compute=ray.data.ActorPoolStrategy(size=int(concurrency)), num_cpus=cpus,
                           num_gpus=num_gpus or None)
 
 
 def ray_encoder(emb: Embedder, spec, *, model: str, model_sha256: str, address: str, workers: int,
-                num_gpus: float = 0, models_dir: Path | None = None, threads: int | None = None,
-                embedder_kwargs: dict | None = None):
-    """A corpus-job encoder that validates in this process and embeds on Ray actors, yielding as batches return."""
+                num_gpus: float = 0, settings: RuntimeSettings | None = None, models_dir: Path | None = None,
+                threads: int | None = None, embedder_kwargs: dict | None = None):
+    """A corpus-job backend (see ``corpus.job.run_job``) that validates in this process and embeds on Ray
+    actors, yielding as batches return. The actors run with ``settings`` (or the older ``models_dir``,
+    ``threads`` and ``embedder_kwargs``)."""
     from .corpus.job import Batch, tokenize_checked
 
     ray = _ray()
@@ -142,6 +144,9 @@ def ray_encoder(emb: Embedder, spec, *, model: str, model_sha256: str, address: 
         else:
             ray.init(address=address, log_to_driver=False)
         started_here = True
+    settings = (settings or RuntimeSettings()).with_(**{k: v for k, v in (embedder_kwargs or {}).items()
+                                                         if v is not None})
+    models_dir, threads = models_dir or settings.models_dir, threads or settings.n_threads
     if threads is None:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         threads = max(1, cpus // max(1, workers)) if address == "local" else None
@@ -168,7 +173,7 @@ def ray_encoder(emb: Embedder, spec, *, model: str, model_sha256: str, address: 
             ds = ray.data.from_arrow([table.slice(a, step) for a in range(0, len(ok), step)])
             out = embed_dataset(ds, model, concurrency=workers, num_gpus=num_gpus, n_threads=threads,
                                 models_dir=str(models_dir) if models_dir else None, local_path=local,
-                                expected_sha256=model_sha256, embedder_kwargs=embedder_kwargs,
+                                expected_sha256=model_sha256, settings=settings.with_(n_threads=None),
                                 batch_size=min(spec.window, 256), input_type=spec.input_type,
                                 instruction=spec.instruction, dimensions=spec.dimensions,
                                 normalize=spec.normalize, truncate=spec.truncate)

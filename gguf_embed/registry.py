@@ -10,15 +10,9 @@ from types import MappingProxyType
 from typing import Mapping
 
 from .errors import GGUFEmbedError, ModelNotFoundError
+from .vocab import ARCHITECTURES, POOLINGS, QUANT_TYPES, TASKS
 
 __all__ = ["Shape", "ModelEntry", "Registry", "load_registry", "default_models_dir", "QUANT_TYPES"]
-
-POOLINGS = ("mean", "cls", "last")
-TASKS = ("embed", "rerank")
-ARCHITECTURES = ("qwen3", "bert", "xlm-roberta")
-#: Output types of ``gguf-embed convert``: the first three are written directly,
-#: the rest by llama.cpp's quantizer.
-QUANT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q5_0", "Q4_0")
 
 
 class RegistryError(GGUFEmbedError):

@@ -15,7 +15,8 @@ import pytest  # noqa: E402
 
 from gguf_embed.convert import convert_model  # noqa: E402
 
-from .tiny_models import QUERY_PROMPT, build_tiny_qwen3, minilm_dir  # noqa: E402
+from .helpers import per_quant  # noqa: E402
+from .models.tiny import QUERY_PROMPT, build_tiny_qwen3, minilm_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -31,14 +32,8 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def minilm_gguf(model_dir):
     """all-MiniLM-L6-v2 converted from the packaged safetensors, by quant type."""
-    cache = {}
-
-    def get(quant: str = "F16"):
-        if quant not in cache:
-            cache[quant] = convert_model("all-minilm-l6-v2", model_dir / f"all-minilm-l6-v2-{quant}.gguf", quant).path
-        return cache[quant]
-
-    return get
+    return per_quant(lambda q, out: convert_model("all-minilm-l6-v2", out, q).path, model_dir, "all-minilm-l6-v2",
+                     "F16")
 
 
 @pytest.fixture(scope="session")
@@ -48,15 +43,8 @@ def tiny_qwen_src(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_qwen_gguf(tiny_qwen_src, model_dir):
-    cache = {}
-
-    def get(quant: str = "F32"):
-        if quant not in cache:
-            out = model_dir / f"tiny-qwen3-{quant}.gguf"
-            cache[quant] = convert_model(str(tiny_qwen_src), out, quant, matryoshka_min=16).path
-        return cache[quant]
-
-    return get
+    return per_quant(lambda q, out: convert_model(str(tiny_qwen_src), out, q, matryoshka_min=16).path, model_dir,
+                     "tiny-qwen3", "F32")
 
 
 @pytest.fixture(scope="session")
@@ -97,27 +85,20 @@ __all__ = ["QUERY_PROMPT"]
 
 @pytest.fixture(scope="session")
 def tiny_reranker_src(tmp_path_factory):
-    from .tiny_rerankers import build_tiny_qwen3_reranker
+    from .models.rerankers import build_tiny_qwen3_reranker
 
     return build_tiny_qwen3_reranker(tmp_path_factory.mktemp("tiny-rerank") / "Tiny-Qwen3-Reranker")
 
 
 @pytest.fixture(scope="session")
 def tiny_reranker_gguf(tiny_reranker_src, model_dir):
-    cache = {}
-
-    def get(quant: str = "F32"):
-        if quant not in cache:
-            out = model_dir / f"tiny-qwen3-reranker-{quant}.gguf"
-            cache[quant] = convert_model(str(tiny_reranker_src), out, quant).path
-        return cache[quant]
-
-    return get
+    return per_quant(lambda q, out: convert_model(str(tiny_reranker_src), out, q).path, model_dir,
+                     "tiny-qwen3-reranker", "F32")
 
 
 @pytest.fixture(scope="session")
 def cross_encoder_src(tmp_path_factory):
-    from .tiny_rerankers import build_minilm_cross_encoder
+    from .models.rerankers import build_minilm_cross_encoder
 
     return build_minilm_cross_encoder(tmp_path_factory.mktemp("cross") / "minilm-cross-encoder")
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from gguf_embed import Embedder
 from gguf_embed.cli import main
 
+from .helpers import cos
 from .texts import VARIED_TEXTS
 
 
@@ -59,7 +60,8 @@ def test_encode_10k_lines_to_npy_with_progress(runner, tmp_path, tiny_qwen_gguf)
     assert vecs.dtype == np.float32 and vecs.shape == (10_000, 64)
     with Embedder(tiny_qwen_gguf("F32")) as emb:
         pick = [0, 1, 4_999, 9_999]
-        np.testing.assert_allclose(vecs[pick], emb.embed([lines[i] for i in pick]).embeddings, atol=1e-5)
+        # batched among 10,000 vs a batch of 4: compared by cosine, not element-wise
+        assert cos(vecs[pick], emb.embed([lines[i] for i in pick]).embeddings).min() >= 0.99999
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gguf_embed import keys, textnorm
+from gguf_embed import vocab as keys
+from gguf_embed.text import normalize as textnorm
 from gguf_embed.cli import main
 from gguf_embed.convert import convert_model
 from gguf_embed.errors import ConversionError
 
+from .helpers import cos
 from .texts import VARIED_TEXTS
-from .tiny_models import QUERY_PROMPT
+from .models.tiny import QUERY_PROMPT
 
 assert len(VARIED_TEXTS) >= 50
 
@@ -39,10 +41,7 @@ def llama_embed(path: Path, texts: list[str]) -> np.ndarray:
         model.close()
 
 
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(1)
+cosines = cos
 
 
 @pytest.fixture(scope="module")

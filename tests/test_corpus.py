@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from gguf_embed.cli import main
 from gguf_embed.corpus import VectorCache, chunk_spans, text_key
 
+from .helpers import cos
 from .texts import VARIED_TEXTS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,8 +52,7 @@ def manifest_of(out: Path) -> dict:
     return json.loads(out.with_name(out.name + ".manifest.json").read_text())
 
 
-def cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+cos_rows = cos
 
 
 @pytest.fixture(scope="module")
@@ -249,11 +249,11 @@ def test_1000_then_1100_embeds_only_the_new_100(tmp_path, qwen):
 
 
 def test_no_cache_resumes_from_progress_next_to_output(tmp_path, qwen, monkeypatch):
-    from gguf_embed.embedder import Embedder
+    from gguf_embed.engine.session import Session
 
     src = write_jsonl(tmp_path / "in.jsonl", docs(300))
     out = tmp_path / "out.npy"
-    real = Embedder.encode_tokens
+    real = Session.rows
     calls = {"n": 0}
 
     def flaky(self, seqs, progress=None):
@@ -262,11 +262,11 @@ def test_no_cache_resumes_from_progress_next_to_output(tmp_path, qwen, monkeypat
             raise KeyboardInterrupt
         return real(self, seqs, progress)
 
-    monkeypatch.setattr(Embedder, "encode_tokens", flaky)
+    monkeypatch.setattr(Session, "rows", flaky)
     res = encode(src, "-m", qwen, "-o", out, "--no-cache", "--commit-every", "100")
     assert res.exit_code != 0 and not out.exists()
     assert (tmp_path / ".out.npy.progress.sqlite").exists()
-    monkeypatch.setattr(Embedder, "encode_tokens", real)
+    monkeypatch.setattr(Session, "rows", real)
     res = encode(src, "-m", qwen, "-o", out, "--no-cache", "--commit-every", "100")
     assert res.exit_code == 0, res.output
     m = manifest_of(out)

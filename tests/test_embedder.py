@@ -9,6 +9,7 @@ import torch
 from gguf_embed import Embedder, InputTooLongError, InvalidInputError
 from gguf_embed.convert import convert_model
 
+from .helpers import cos
 from .texts import VARIED_TEXTS
 
 TASK = "Given a question about science, find the paragraph that explains it"
@@ -29,9 +30,6 @@ def st_raw(st, ids: list[int]) -> np.ndarray:
         return st.forward(feats)["sentence_embedding"][0].numpy()
 
 
-def cos(a, b) -> np.ndarray:
-    a, b = np.atleast_2d(a), np.atleast_2d(b)
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def near_max_text(st) -> str:
@@ -163,7 +161,7 @@ def test_truncation_policies(minilm_embedder, qwen_embedder, st_minilm, st_tiny_
 def test_start_truncation_keeps_the_query_prompt(qwen_embedder):
     text = long_text(1500)
     ids = qwen_embedder.tokenize([text], input_type="query", truncate="start")[0]
-    prompt = qwen_embedder.model.tokenize(qwen_embedder.info.prompts["query"], add_special=False)
+    prompt = qwen_embedder.session.model.tokenize(qwen_embedder.info.prompts["query"], add_special=False)
     assert len(ids) == qwen_embedder.max_tokens
     assert ids[: len(prompt) - 1].tolist() == prompt[: len(prompt) - 1].tolist()
     assert ids[-1] == qwen_embedder.tokenize(["x"])[0][-1]
@@ -173,7 +171,7 @@ def test_token_id_input_matches_text(qwen_embedder, minilm_embedder):
     for emb in (qwen_embedder, minilm_embedder):
         texts = VARIED_TEXTS[:5]
         framed = emb.tokenize(texts)
-        bare = [emb.model.tokenize(t, add_special=False).tolist() for t in (texts if emb is qwen_embedder else
+        bare = [emb.session.model.tokenize(t, add_special=False).tolist() for t in (texts if emb is qwen_embedder else
                 [t.lower() for t in texts])]
         a = emb.embed(texts).embeddings
         np.testing.assert_allclose(emb.embed_tokens([f.tolist() for f in framed]).embeddings, a, atol=1e-5)

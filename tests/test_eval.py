@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gguf_embed import evaluate, multilingual
+from gguf_embed.quality import evaluate
+from gguf_embed.quality import texts as multilingual
 from gguf_embed.cli import main
 from gguf_embed.mteb import MTEBEncoder
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gguf_embed import Embedder, _llama
+from gguf_embed import Embedder
+from gguf_embed.engine import llama as _llama
 from gguf_embed.convert import convert_model
-from gguf_embed.runner import FAST_PATH_ENV
+from gguf_embed.engine.settings import FAST_PATH_ENV
 
 from .test_embedder import cos, long_text, st_raw
 from .texts import VARIED_TEXTS
@@ -28,7 +29,7 @@ def mixed_texts(n: int, seed: int = 0) -> list[str]:
 
 
 def test_fast_path_is_the_default_for_last_token_decoders(qwen_embedder, minilm_embedder, plain_qwen):
-    assert qwen_embedder.fast_path and qwen_embedder.runner.fast_path_note == ""
+    assert qwen_embedder.fast_path and qwen_embedder.session.runner.fast_path_note == ""
     assert not minilm_embedder.fast_path  # encoder models keep the all-token path
     assert not plain_qwen.fast_path
 
@@ -82,7 +83,7 @@ def test_falls_back_when_the_capture_never_fires(tiny_qwen_gguf, plain_qwen, mon
     monkeypatch.setattr(_llama, "CAPTURE_NODE", b"no_such_node")
     with Embedder(tiny_qwen_gguf("F32"), verbose=True) as emb:
         assert not emb.fast_path
-        assert "captured 0 rows" in emb.runner.fast_path_note
+        assert "captured 0 rows" in emb.session.runner.fast_path_note
         texts = VARIED_TEXTS[:10]
         assert cos(emb.embed(texts).embeddings, plain_qwen.embed(texts).embeddings).min() >= 0.99999
     assert "fast path off" in capsys.readouterr().err
@@ -98,7 +99,7 @@ def test_falls_back_when_the_probe_disagrees(tiny_qwen_gguf, monkeypatch):
 
     monkeypatch.setattr(_llama.Context, "run_all_rows", skewed)
     with Embedder(tiny_qwen_gguf("F32")) as emb:
-        assert not emb.fast_path and "differ between the two paths" in emb.runner.fast_path_note
+        assert not emb.fast_path and "differ between the two paths" in emb.session.runner.fast_path_note
         assert emb.embed(["still embeds"]).embeddings.shape == (1, 64)
 
 

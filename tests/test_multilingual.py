@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gguf_embed import keys, multilingual, textnorm
+from gguf_embed import vocab as keys
+from gguf_embed.quality import texts as multilingual
+from gguf_embed.text import normalize as textnorm
 from gguf_embed.cli import main
 from gguf_embed.convert import convert_model
 
-from .multilingual_models import build_real_qwen3, qwen_tokenizer_dir, read_gguf_kv
+from .models.multilingual import build_real_qwen3, qwen_tokenizer_dir, read_gguf_kv
 
 TEXTS = multilingual.texts()
 EOT_ID = 151643

@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gguf_embed import Embedder, plan
+from gguf_embed import Embedder
+from gguf_embed.engine import planning as plan
+from gguf_embed.engine.session import measure_buffers
+from gguf_embed.engine.settings import RuntimeSettings
 from gguf_embed.cli import main
 from gguf_embed.convert import convert_model
 from gguf_embed.errors import InvalidInputError
-from gguf_embed.plan_cli import plan_cmd
+from gguf_embed.cli.plan import plan_cmd
 from gguf_embed.registry import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +37,7 @@ def test_plan_matches_llama_cpp_allocation(minilm_gguf, tiny_qwen_gguf, which, c
     path = minilm_gguf("F16") if which == "minilm" else tiny_qwen_gguf("F32")
     p = plan.estimate(path, n_ctx=ctx, flash_attn=fa, fast_path=fast)
     assert p.fast_path == (which == "qwen" and fast is None)
-    m = plan.measure(path, **p.settings(), fast_path=fast)
+    m = measure_buffers(path, RuntimeSettings.of(**p.settings(), fast_path=fast))
     assert {k.split(":")[0] for k in m["reported"]} >= {"model", "compute", "output"}
     actual = sum(m["reported"].values())
     # weights, KV cache and outputs are exact; the compute buffer is a fitted estimate, off by
@@ -206,7 +209,7 @@ def assert_same_tensors(gguf_path, entry, quant):
     """The tensor table planned from models.toml is the file's: names, types and bytes."""
     import gguf
 
-    from gguf_embed.shapes import tensor_table
+    from gguf_embed.model.tensor_table import tensor_table
 
     actual = {t.name: (t.tensor_type, int(t.n_bytes)) for t in gguf.GGUFReader(gguf_path).tensors}
     planned = {t.name: (t.type, t.n_bytes) for t in tensor_table(entry, quant)}

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from gguf_embed.cli import main
 
+from .helpers import cos
 from .texts import VARIED_TEXTS
 
 ray = pytest.importorskip("ray")
@@ -34,7 +35,8 @@ def test_embed_dataset_matches_in_process(local_ray, tiny_qwen_gguf, qwen_embedd
     got = {row["key"]: np.asarray(row["embedding"]) for row in out}
     expect = qwen_embedder.embed(texts, input_type="query", dimensions=32).embeddings
     assert sorted(got) == list(range(len(texts)))
-    np.testing.assert_allclose(np.stack([got[i] for i in range(len(texts))]), expect, atol=1e-5)
+    # batches of 8 on the actors vs one batch of 24 here: compared by cosine, not element-wise
+    assert cos(np.stack([got[i] for i in range(len(texts))]), expect).min() >= 0.99999
     assert {int(row["tokens"]) for row in out} <= {len(s) for s in qwen_embedder.tokenize(texts, input_type="query")}
 
 

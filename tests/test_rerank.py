@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gguf_embed import keys
+from gguf_embed import vocab as keys
 from gguf_embed.cli import main
 from gguf_embed.convert import convert_model
 from gguf_embed.errors import ConversionError, InputTooLongError, InvalidInputError
 from gguf_embed.registry import load_registry
 from gguf_embed.reranker import Reranker
 
-from .tiny_rerankers import DOCUMENTS, QUERY, qwen3_recipe_scores
+from .models.rerankers import DOCUMENTS, QUERY, qwen3_recipe_scores
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +29,16 @@ def recipe(tiny_reranker_src):
 def test_qwen3_gguf_follows_llama_cpp_conventions(qwen_reranker, tiny_reranker_src):
     from safetensors.numpy import load_file
 
-    from gguf_embed.rerank_head import read_tensors
+    from gguf_embed.model.gguf_file import read_tensors
 
-    model = qwen_reranker.embedder.model
+    model = qwen_reranker.session.model
     meta = model.meta()
     assert meta["qwen3.pooling_type"] == "4"  # RANK
     assert model.cls_labels() == ["yes", "no"]
     assert meta[keys.TASK] == "rerank"
     template = meta[keys.LLAMA_RERANK_TEMPLATE]
     assert "{query}" in template and "{document}" in template and "{instruction}" not in template
-    tensors = read_tensors(qwen_reranker.embedder.info.path, "")
+    tensors = read_tensors(qwen_reranker.session.info.path, "")
     lm_head = load_file(str(tiny_reranker_src / "model.safetensors"))["lm_head.weight"]
     # the real Qwen3 vocabulary's ids for "yes" and "no"
     np.testing.assert_array_equal(tensors["cls.output.weight"], lm_head[[9693, 2152]])
@@ -125,10 +125,10 @@ def test_qwen3_instruction_matches_recipe(qwen_reranker, tiny_reranker_src):
 
 
 def test_qwen3_scores_equal_llama_cpp_rank_pooling(qwen_reranker):
-    from gguf_embed import _llama
+    from gguf_embed.engine import llama as _llama
 
     seqs = qwen_reranker.tokenize_pairs(QUERY, DOCUMENTS)
-    theirs = _llama.rank_scores(qwen_reranker.embedder.model, seqs)
+    theirs = _llama.rank_scores(qwen_reranker.session.model, seqs)
     assert theirs.shape == (len(DOCUMENTS), 2)
     np.testing.assert_allclose(qwen_reranker.score(QUERY, DOCUMENTS).scores, theirs[:, 0], atol=1e-4)
     np.testing.assert_allclose(theirs.sum(1), 1.0, atol=1e-5)  # softmax over (yes, no)
@@ -193,7 +193,7 @@ def test_cross_encoder_matches_sentence_transformers(cross_reranker, cross_encod
 def test_cross_encoder_segments_and_llama_cpp_rank_head(cross_reranker, cross_encoder_src):
     from transformers import AutoTokenizer
 
-    from gguf_embed import _llama
+    from gguf_embed.engine import llama as _llama
 
     tok = AutoTokenizer.from_pretrained(str(cross_encoder_src))
     enc = tok(QUERY, DOCUMENTS[0])
@@ -204,23 +204,23 @@ def test_cross_encoder_segments_and_llama_cpp_rank_head(cross_reranker, cross_en
     np.testing.assert_array_equal(seq - offset * types, enc["input_ids"])
     # llama.cpp's own RANK head (pooler + tanh + classifier) on the same tokens
     seqs = cross_reranker.tokenize_pairs(QUERY, DOCUMENTS)
-    theirs = _llama.rank_scores(cross_reranker.embedder.model, seqs)[:, 0]
+    theirs = _llama.rank_scores(cross_reranker.session.model, seqs)[:, 0]
     np.testing.assert_allclose(cross_reranker.score(QUERY, DOCUMENTS, raw_scores=True).scores, theirs, atol=1e-4)
     # without segment 1 the scores move: the extension is what makes them match
     unshifted = [np.where(np.arange(len(s)) >= len(s) - (types == 1).sum(), s - offset, s) for s in seqs[:1]]
-    plain = _llama.rank_scores(cross_reranker.embedder.model, unshifted)[:, 0]
+    plain = _llama.rank_scores(cross_reranker.session.model, unshifted)[:, 0]
     assert abs(plain[0] - theirs[0]) > 1e-3
 
 
 def test_cross_encoder_gguf_metadata(cross_reranker):
-    from gguf_embed.rerank_head import read_tensors
+    from gguf_embed.model.gguf_file import read_tensors
 
-    meta = cross_reranker.embedder.model.meta()
+    meta = cross_reranker.session.model.meta()
     assert meta["bert.pooling_type"] == "4" and meta[keys.TASK] == "rerank"
-    assert cross_reranker.embedder.model.cls_labels() == ["LABEL_0"]
-    head = read_tensors(cross_reranker.embedder.info.path, "cls.")
+    assert cross_reranker.session.model.cls_labels() == ["LABEL_0"]
+    head = read_tensors(cross_reranker.session.info.path, "cls.")
     assert set(head) == {"cls.weight", "cls.bias", "cls.output.weight", "cls.output.bias"}
-    assert cross_reranker.embedder.n_vocab == 2 * 30522  # the segment-1 copies
+    assert cross_reranker.session.n_vocab == 2 * 30522  # the segment-1 copies
 
 
 # --- registry, conversion refusals, CLI -------------------------------------------------
@@ -278,15 +278,9 @@ def test_cli_rerank_errors_are_one_line(tmp_path, minilm_gguf, cross_encoder_ggu
 
 
 def test_pure_pieces():
-    from gguf_embed.framing import common_prefix, fit_body
-    from gguf_embed.rerank_head import RerankHead, sigmoid
-    from gguf_embed.server_rerank import parse_rerank
+    from gguf_embed.heads.rerank import RerankHead, sigmoid
+    from gguf_embed.server.rerank import parse_rerank
 
-    toks = np.arange(10, dtype=np.int32)  # head 2, body 6, tail 2
-    assert fit_body(toks, 2, 2, 10, "end").tolist() == toks.tolist()
-    assert fit_body(toks, 2, 2, 7, "end").tolist() == [0, 1, 2, 3, 4, 8, 9]
-    assert fit_body(toks, 2, 2, 7, "start", keep=1).tolist() == [0, 1, 2, 6, 7, 8, 9]
-    assert common_prefix(np.array([1, 2, 3]), np.array([1, 2, 4, 5])) == 2
     h = np.array([[1.0, 0.0], [0.0, 2.0]])
     yes_no = RerankHead(np.array([[1.0, 1.0], [0.0, 3.0]], np.float32))
     np.testing.assert_allclose(yes_no.raw(h), [1.0, -4.0])

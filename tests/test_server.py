@@ -16,38 +16,10 @@ import uvicorn
 
 from gguf_embed.server import create_app
 
+from .helpers import RunningServer, cos
 from .texts import VARIED_TEXTS
 
 KEY = "test-key-123"
-
-
-class RunningServer:
-    def __init__(self, app):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.02)
-        return self
-
-    def wait_ready(self, timeout=30):
-        deadline = time.time() + timeout
-        while httpx.get(self.url + "/health").status_code != 200:
-            assert time.time() < deadline
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +40,6 @@ def auth():
     return {"Authorization": f"Bearer {KEY}"}
 
 
-def cos(a, b):
-    a, b = np.atleast_2d(a), np.atleast_2d(b)
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def test_openai_sdk_base64_and_float(client, minilm_embedder, qwen_embedder):
@@ -130,7 +99,7 @@ def test_dimensions_input_type_instruction(client, qwen_embedder):
 
 def test_token_id_input(client, qwen_embedder):
     texts = VARIED_TEXTS[:3]
-    ids = [qwen_embedder.model.tokenize(t, add_special=False).tolist() for t in texts]
+    ids = [qwen_embedder.session.model.tokenize(t, add_special=False).tolist() for t in texts]
     expect = qwen_embedder.embed(texts).embeddings
     many = client.embeddings.create(model=qwen_embedder.name, input=ids)
     assert cos(np.array([d.embedding for d in many.data]), expect).min() >= 0.99999

@@ -17,8 +17,8 @@ import requests
 
 from gguf_embed.server import create_app
 
-from .test_server import RunningServer
-from .tiny_rerankers import DOCUMENTS, QUERY
+from .helpers import RunningServer
+from .models.rerankers import DOCUMENTS, QUERY
 
 KEY = "rerank-key"
 H = {"Authorization": f"Bearer {KEY}"}

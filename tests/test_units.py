@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import gguf_embed
-from gguf_embed import pooling, textnorm
+from gguf_embed.heads import pooling
+from gguf_embed.text import normalize as textnorm
 from gguf_embed.errors import GGUFEmbedError, InputTooLongError, ModelNotFoundError
 from gguf_embed.registry import load_registry
 

@@ -14,13 +14,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gguf_embed import Embedder, keys, multilingual
+from gguf_embed import Embedder
+from gguf_embed import vocab as keys
+from gguf_embed.quality import texts as multilingual
 from gguf_embed.cli import main
 from gguf_embed.convert import convert_model
 from gguf_embed.errors import ConversionError
 from gguf_embed.registry import load_registry
 
-from .multilingual_models import (
+from .models.multilingual import (
     E5_PROMPTS, XLMR_VOCAB, build_tiny_e5_small, build_tiny_xlmr, read_gguf_kv, sentencepiece_processor,
     xlmr_tokenizer_json,
 )

@@ -12,22 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConversionError
+from ..model.archs import FAMILY_ARCH
+from ..model.archs import HF_ARCHITECTURES as ARCHITECTURES
+from ..model.archs import HF_MODEL_TYPES as MODEL_TYPES
 
-# Hugging Face architecture -> our architecture name (llama.cpp's arch string).
-ARCHITECTURES = {
-    "Qwen3ForCausalLM": "qwen3",
-    "Qwen3Model": "qwen3",
-    "BertModel": "bert",
-    "BertForMaskedLM": "bert",
-    "XLMRobertaModel": "bert",
-    "XLMRobertaForMaskedLM": "bert",
-    # rerankers (see convert.rerank)
-    "Qwen3ForSequenceClassification": "qwen3",
-    "BertForSequenceClassification": "bert",
-}
-MODEL_TYPES = {"qwen3": "qwen3", "bert": "bert", "xlm-roberta": "bert"}
 # models.toml architecture names the converter handles (XLM-R runs as llama.cpp's BERT)
-REGISTRY_ARCHS = frozenset({"qwen3", "bert", "xlm-roberta"})
+REGISTRY_ARCHS = frozenset(FAMILY_ARCH)
 # RoBERTa-style models number positions from padding_idx + 1
 _OFFSET_POSITIONS = ("XLMRobertaModel", "XLMRobertaForMaskedLM")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import gguf
 import numpy as np
 
-from .. import keys
+from .. import vocab as keys
 from ..errors import ConversionError
 from .hf import HFModel
 from .weights import TensorRef, to_float32

@@ -10,9 +10,9 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from .. import keys
+from .. import vocab as keys
 from ..errors import ConversionError
-from ..textnorm import UnsupportedNormalizer, normalizer_for_tokenizer_json
+from ..text.normalize import UnsupportedNormalizer, normalizer_for_tokenizer_json
 from .hf import HFModel, bpe_pre_tokenizer
 from .rerank import DEFAULT_MAX_TOKENS, detect_task, rerank_refs, type1_token_count, write_rerank_meta
 from .unigram import write_unigram
@@ -162,28 +162,25 @@ def _write_hparams(w: gguf.GGUFWriter, hf: HFModel, pooling: str) -> None:
     w.add_pooling_type(gguf.PoolingType(keys.POOLING_IDS[pooling]))
 
 
-def _write_tokenizer(w: gguf.GGUFWriter, hf: HFModel, type1_tokens: int = 0) -> None:
-    tok = hf.tokenizer
-    model = tok.get("model", {})
-    kind = model.get("type")
-    if kind == "Unigram":
-        if hf.arch != "bert":
-            raise ConversionError("a Unigram (SentencePiece) tokenizer is only supported for BERT-type models")
-        n_vocab = write_unigram(w, tok, hf.config)
-        special = gguf.SpecialVocab(hf.folder, load_merges=False, n_vocab=n_vocab)
-        special.chat_template = None
-        special.add_to_gguf(w, quiet=True)
-        for typ in ("bos", "eos"):  # llama.cpp's UGM defaults (no BOS, EOS) differ from XLM-R's <s> ... </s>
-            if typ not in special.add_special_token:
-                getattr(w, f"add_add_{typ}_token")(False)
-        return
-    if kind not in ("WordPiece", "BPE"):
-        raise ConversionError(f"unsupported tokenizer model {kind!r} (WordPiece, BPE and Unigram are supported)")
-    vocab: dict[str, int] = dict(model.get("vocab") or {})
+def _write_unigram_tokenizer(w: gguf.GGUFWriter, hf: HFModel) -> None:
+    if hf.arch != "bert":
+        raise ConversionError("a Unigram (SentencePiece) tokenizer is only supported for BERT-type models")
+    n_vocab = write_unigram(w, hf.tokenizer, hf.config)
+    special = gguf.SpecialVocab(hf.folder, load_merges=False, n_vocab=n_vocab)
+    special.chat_template = None
+    special.add_to_gguf(w, quiet=True)
+    for typ in ("bos", "eos"):  # llama.cpp's UGM defaults (no BOS, EOS) differ from XLM-R's <s> ... </s>
+        if typ not in special.add_special_token:
+            getattr(w, f"add_add_{typ}_token")(False)
+
+
+def _token_table(tok: dict, n_config: int) -> tuple[list[str], list, int]:
+    """(token texts, token types, vocabulary size) from tokenizer.json's vocabulary and added tokens."""
+    vocab: dict[str, int] = dict(tok.get("model", {}).get("vocab") or {})
     added = {t["id"]: t for t in tok.get("added_tokens", [])}
     for tid, t in added.items():
         vocab.setdefault(t["content"], tid)
-    n_vocab = max(int(hf.config.get("vocab_size", 0)), max(vocab.values()) + 1)
+    n_vocab = max(n_config, max(vocab.values()) + 1)
     tokens = [f"[PAD{i}]" for i in range(n_vocab)]
     types = [gguf.TokenType.UNUSED] * n_vocab
     for text, tid in vocab.items():
@@ -192,26 +189,34 @@ def _write_tokenizer(w: gguf.GGUFWriter, hf: HFModel, type1_tokens: int = 0) -> 
             types[tid] = gguf.TokenType.CONTROL if added[tid].get("special") else gguf.TokenType.USER_DEFINED
         else:
             types[tid] = gguf.TokenType.NORMAL
+    return tokens, types, n_vocab
+
+
+def _wordpiece_tokens(w: gguf.GGUFWriter, hf: HFModel, tokens: list[str], types: list) -> list[str]:
+    if hf.arch != "bert":
+        raise ConversionError("a WordPiece tokenizer is only supported for BERT models")
+    prefix = hf.tokenizer.get("model", {}).get("continuing_subword_prefix", "##")
+    w.add_tokenizer_model("bert")
+    w.add_tokenizer_pre("default")
+    w.add_token_type_count(int(hf.config.get("type_vocab_size", 2)))
+    # llama.cpp's WPM vocabulary marks word starts with U+2581 instead of marking continuations.
+    return [t if ty in (gguf.TokenType.CONTROL, gguf.TokenType.UNUSED)
+            else (t[len(prefix):] if t.startswith(prefix) else "\u2581" + t) for t, ty in zip(tokens, types)]
+
+
+def _write_tokenizer(w: gguf.GGUFWriter, hf: HFModel, type1_tokens: int = 0) -> None:
+    tok = hf.tokenizer
+    kind = tok.get("model", {}).get("type")
+    if kind == "Unigram":
+        return _write_unigram_tokenizer(w, hf)
+    if kind not in ("WordPiece", "BPE"):
+        raise ConversionError(f"unsupported tokenizer model {kind!r} (WordPiece, BPE and Unigram are supported)")
+    tokens, types, n_vocab = _token_table(tok, int(hf.config.get("vocab_size", 0)))
     if kind == "WordPiece":
-        if hf.arch != "bert":
-            raise ConversionError("a WordPiece tokenizer is only supported for BERT models")
-        prefix = model.get("continuing_subword_prefix", "##")
-        # llama.cpp's WPM vocabulary marks word starts with U+2581 instead of marking continuations.
-        tokens = [
-            t if ty in (gguf.TokenType.CONTROL, gguf.TokenType.UNUSED)
-            else (t[len(prefix):] if t.startswith(prefix) else "\u2581" + t)
-            for t, ty in zip(tokens, types)
-        ]
-        w.add_tokenizer_model("bert")
-        w.add_tokenizer_pre("default")
-        w.add_token_type_count(int(hf.config.get("type_vocab_size", 2)))
-        load_merges = False
-    elif kind == "BPE":
+        tokens = _wordpiece_tokens(w, hf, tokens, types)
+    else:
         w.add_tokenizer_model("gpt2")
         w.add_tokenizer_pre(bpe_pre_tokenizer(tok))
-        load_merges = True
-    else:
-        raise ConversionError(f"unsupported tokenizer model {kind!r} (WordPiece and BPE are supported)")
     if type1_tokens:
         # segment-1 copies of every token (see convert.rerank); never produced by the tokenizer
         if n_vocab != type1_tokens:
@@ -220,11 +225,11 @@ def _write_tokenizer(w: gguf.GGUFWriter, hf: HFModel, type1_tokens: int = 0) -> 
         types += [gguf.TokenType.UNUSED] * n_vocab
     w.add_token_list(tokens)
     w.add_token_types(types)
-    special = gguf.SpecialVocab(hf.folder, load_merges=load_merges, n_vocab=n_vocab)
+    special = gguf.SpecialVocab(hf.folder, load_merges=kind == "BPE", n_vocab=n_vocab)
     special.chat_template = None  # an embedding GGUF has no chat
     special.add_to_gguf(w, quiet=True)
     if kind == "BPE":
-        if load_merges and not special.merges:
+        if not special.merges:
             raise ConversionError("tokenizer.json has no BPE merges")
         # llama.cpp guesses these per pre-tokenizer when absent: write what tokenizer.json says.
         if "bos" not in special.add_special_token:
@@ -329,8 +334,8 @@ def separate_head_for(hf: HFModel) -> bool:
 def quantize(src: Path, dst: Path, quant: str, threads: int | None = None, *, head_for_width: int | None = None) -> None:
     """llama.cpp's quantizer; ``head_for_width``: the model's hidden size, when the file has a
     separate head to store at the smallest type (see ``separate_head_for``)."""
-    from .._llama import quantize_file
-    from ..shapes import head_types
+    from ..engine.llama import quantize_file
+    from ..model.tensor_table import head_types
 
     types = {}
     if head_for_width:

@@ -12,11 +12,12 @@ with a manifest.
 from .cache import CacheError, VectorCache, default_cache_path, sha256_file, space_params, text_key
 from .chunking import chunk_spans
 from .job import JobSpec, JobStats, plan_units, run_job
+from .pipeline import CorpusRequest, CorpusSummary, RayOptions, run_corpus
 from .readers import BadInputError, BadRecord, Corpus, Record, read_corpus
 from .writers import Rows, write_rows
 
 __all__ = [
-    "BadInputError", "BadRecord", "CacheError", "Corpus", "JobSpec", "JobStats", "Record", "Rows", "VectorCache",
-    "chunk_spans", "default_cache_path", "plan_units", "read_corpus", "run_job", "sha256_file", "space_params",
-    "text_key", "write_rows",
+    "BadInputError", "BadRecord", "CacheError", "Corpus", "CorpusRequest", "CorpusSummary", "JobSpec", "JobStats",
+    "RayOptions", "Record", "Rows", "VectorCache", "chunk_spans", "default_cache_path", "plan_units", "read_corpus",
+    "run_corpus", "run_job", "sha256_file", "space_params", "text_key", "write_rows",
 ]

@@ -8,7 +8,6 @@ windows in the store; the output is built only at the end.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -17,17 +16,16 @@ import numpy as np
 
 from ..embedder import Embedder
 from ..errors import InputTooLongError
-from ..pooling import postprocess
+from ..heads.pooling import postprocess
 from .cache import Space, VectorCache, space_params, text_key
 from .chunking import chunk_spans
 from .readers import BadInputError, BadRecord, Record
 from .writers import Rows
 
-__all__ = ["JobSpec", "JobStats", "Batch", "Plan", "plan_units", "run_job", "local_encoder", "tokenize_checked",
+__all__ = ["JobSpec", "JobStats", "Batch", "UnitPlan", "plan_units", "run_job", "local_backend", "tokenize_checked",
            "job_params", "DEFAULT_WINDOW"]
 
 DEFAULT_WINDOW = 1024
-_TOKENS_RE = re.compile(r"has (\d+) tokens")
 
 
 @dataclass(frozen=True)
@@ -65,11 +63,12 @@ class Batch:
     bad: dict[int, str] = field(default_factory=dict)  # position -> why it cannot be embedded
 
 
-Encoder = Callable[[Sequence[str]], Iterator[Batch]]
+#: texts in, embedded batches out (in this process, or on Ray actors)
+Backend = Callable[[Sequence[str]], Iterator[Batch]]
 
 
 @dataclass
-class Plan:
+class UnitPlan:
     """Output rows and the distinct texts behind them."""
 
     record: np.ndarray  # (rows,) index of each row's record
@@ -93,13 +92,12 @@ def _token_counter(emb: Embedder, spec: JobSpec) -> Callable[[str], int]:
         try:
             return len(emb.tokenize([s], input_type=spec.input_type, instruction=spec.instruction)[0])
         except InputTooLongError as exc:
-            m = _TOKENS_RE.search(exc.message)
-            return int(m.group(1)) if m else emb.max_tokens + 1
+            return exc.n_tokens
 
     return count
 
 
-def plan_units(records: Sequence[Record], spec: JobSpec, emb: Embedder | None = None) -> Plan:
+def plan_units(records: Sequence[Record], spec: JobSpec, emb: Embedder | None = None) -> UnitPlan:
     """One row per record, or one per chunk with ``spec.chunk_tokens``; identical texts share one entry."""
     rec, chunk, start, end, texts_of_rows = [], [], [], [], []
     count = _token_counter(emb, spec) if spec.chunk_tokens else None
@@ -116,7 +114,7 @@ def plan_units(records: Sequence[Record], spec: JobSpec, emb: Embedder | None = 
                          count=len(texts_of_rows))
     chunked = spec.chunk_tokens is not None
     arr = (lambda xs, dt: np.array(xs, dtype=dt)) if chunked else (lambda xs, dt: None)
-    return Plan(np.array(rec, dtype=np.int64), arr(chunk, np.int32), arr(start, np.int64), arr(end, np.int64),
+    return UnitPlan(np.array(rec, dtype=np.int64), arr(chunk, np.int32), arr(start, np.int64), arr(end, np.int64),
                 unique, list(index))
 
 
@@ -132,14 +130,13 @@ def tokenize_checked(emb: Embedder, texts: Sequence[str], spec: JobSpec) -> tupl
         try:
             seqs.append(emb.tokenize([t], **kw)[0])
         except InputTooLongError as exc:
-            m = _TOKENS_RE.search(exc.message)
             seqs.append(None)
-            bad[i] = (f"{m.group(1) if m else 'too many'} tokens, more than the model's limit of {emb.max_tokens} "
+            bad[i] = (f"{exc.n_tokens} tokens, more than the model's limit of {exc.limit} "
                       "(use --truncate end|start or --chunk-tokens)")
     return seqs, bad
 
 
-def local_encoder(emb: Embedder, spec: JobSpec) -> Encoder:
+def local_backend(emb: Embedder, spec: JobSpec) -> Backend:
     """Embed in windows of ``spec.window`` texts with the Embedder in this process."""
 
     def encode(texts: Sequence[str]) -> Iterator[Batch]:
@@ -147,59 +144,16 @@ def local_encoder(emb: Embedder, spec: JobSpec) -> Encoder:
             seqs, bad = tokenize_checked(emb, texts[a:a + spec.window], spec)
             ok = np.array([i for i, s in enumerate(seqs) if s is not None], dtype=np.int64)
             good = [seqs[i] for i in ok]
-            raw = emb.encode_tokens(good)
+            raw = emb.session.rows(good)
             yield Batch(a + ok, postprocess(raw, spec.dimensions, spec.normalize),
                         np.array([len(s) for s in good], dtype=np.int64), {a + i: m for i, m in bad.items()})
 
     return encode
 
 
-def run_job(records: Sequence[Record], emb: Embedder, spec: JobSpec, *, encoder: Encoder | None = None,
-            store: VectorCache | None = None, model_sha256: str | None = None, reuse: bool = True,
-            skip_bad: bool = False, progress: Callable[[int, int, int], None] | None = None,
-            plan: Plan | None = None) -> tuple[Rows, JobStats, list[BadRecord]]:
-    """Embed ``records``; ``progress(rows_done, tokens, rows_from_cache)`` after each step."""
-    t0 = time.perf_counter()
-    plan = plan or plan_units(records, spec, emb)
-    n_u, dims = len(plan.texts), spec.dimensions or emb.dimensions
-    weight = np.bincount(plan.unique, minlength=n_u)  # rows per distinct text
-    vectors = np.zeros((n_u, dims), dtype=np.float32)
-    tokens = np.zeros(n_u, dtype=np.int64)
-    have = np.zeros(n_u, dtype=bool)
-    keys = [text_key(t) for t in plan.texts]
-    space: Space | None = None
-    stats = JobStats(documents=len(records))
-    if store is not None:
-        space = store.space(emb.name, job_params(emb, spec, model_sha256 or store.file_sha256(emb.info.path)))
-        if reuse:
-            found = store.get_many(space, keys)
-            for u, k in enumerate(keys):
-                hit = found.get(k)
-                if hit is not None:
-                    vectors[u], tokens[u], have[u] = hit[0], hit[1], True
-    else:
-        emb.check_dimensions(spec.dimensions)
-    stats.reused = int(have.sum())
-    if progress is not None and stats.reused:
-        progress(int(weight[have].sum()), 0, int(weight[have].sum()))
-    missing = np.flatnonzero(~have)
-    encode = encoder or local_encoder(emb, spec)
-    dropped: dict[int, str] = {}
-    for batch in encode([plan.texts[u] for u in missing]):
-        us = missing[batch.positions]
-        vectors[us], tokens[us], have[us] = batch.vectors, batch.tokens, True
-        if store is not None and len(us):
-            store.put_many(space, [keys[u] for u in us], batch.vectors, batch.tokens)
-        stats.embedded += len(us)
-        stats.tokens += int(batch.tokens.sum())
-        for pos, why in batch.bad.items():
-            dropped[int(missing[pos])] = why
-        if dropped and not skip_bad:
-            u, why = next(iter(dropped.items()))
-            record = records[plan.record[int(np.flatnonzero(plan.unique == u)[0])]]
-            raise BadInputError(f"{record.where}: {why}")
-        if progress is not None:
-            progress(int(weight[us].sum()), int(batch.tokens.sum()), 0)
+def _assemble(records: Sequence[Record], plan: UnitPlan, vectors: np.ndarray, tokens: np.ndarray,
+              dropped: dict[int, str], stats: JobStats) -> tuple[Rows, list[BadRecord]]:
+    """The output rows in input order, less the rows whose text could not be embedded."""
     bad: list[BadRecord] = []
     keep = np.ones(len(plan.unique), dtype=bool)
     if dropped:
@@ -214,5 +168,49 @@ def run_job(records: Sequence[Record], emb: Embedder, spec: JobSpec, *, encoder:
     pick = lambda a: None if a is None else a[keep]  # noqa: E731
     rows = Rows([records[r].id for r in plan.record[keep]], vectors[rows_u], tokens[rows_u],
                 pick(plan.chunk), pick(plan.start), pick(plan.end))
+    return rows, bad
+
+
+def run_job(records: Sequence[Record], emb: Embedder, spec: JobSpec, *, backend: Backend | None = None,
+            store: VectorCache | None = None, model_sha256: str | None = None, reuse: bool = True,
+            skip_bad: bool = False, progress: Callable[[int, int, int], None] | None = None,
+            plan: UnitPlan | None = None) -> tuple[Rows, JobStats, list[BadRecord]]:
+    """Embed ``records``; ``progress(rows_done, tokens, rows_from_cache)`` after each step."""
+    t0 = time.perf_counter()
+    plan = plan or plan_units(records, spec, emb)
+    n_u, dims = len(plan.texts), spec.dimensions or emb.dimensions
+    weight = np.bincount(plan.unique, minlength=n_u)  # rows per distinct text
+    vectors, tokens = np.zeros((n_u, dims), dtype=np.float32), np.zeros(n_u, dtype=np.int64)
+    have = np.zeros(n_u, dtype=bool)
+    keys = [text_key(t) for t in plan.texts]
+    space: Space | None = None
+    stats = JobStats(documents=len(records))
+    emb.check_dimensions(spec.dimensions)
+    if store is not None:
+        space = store.space(emb.name, job_params(emb, spec, model_sha256 or store.file_sha256(emb.info.path)))
+        found = store.get_many(space, keys) if reuse else {}
+        for u, k in enumerate(keys):
+            if k in found:
+                vectors[u], tokens[u], have[u] = found[k][0], found[k][1], True
+    stats.reused = int(have.sum())
+    if progress is not None and stats.reused:
+        progress(int(weight[have].sum()), 0, int(weight[have].sum()))
+    missing = np.flatnonzero(~have)
+    dropped: dict[int, str] = {}
+    for batch in (backend or local_backend(emb, spec))([plan.texts[u] for u in missing]):
+        us = missing[batch.positions]
+        vectors[us], tokens[us], have[us] = batch.vectors, batch.tokens, True
+        if store is not None and len(us):
+            store.put_many(space, [keys[u] for u in us], batch.vectors, batch.tokens)
+        stats.embedded += len(us)
+        stats.tokens += int(batch.tokens.sum())
+        dropped.update({int(missing[pos]): why for pos, why in batch.bad.items()})
+        if dropped and not skip_bad:
+            u, why = next(iter(dropped.items()))
+            record = records[plan.record[int(np.flatnonzero(plan.unique == u)[0])]]
+            raise BadInputError(f"{record.where}: {why}")
+        if progress is not None:
+            progress(int(weight[us].sum()), int(batch.tokens.sum()), 0)
+    rows, bad = _assemble(records, plan, vectors, tokens, dropped, stats)
     stats.seconds = time.perf_counter() - t0
     return rows, stats, bad

@@ -26,15 +26,7 @@ def _version(dist: str) -> str | None:
 
 def file_type_name(emb: Embedder) -> str | None:
     """The GGUF's ``general.file_type`` as llama.cpp names it (F16, Q8_0, Q4_K_M...)."""
-    raw = emb.model.meta().get("general.file_type")
-    if raw is None or not str(raw).isdigit():
-        return None
-    try:
-        from gguf import LlamaFileType
-
-        return LlamaFileType(int(raw)).name.removeprefix("MOSTLY_")
-    except (ImportError, ValueError):
-        return str(raw)
+    return emb.info.file_type_name
 
 
 def build_manifest(emb: Embedder, spec: JobSpec, stats: JobStats, *, model_sha256: str, inputs: list[str],

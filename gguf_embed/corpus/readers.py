@@ -12,11 +12,12 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from ..errors import InvalidInputError
 
-__all__ = ["Record", "BadRecord", "Corpus", "BadInputError", "read_corpus", "input_format", "INPUT_FORMATS"]
+__all__ = ["Record", "BadRecord", "Corpus", "BadInputError", "read_corpus", "read_lines", "read_documents",
+           "input_format", "INPUT_FORMATS"]
 
 INPUT_FORMATS = ("txt", "jsonl", "csv", "parquet", "folder")
 FOLDER_SUFFIXES = (".txt", ".md")
@@ -127,7 +128,8 @@ def _read_txt(name: str, col: _Collector, stdin) -> None:
             col.add(f"{name} line {n}", n, line)
 
 
-def _read_jsonl(name: str, col: _Collector, stdin, text_field: str, id_field: str) -> None:
+def _jsonl_objects(name: str, stdin) -> Iterator[tuple[int, str, dict | None, str | None]]:
+    """(line number, place, object, why not) for every non-empty line of a JSONL file."""
     data = _read_bytes(name, stdin)
     for n, raw in enumerate(data.splitlines(), 1):
         where = f"{name} line {n}"
@@ -136,15 +138,35 @@ def _read_jsonl(name: str, col: _Collector, stdin, text_field: str, id_field: st
         try:
             obj = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            col.bad(where, None, f"not UTF-8 text (byte {exc.start})")
+            yield n, where, None, f"not UTF-8 text (byte {exc.start})"
             continue
         except json.JSONDecodeError as exc:
-            col.bad(where, None, f"malformed JSON ({exc.msg} at column {exc.colno})")
+            yield n, where, None, f"malformed JSON ({exc.msg} at column {exc.colno})"
             continue
         if not isinstance(obj, dict):
-            col.bad(where, None, f"not a JSON object but {type(obj).__name__}")
+            yield n, where, None, f"not a JSON object but {type(obj).__name__}"
+            continue
+        yield n, where, obj, None
+
+
+def _read_jsonl(name: str, col: _Collector, stdin, text_field: str, id_field: str) -> None:
+    for n, where, obj, why in _jsonl_objects(name, stdin):
+        if why is not None:
+            col.bad(where, None, why)
             continue
         col.add(where, obj.get(id_field, n), obj.get(text_field), missing=text_field not in obj)
+
+
+def read_documents(name: str, text_field: str = "text", stdin=None) -> list[str]:
+    """The ``text_field`` string of every object in a JSONL file ('-' for stdin), in order; no ids."""
+    docs = []
+    for _n, where, obj, why in _jsonl_objects(name, stdin):
+        if why is None and not isinstance(obj.get(text_field), str):
+            why = f"no string field {text_field!r}"
+        if why is not None:
+            raise BadInputError(f"{where}: {why}")
+        docs.append(obj[text_field])
+    return docs
 
 
 def _read_csv(name: str, col: _Collector, stdin, text_field: str, id_field: str) -> None:

@@ -1,0 +1,48 @@
+"""``gguf-embed convert``: a Hugging Face model to GGUF."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from .. import vocab
+from ..registry import default_models_dir, load_registry
+from .common import progress_bar, stderr, user_errors
+
+
+@click.command("convert")
+@click.argument("src")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .gguf (default: MODELS_DIR/NAME-QUANT.gguf).")
+@click.option("-q", "--quant", type=click.Choice(vocab.QUANT_TYPES, case_sensitive=False), help="Tensor type (default: the registry's, else F16).")
+@click.option("--pooling", type=click.Choice(vocab.POOLINGS), help="Override the pooling read from the model files.")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Token limit to record in the GGUF.")
+@click.option("--matryoshka-min", type=click.IntRange(min=1), help="Smallest Matryoshka dimension the model supports.")
+@click.option("--allow-pickle", is_flag=True, help="Read pickle (pytorch_model.bin) weights. Only for files you trust.")
+@click.option("--task", type=click.Choice(vocab.TASKS), help="Force the model's task (default: from the model files).")
+@click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads for quantisation.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every tensor and llama.cpp's own output.")
+def convert_cmd(src, output, quant, pooling, max_tokens, matryoshka_min, allow_pickle, task, models_dir, threads, verbose):
+    """Convert a Hugging Face model (folder, models.toml name or Hub repo id) to GGUF."""
+    from ..convert import convert_model
+    from ..engine import llama
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s")
+    logging.getLogger("gguf").setLevel(logging.INFO if verbose else logging.ERROR)
+    llama.set_verbose(verbose)
+    with user_errors():
+        reg = load_registry()
+        entry = reg.models.get(src)
+        quant = (quant or (entry.default_quant if entry else "F16")).upper()
+        if output is None:
+            stem = entry.name if entry else Path(src.rstrip("/")).name
+            output = (models_dir or default_models_dir()) / f"{stem}-{quant}.gguf"
+        with progress_bar(f"converting {src}", quiet=False) as bar:
+            result = convert_model(
+                src, output, quant, registry=reg, pooling=pooling, max_tokens=max_tokens,
+                matryoshka_min=matryoshka_min, allow_pickle=allow_pickle, threads=threads, progress=bar, task=task,
+            )
+    stderr.print(f"wrote {result.path} ({result.quant}, {result.size_bytes / 2**20:.1f} MiB)")
+    click.echo(str(result.path))

@@ -1,0 +1,104 @@
+"""``gguf-embed encode``: a corpus job (read, embed through the cache with resume, write with a manifest)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from .. import vocab
+from ..corpus.job import DEFAULT_WINDOW, JobSpec
+from ..corpus.pipeline import CorpusRequest, RayOptions, run_corpus
+from ..corpus.readers import INPUT_FORMATS
+from ..corpus.writers import OUTPUT_FORMATS, output_format, sidecar
+from .common import Echo, job_progress, open_model, runtime_options, stderr, user_errors
+
+__all__ = ["encode_cmd"]
+
+PROGRESS_MIN_ITEMS = 100
+
+
+def _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache) -> None:
+    if fmt != "jsonl" and output is None:
+        raise click.UsageError(f"--format {fmt} needs -o/--output")
+    if skip_bad and output is None:
+        raise click.UsageError("--skip-bad needs -o/--output (bad records go to OUT.errors.jsonl)")
+    if chunk_tokens is None and chunk_overlap:
+        raise click.UsageError("--chunk-overlap needs --chunk-tokens")
+    if chunk_tokens is not None and chunk_overlap >= chunk_tokens:
+        raise click.UsageError("--chunk-overlap must be smaller than --chunk-tokens")
+    if chunk_tokens is not None and fmt == "npy":
+        raise click.UsageError("npy output has no room for chunk ids and spans; use --format parquet or jsonl")
+    if cache is not None and no_cache:
+        raise click.UsageError("give --cache or --no-cache, not both")
+
+
+def _progress(quiet: bool):
+    """A progress factory for run_corpus: a bar on stderr (none for small jobs or with -q)."""
+
+    @contextmanager
+    def factory(total: int):
+        t0, state = time.perf_counter(), {"tokens": 0, "cached": 0}
+        with job_progress(quiet or total < PROGRESS_MIN_ITEMS) as bar:
+            task = bar.add_task("embedding", total=total, tps=0.0, cached=0)
+
+            def step(rows: int, tokens: int, cached: int) -> None:
+                state["tokens"] += tokens
+                state["cached"] += cached
+                tps = state["tokens"] / max(time.perf_counter() - t0, 1e-9)
+                bar.update(task, advance=rows, tps=tps, cached=state["cached"])
+
+            yield step
+
+    return factory
+
+
+@click.command("encode")
+@click.argument("files", nargs=-1, required=True)
+@click.option("-m", "--model", required=True, help="A .gguf path or a converted models.toml name.")
+@runtime_options
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: stdout, jsonl only).")
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), help="Output format (default: from -o's suffix, else jsonl).")
+@click.option("--input-format", type=click.Choice(INPUT_FORMATS), help="Input format (default: from the suffix; folders; else txt).")
+@click.option("--text-field", default="text", show_default=True, help="JSONL field / CSV or Parquet column with the text.")
+@click.option("--id-field", default="id", show_default=True, help="Field / column with the id (default id: line or row number).")
+@click.option("--skip-bad", is_flag=True, help="Write bad records to OUT.errors.jsonl and go on.")
+@click.option("--input-type", type=click.Choice(vocab.INPUT_TYPES), help="Apply the model's query or document prompt.")
+@click.option("--instruction", help="Task instruction for queries (Qwen3: 'Instruct: {task}\\nQuery:{text}').")
+@click.option("--dimensions", type=int, help="Matryoshka dimension to cut vectors to.")
+@click.option("--no-normalize", is_flag=True, help="Return raw pooled vectors.")
+@click.option("--truncate", type=click.Choice(vocab.TRUNCATE_POLICIES), default="error", show_default=True)
+@click.option("--chunk-tokens", type=click.IntRange(min=2), help="Split long documents into chunks of at most N tokens.")
+@click.option("--chunk-overlap", type=click.IntRange(min=0), default=0, show_default=True, help="Tokens shared by neighbouring chunks.")
+@click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), help="Vector cache file (default: $GGUF_EMBED_CACHE or ~/.cache/gguf-embed/vectors.sqlite).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the vector cache.")
+@click.option("--commit-every", type=click.IntRange(min=1), default=DEFAULT_WINDOW, show_default=True,
+              help="Texts embedded between commits of finished work (what a crash can lose at most).")
+@click.option("--restart", is_flag=True, help="Embed everything again, ignoring earlier progress and cached vectors.")
+@click.option("--ray", "ray_address", help="Run on a Ray cluster: its address, or 'local' to start one here.")
+@click.option("--ray-workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray actors, each with its own model.")
+@click.option("--ray-gpus", type=click.FloatRange(min=0), default=0, show_default=True, help="GPUs per Ray actor.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def encode_cmd(files, model, settings, output, fmt, input_format, text_field, id_field, skip_bad, input_type,
+               instruction, dimensions, no_normalize, truncate, chunk_tokens, chunk_overlap, cache, no_cache,
+               commit_every, restart, ray_address, ray_workers, ray_gpus, quiet):
+    """Embed a corpus: FILES are .txt (one text per line), .jsonl, .csv, .parquet or folders of .txt/.md."""
+    fmt = output_format(output, fmt)
+    _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache)
+    spec = JobSpec(input_type=input_type, instruction=instruction, dimensions=dimensions, normalize=not no_normalize,
+                   truncate=truncate, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, window=commit_every)
+    ray = None
+    if ray_address is not None:  # the driver tokenises and checks; the actors embed with the user's settings
+        ray = RayOptions(ray_address, ray_workers, ray_gpus, model, settings.with_(vram=None))
+        settings = settings.with_(n_threads=1, n_gpu_layers=0, vram=None)
+    req = CorpusRequest(tuple(files), output, fmt, text_field, id_field, input_format, skip_bad, cache, no_cache,
+                        restart, ray)
+    with user_errors(), open_model(model, settings) as emb:
+        done = run_corpus(req, emb, spec, progress=_progress(quiet), stdout=Echo())
+    if output is not None and not quiet:
+        bad = done.bad
+        extra = f"; {len(bad)} bad records in {sidecar(output, '.errors.jsonl').name}" if bad else ""
+        stderr.print(f"wrote {len(done.rows)} vectors of {done.rows.vectors.shape[1]} dims to {output} "
+                      f"({done.stats.embedded} embedded, {done.stats.reused} from the cache){extra}")

@@ -1,0 +1,154 @@
+"""A whole corpus job as one call: read and check the inputs, open the store, embed (here or on
+Ray), write the output, its manifest and the errors file, each whole or not at all.
+
+    summary = run_corpus(CorpusRequest(inputs=("docs.jsonl",), output=Path("v.parquet")), embedder, JobSpec())
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Callable, ContextManager
+
+from ..errors import InvalidInputError
+from .cache import VectorCache, default_cache_path, sha256_file
+from .job import JobSpec, JobStats, plan_units, run_job
+from .manifest import build_manifest, utc_now
+from .readers import BadInputError, BadRecord, read_corpus
+from .writers import Rows, atomic_path, publish, sidecar, write_rows
+
+__all__ = ["CorpusRequest", "RayOptions", "CorpusSummary", "run_corpus", "progress_file"]
+
+Step = Callable[[int, int, int], None]  # (rows done, tokens, rows from the cache)
+ProgressFactory = Callable[[int], ContextManager[Step]]  # total rows -> a context giving the step callback
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str
+    workers: int = 1
+    gpus: float = 0
+    model: str = ""  # as the user named it: every actor resolves it on its own node
+    settings: object = None  # the RuntimeSettings the actors run with
+
+
+@dataclass(frozen=True)
+class CorpusRequest:
+    inputs: tuple[str, ...]
+    output: Path | None = None  # None: JSONL rows to ``stdout``
+    fmt: str = "jsonl"
+    text_field: str = "text"
+    id_field: str = "id"
+    input_format: str | None = None
+    skip_bad: bool = False
+    cache: Path | None = None
+    no_cache: bool = False
+    restart: bool = False
+    ray: RayOptions | None = None
+
+
+@dataclass
+class CorpusSummary:
+    rows: Rows
+    stats: JobStats
+    bad: list[BadRecord]
+
+
+def progress_file(output: Path) -> Path:
+    return output.with_name(f".{output.name}.progress.sqlite")
+
+
+def _remove_db(path: Path) -> None:
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        p.unlink(missing_ok=True)
+
+
+def _open_store(req: CorpusRequest) -> VectorCache | None:
+    """The shared cache, or (with --no-cache) a private progress file next to the output for resuming."""
+    if not req.no_cache:
+        return VectorCache(req.cache or default_cache_path())
+    if req.output is None:
+        return None
+    progress = progress_file(req.output)
+    if req.restart:
+        _remove_db(progress)
+    return VectorCache(progress)
+
+
+def check_chunking(emb, spec: JobSpec) -> None:
+    if spec.chunk_tokens is None:
+        return
+    if spec.chunk_tokens > emb.max_tokens:
+        raise InvalidInputError(f"--chunk-tokens {spec.chunk_tokens} is more than the model's limit of {emb.max_tokens}")
+    overhead = len(emb.tokenize(["x"], input_type=spec.input_type, instruction=spec.instruction)[0])
+    if spec.chunk_tokens <= overhead:
+        raise InvalidInputError(f"--chunk-tokens {spec.chunk_tokens} leaves no room for text: the prompt and special "
+                                f"tokens take {overhead - 1}")
+
+
+def _ray_backend(emb, spec: JobSpec, ray: RayOptions, sha: str):
+    from ..ray import ray_encoder
+
+    return ray_encoder(emb, spec, model=ray.model, model_sha256=sha, address=ray.address, workers=ray.workers,
+                       num_gpus=ray.gpus, settings=ray.settings)
+
+
+def _embed(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, records, progress: ProgressFactory):
+    backend = _ray_backend(emb, spec, req.ray, sha) if req.ray is not None else None
+    plan = plan_units(records, spec, emb)
+    with progress(len(plan.unique)) as step:
+        return run_job(records, emb, spec, backend=backend, store=store, model_sha256=sha, reuse=not req.restart,
+                       skip_bad=req.skip_bad, progress=step, plan=plan)
+
+
+def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFactory | None = None,
+               stdout: IO[str] | None = None) -> CorpusSummary:
+    """Embed ``req.inputs`` with ``emb`` and write the result where ``req`` says."""
+    started = utc_now()
+    progress = progress or (lambda total: nullcontext(None))
+    corpus = read_corpus(req.inputs, text_field=req.text_field, id_field=req.id_field, skip_bad=req.skip_bad,
+                         input_format_name=req.input_format)
+    if not corpus.records:
+        raise BadInputError(f"no text to embed in {', '.join(req.inputs)}")
+    check_chunking(emb, spec)
+    emb.check_dimensions(spec.dimensions)
+    store = _open_store(req)
+    try:
+        sha = store.file_sha256(emb.info.path) if store else sha256_file(emb.info.path)
+        rows, stats, bad = _embed(req, emb, spec, store, sha, corpus.records, progress)
+        bad = corpus.bad + bad
+        stats.skipped = len(bad)
+        if req.output is None:
+            write_rows("jsonl", stdout, rows)
+        else:
+            cache = None if req.no_cache else str(store.path) if store else None
+            ray = req.ray and {"address": req.ray.address, "workers": req.ray.workers}
+            manifest = build_manifest(emb, spec, stats, model_sha256=sha, inputs=list(req.inputs),
+                                      output=req.output.name, fmt=req.fmt, started=started,
+                                      extra={"cache": cache, "ray": ray})
+            write_outputs(req.output, req.fmt, rows, manifest, bad if req.skip_bad else None)
+    finally:
+        if store is not None:
+            store.close()
+    if req.no_cache and req.output is not None:
+        _remove_db(progress_file(req.output))
+    return CorpusSummary(rows, stats, bad)
+
+
+def write_outputs(output: Path, fmt: str, rows: Rows, manifest: dict, bad: list | None) -> None:
+    """Errors file and manifest first, the output last: each appears whole or not at all."""
+    errors = sidecar(output, ".errors.jsonl")
+    if bad:
+        with atomic_path(errors) as tmp:
+            tmp.write_text("".join(json.dumps(b.to_json(), ensure_ascii=False) + "\n" for b in bad), encoding="utf-8")
+            publish(tmp, errors)
+    elif bad is not None:
+        errors.unlink(missing_ok=True)
+    with atomic_path(output) as out_tmp, atomic_path(sidecar(output, ".manifest.json")) as man_tmp:
+        write_rows(fmt, out_tmp, rows)
+        man_tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        publish(man_tmp, sidecar(output, ".manifest.json"))
+        publish(out_tmp, output)
+

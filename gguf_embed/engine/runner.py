@@ -1,0 +1,157 @@
+"""The batch core under Embedder and Reranker: framed token sequences in, one raw row per
+sequence out.
+
+Sequences are sorted by length and packed under a token budget and a sequence cap, run
+through llama.cpp batch by batch (a sequence longer than a batch continues in the next
+one, its KV cache kept), and pooled; results come back in input order.
+
+Two ways to run a decoder with last-token pooling (Qwen3):
+- the fast path: only each sequence's last token is an output and the graph stops at the
+  final norm (``_llama.Context(last_only=True)``): no LM head, no logits;
+- the plain path: embeddings on, every token an output (what llama.cpp itself does).
+The fast path checks itself against the plain path on a probe when a model loads and
+falls back if the two disagree or the capture never fires.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Callable
+
+import numpy as np
+
+from ..errors import FastPathError
+from ..heads.pooling import cosine, needed_rows, pool
+from . import llama as _llama
+from .settings import fast_path_enabled
+
+__all__ = ["BatchRunner"]
+
+log = logging.getLogger("gguf_embed.runner")
+PROBE_TOKENS = 12  # probe length for the load-time self-check
+PROBE_MIN_COS = 0.99999
+
+
+class BatchRunner:
+    """Owns one llama.cpp context; ``run`` is serialised (one caller at a time)."""
+
+    def __init__(self, model: _llama.Model, params: _llama.ContextParams, *, pooling: str, causal: bool,
+                 fast_path: bool | None = None):
+        self.model = model
+        self.pooling = pooling
+        self.batch_tokens = params.n_batch
+        self.max_seqs = params.n_seq_max
+        self._params = params
+        self._lock = threading.Lock()
+        self.fast_path_note = ""
+        want_fast = fast_path_enabled(fast_path) and causal and pooling == "last"
+        self.ctx = _llama.Context(model, params, last_only=want_fast)
+        if want_fast:
+            ok, why = self._self_check()
+            if not ok:
+                self.fast_path_note = f"last-token fast path off: {why}"
+                log.warning("%s", self.fast_path_note)
+                if _llama.is_verbose():
+                    sys.stderr.write(f"gguf-embed: {self.fast_path_note}; using the all-token path\n")
+                self.ctx.close()
+                self.ctx = _llama.Context(model, params, last_only=False)
+
+    @property
+    def fast_path(self) -> bool:
+        return self.ctx.last_only
+
+    @property
+    def n_ctx(self) -> int:
+        return self.ctx.n_ctx
+
+    def close(self) -> None:
+        self.ctx.close()
+
+    # --- load-time self-check ---------------------------------------------------------
+
+    def _self_check(self) -> tuple[bool, str]:
+        """Embed a short probe both ways on the new context; True if they agree."""
+        n_vocab = self.model.n_vocab
+        n = min(PROBE_TOKENS, self.max_seqs, self.batch_tokens)
+        probe = self.model.tokenize("gguf-embed checks its fast path on this probe sentence.", add_special=True)
+        if len(probe) < 2:  # pragma: no cover - any real vocabulary splits the sentence
+            probe = np.arange(1, n + 1, dtype=np.int32) % n_vocab
+        probe = probe[-n:].astype(np.int32)
+        pos = np.arange(len(probe), dtype=np.int32)
+        seq = np.zeros(len(probe), dtype=np.int32)
+        out = np.zeros(len(probe), dtype=bool)
+        out[-1] = True
+        try:
+            fast = self.ctx.run(probe, pos, seq, out)[0]
+            self.ctx.clear()
+            plain = self.ctx.run_all_rows(probe, pos, seq)[-1]
+        except FastPathError as exc:
+            return False, str(exc)
+        finally:
+            self.ctx.clear()
+        cos = cosine(fast, plain)
+        if not np.isfinite(cos) or cos < PROBE_MIN_COS:
+            return False, f"the probe's vectors differ between the two paths (cosine {cos:.6f})"
+        return True, ""
+
+    # --- packing and running ------------------------------------------------------------
+
+    def groups(self, lengths: np.ndarray) -> list[np.ndarray]:
+        """Sequence indices, longest first, packed under the token budget and sequence cap."""
+        order = np.argsort(-lengths, kind="stable")
+        groups, cur, used = [], [], 0
+        for idx in order:
+            n = int(lengths[idx])
+            if cur and (used + n > self.batch_tokens or len(cur) >= self.max_seqs):
+                groups.append(np.array(cur))
+                cur, used = [], 0
+            cur.append(idx)
+            used += n
+        if cur:
+            groups.append(np.array(cur))
+        return groups
+
+    def _run_group(self, seqs: list[np.ndarray]) -> np.ndarray:
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        tokens = np.concatenate(seqs)
+        pos = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
+        seq = np.repeat(np.arange(len(seqs), dtype=np.int32), lengths)
+        wanted = needed_rows(lengths, self.pooling)
+        step = self.ctx.n_batch
+        rows = []
+        fast = self.ctx.last_only
+        if fast:
+            out = np.zeros(len(tokens), dtype=bool)
+            out[wanted] = True
+        try:
+            for a in range(0, len(tokens), step):
+                b = min(a + step, len(tokens))
+                if fast:
+                    rows.append(self.ctx.run(tokens[a:b], pos[a:b], seq[a:b], out[a:b]))
+                    continue
+                view = self.ctx.run(tokens[a:b], pos[a:b], seq[a:b])
+                if wanted is None:
+                    rows.append(view.copy())
+                else:
+                    sel = wanted[(wanted >= a) & (wanted < b)] - a
+                    if len(sel):
+                        rows.append(view[sel])
+        finally:
+            self.ctx.clear()
+        return pool(np.concatenate(rows), lengths, self.pooling)
+
+    def run(self, seqs: list[np.ndarray], n_embd: int, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Pooled, unnormalised rows (n, n_embd) for framed token sequences, in input order."""
+        n = len(seqs)
+        result = np.empty((n, n_embd), dtype=np.float32)
+        if n == 0:
+            return result
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        with self._lock:
+            for group in self.groups(lengths):
+                result[group] = self._run_group([seqs[i] for i in group])
+                if progress is not None:
+                    progress(len(group))
+        return result

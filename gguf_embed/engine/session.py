@@ -1,0 +1,180 @@
+"""A ``Session``: one GGUF loaded in llama.cpp, a context sized for it, and the batch runner.
+
+``Session(model, settings)`` resolves the model (a path or a ``models.toml`` name), reads what
+the file says (``ModelInfo``), applies a ``--vram`` budget, loads the weights, and creates the
+context with the defaults the model needs. Its ``rows(seqs)`` turns framed token sequences
+into one raw pooled row each; ``Embedder`` and ``Reranker`` are the thin layers that prepare
+the sequences and finish the rows.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..model.info import ModelInfo, read_info, resolve_model
+from ..registry import Registry
+from ..text.frame import Frame, special_frame
+from . import llama
+from .runner import BatchRunner
+from .settings import RuntimeSettings, context_shape, default_flash_attn, default_kv_type, default_threads
+
+__all__ = ["Session", "open_session", "describe_plan", "measure_buffers", "buffer_sizes", "resident_bytes"]
+
+MAX_SEQS_CAP = 256
+
+
+class Session:
+    """A GGUF on llama.cpp. ``rows`` is serialised: one caller at a time."""
+
+    def __init__(self, model: str | Path, settings: RuntimeSettings | None = None, *,
+                 registry: Registry | None = None):
+        settings = settings or RuntimeSettings()
+        llama.set_verbose(settings.verbose)
+        path = resolve_model(model, registry=registry, models_dir=settings.models_dir)
+        self.gguf, self.info = read_info(path, pooling_override=settings.pooling)
+        self.plan = None
+        if settings.vram:
+            from .planning import fit_budget, parse_size, read_shape
+
+            self.plan = fit_budget(read_shape(self.gguf), parse_size(settings.vram), n_ctx=settings.n_ctx,
+                                   batch_tokens=settings.batch_tokens)
+            settings = settings.with_(**self.plan.settings())
+        self.settings = settings
+        n_gpu_layers = settings.n_gpu_layers
+        if n_gpu_layers is None:
+            n_gpu_layers = -1 if llama.supports_gpu_offload() else 0
+        info = self.info
+        self.model = llama.Model(path, n_gpu_layers=n_gpu_layers)
+        n_ctx, budget, self.max_tokens = context_shape(info, settings.n_ctx, settings.batch_tokens)
+        self.max_seqs = max(1, min(int(settings.max_seqs), MAX_SEQS_CAP))
+        params = llama.ContextParams(
+            n_ctx=n_ctx, n_batch=budget, n_ubatch=budget, n_seq_max=self.max_seqs,
+            n_threads=settings.n_threads or default_threads(),
+            flash_attn=settings.flash_attn or default_flash_attn(info, n_gpu_layers),
+            kv_type=settings.kv_type or default_kv_type(info),
+        )
+        try:
+            self.runner = BatchRunner(self.model, params, pooling=info.pooling, causal=info.causal,
+                                      fast_path=settings.fast_path)
+        except BaseException:
+            self.model.close()
+            raise
+        self.batch_tokens = budget
+        self.frame: Frame = special_frame(self.tokenize)
+
+    # --- what the model is ------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def n_embd(self) -> int:
+        return self.info.n_embd
+
+    @property
+    def n_vocab(self) -> int:
+        return self.model.n_vocab
+
+    @property
+    def ctx(self) -> llama.Context:
+        return self.runner.ctx
+
+    @property
+    def fast_path(self) -> bool:
+        """True when only each sequence's last token is computed to the final norm (no LM head)."""
+        return self.runner.fast_path
+
+    # --- running it -----------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool = False) -> np.ndarray:
+        return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
+
+    def rows(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Pooled, unnormalised rows (n, n_embd) for framed token sequences, in input order."""
+        return self.runner.run(seqs, self.info.n_embd, progress)
+
+    def close(self) -> None:
+        self.runner.close()
+        self.model.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_session(model, session: Session | None, settings: RuntimeSettings | None, registry,
+                 overrides: dict) -> Session:
+    """The session an Embedder or Reranker runs on: the one given, or a new one from ``settings``
+    with ``overrides`` (RuntimeSettings fields as keyword arguments: ``n_gpu_layers=``...) on top."""
+    if session is not None:
+        return session
+    if model is None:
+        raise InvalidInputError("give a model (a .gguf path or a models.toml name)", param="model")
+    settings = settings or RuntimeSettings()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return Session(model, settings.with_(**given) if given else settings, registry=registry)
+
+
+def describe_plan(session: Session) -> str | None:
+    """One line on what a ``--vram`` budget chose, or None without one."""
+    p = session.plan
+    if p is None:
+        return None
+    return (f"--vram {session.settings.vram}: {p.n_gpu_layers} layers on the GPU, batch {p.batch_tokens}, "
+            f"KV {p.kv_type}, flash attention {p.flash_attn}, {p.device_total('GPU') / 2**30:.2f} GiB planned")
+
+
+def measure_buffers(path, settings: RuntimeSettings) -> dict:
+    """Create a real context and embed one full batch; return llama.cpp's reported buffers
+    (bytes, keyed "kind:buffer") and the process's resident-memory growth over it."""
+    before = resident_bytes()
+    with llama.capture_log() as lines:
+        session = Session(path, settings)
+    try:
+        # one batch of exactly batch_tokens tokens: every output row and the whole compute graph in use
+        n_seq = min(8, session.max_seqs)
+        per_seq = session.batch_tokens // n_seq
+        filler = int(session.tokenize("hello", add_special=False)[0])
+        frame = session.frame
+        body = max(1, per_seq - len(frame.prefix) - len(frame.suffix))  # less the special tokens added
+        seq = frame.fit(frame.wrap([filler] * body, session.n_vocab, 0), session.max_tokens, "end", 0)
+        session.rows([seq] * n_seq)
+        grown = resident_bytes() - before
+        n_ctx = session.ctx.n_ctx
+    finally:
+        session.close()
+    return {"reported": buffer_sizes(lines), "rss_growth": grown, "batch_tokens": session.batch_tokens,
+            "n_ctx": n_ctx}
+
+
+# --- llama.cpp's own account of its buffers ------------------------------------------
+
+_BUFFER_LINE = re.compile(r"(\S+)\s+(model|KV|compute|output) buffer size =\s+([\d.]+) MiB")
+
+
+def buffer_sizes(lines: list[str]) -> dict[str, int]:
+    """llama.cpp's report of the buffers it allocated ("CPU_Mapped model buffer size = 603.87 MiB",
+    "CPU KV buffer size", "CPU compute buffer size", "CPU output buffer size") from captured log
+    lines, as bytes keyed "kind:buffer" (kind: model, kv, compute, output)."""
+    out: dict[str, int] = {}
+    for buf, kind, mib in _BUFFER_LINE.findall("".join(lines)):
+        key = f"{kind.lower()}:{buf}"
+        out[key] = out.get(key, 0) + int(float(mib) * 2**20)
+    return out
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next((int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:")), 0)
+    except OSError:  # pragma: no cover
+        return 0

@@ -1,0 +1,144 @@
+"""The GGUF tensor table of a ``models.toml`` entry at a quantisation, without the file.
+
+Planning before a download (``gguf-embed plan NAME --quant Q4_K_M``) needs the bytes of
+every tensor as ``gguf-embed convert`` would write them: the names and shapes follow from
+the entry's ``shape`` table, the types from the rules of llama.cpp's quantizer for the
+mixtures gguf-embed offers (base type per file type; the output head and a tied token
+embedding as Q6_K for K-quants; more bits for half of ``attn_v`` and ``ffn_down`` in the
+``_M`` mixtures; a smaller compatible type where a row length does not divide the block)
+and the converter's own choices (norms and biases F32; an explicit Q2_K head for decoder
+embedding models, whose head never runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gguf
+
+from ..registry import ModelEntry
+
+__all__ = ["TensorSpec", "tensor_table", "HEAD_TYPE", "token_embd_type", "head_types"]
+
+T = gguf.GGMLQuantizationType
+
+#: llama.cpp quantizer file type -> the base type of its 2-D weights
+BASE_TYPES = {
+    "F32": T.F32, "F16": T.F16, "BF16": T.BF16, "Q8_0": T.Q8_0, "Q6_K": T.Q6_K, "Q5_K_M": T.Q5_K,
+    "Q5_K_S": T.Q5_K, "Q4_K_M": T.Q4_K, "Q4_K_S": T.Q4_K, "Q5_0": T.Q5_0, "Q4_0": T.Q4_0,
+}
+DIRECT = ("F32", "F16", "BF16")
+#: the type of the explicit output head gguf-embed writes for decoder embedding models: the
+#: head is never computed (last-token fast path), so only its size matters, and Q2_K is the
+#: smallest type llama.cpp's quantizer writes without an importance matrix that every backend runs
+HEAD_TYPE = T.Q2_K
+# where a row length does not divide a type's block: llama.cpp's quantizer falls back to these
+_FALLBACK = {T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dims: tuple[int, ...]  # GGUF order: row length first
+    type: T
+
+    @property
+    def n_bytes(self) -> int:
+        block, size = gguf.GGML_QUANT_SIZES[self.type]
+        n = 1
+        for d in self.dims:
+            n *= d
+        return n // block * size
+
+
+def _fit(t: T, row: int) -> T:
+    while row % gguf.GGML_QUANT_SIZES[t][0]:
+        t = _FALLBACK.get(t, T.F16)
+    return t
+
+
+def token_embd_type(quant: str) -> T:
+    """What llama.cpp's quantizer gives the token embeddings of a tied model (the head's rule):
+    gguf-embed keeps that type for them when it writes a separate head."""
+    base = BASE_TYPES[quant]
+    return base if base == T.Q8_0 else T.Q6_K
+
+
+def head_types(quant: str, hidden: int) -> tuple[T, T]:
+    """(output head, token embeddings) types for a decoder embedding file with a separate head.
+    llama.cpp's quantizer takes explicit types as they are, so they must already fit the row."""
+    return _fit(HEAD_TYPE, hidden), _fit(token_embd_type(quant), hidden)
+
+
+def _more_bits(i: int, n: int) -> bool:
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def _layer_type(kind: str, i: int, n: int, quant: str, row: int) -> T:
+    base = BASE_TYPES[quant]
+    if quant in DIRECT:
+        return base
+    if kind in ("attn_v", "ffn_down"):
+        if quant in ("Q4_K_M", "Q5_K_M") and _more_bits(i, n):
+            base = T.Q6_K
+        elif quant == "Q4_K_S" and (i < 4 if kind == "attn_v" else i < n // 8):
+            base = T.Q5_K
+    return _fit(base, row)
+
+
+def _qwen3(entry: ModelEntry, quant: str) -> list[TensorSpec]:
+    s = entry.shape
+    h, kv, hd = s.hidden, s.kv_heads or s.heads, s.head_dim or s.hidden // s.heads
+    f32 = T.F32
+    quantised = quant not in DIRECT
+    head, embd = head_types(quant, h) if quantised else (None, BASE_TYPES[quant])
+    out = [TensorSpec("token_embd.weight", (h, s.vocab), embd)]
+    for i in range(s.layers):
+        p = f"blk.{i}."
+        mats = [("attn_q", (h, s.heads * hd)), ("attn_k", (h, kv * hd)), ("attn_v", (h, kv * hd)),
+                ("attn_output", (s.heads * hd, h)), ("ffn_gate", (h, s.ffn)), ("ffn_up", (h, s.ffn)),
+                ("ffn_down", (s.ffn, h))]
+        out += [TensorSpec(p + k + ".weight", d, _layer_type(k, i, s.layers, quant, d[0])) for k, d in mats]
+        out += [TensorSpec(p + "attn_norm.weight", (h,), f32), TensorSpec(p + "ffn_norm.weight", (h,), f32),
+                TensorSpec(p + "attn_q_norm.weight", (hd,), f32), TensorSpec(p + "attn_k_norm.weight", (hd,), f32)]
+    out.append(TensorSpec("output_norm.weight", (h,), f32))
+    if quantised:
+        out.append(TensorSpec("output.weight", (h, s.vocab), head))
+    return out
+
+
+def _bert(entry: ModelEntry, quant: str) -> list[TensorSpec]:
+    s = entry.shape
+    h, f32 = s.hidden, T.F32
+    quantised = quant not in DIRECT
+    out = [TensorSpec("token_embd.weight", (h, s.vocab),
+                      _fit(token_embd_type(quant), h) if quantised else BASE_TYPES[quant]),
+           TensorSpec("position_embd.weight", (h, s.max_positions), f32),
+           TensorSpec("token_types.weight", (h, 2), f32),
+           TensorSpec("token_embd_norm.weight", (h,), f32), TensorSpec("token_embd_norm.bias", (h,), f32)]
+    for i in range(s.layers):
+        p = f"blk.{i}."
+        mats = [("attn_q", (h, h)), ("attn_k", (h, h)), ("attn_v", (h, h)), ("attn_output", (h, h)),
+                ("ffn_up", (h, s.ffn)), ("ffn_down", (s.ffn, h))]
+        for k, d in mats:
+            out.append(TensorSpec(p + k + ".weight", d, _layer_type(k, i, s.layers, quant, d[0])))
+            out.append(TensorSpec(p + k + ".bias", (d[1],), f32))
+        for norm in ("attn_output_norm", "layer_output_norm"):
+            out += [TensorSpec(p + norm + ".weight", (h,), f32), TensorSpec(p + norm + ".bias", (h,), f32)]
+    return out
+
+
+def tensor_table(entry: ModelEntry, quant: str) -> list[TensorSpec]:
+    """Every tensor ``gguf-embed convert NAME --quant QUANT`` writes, with its type."""
+    quant = quant.upper()
+    if quant not in BASE_TYPES:
+        raise ValueError(f"unknown quantisation type {quant}")
+    if entry.shape is None:
+        raise ValueError(f"{entry.name} has no shape table in models.toml")
+    if getattr(entry, "task", "embed") != "embed":
+        raise ValueError("rerank files carry their heads and segment tables: convert it and plan the file")
+    if entry.architecture == "qwen3":
+        return _qwen3(entry, quant)
+    if entry.architecture == "bert":
+        return _bert(entry, quant)
+    raise ValueError(f"no tensor table for the {entry.architecture} architecture yet")

@@ -1,0 +1,138 @@
+"""Rerank requests and responses: ``/v1/rerank`` and ``/rerank`` (Jina / Cohere v1), ``/v2/rerank``
+(Cohere v2) and TEI's shape (a body with ``texts``) on any of them.
+
+JSON in, JSON out: the pairs are tokenised by the model's ``Reranker``, scored through the
+model's worker (batched with every other request) and sorted best first. Every client
+mistake is a 4xx in the same error envelope as ``/v1/embeddings``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidInputError, TooManyInputsError
+from ..reranker import RerankResult, check_top_n
+from ..vocab import TRUNCATE_POLICIES
+
+__all__ = ["RerankRequest", "parse_rerank", "rerank_response", "rerank_route"]
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    model: str | None
+    query: str
+    documents: list[str]
+    top_n: int | None
+    return_documents: bool
+    instruction: str | None
+    raw_scores: bool
+    truncate: str | None  # None: the server's default
+    shape: str  # "v1" (Jina / Cohere v1), "v2" (Cohere v2) or "tei"
+
+
+def _flag(body: dict, name: str, default: bool) -> bool:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"'{name}' must be true or false", param=name)
+    return value
+
+
+def _documents(raw: Any, field: str, max_documents: int) -> list[str]:
+    if raw is None:
+        raise InvalidInputError(f"'{field}' is required: a list of strings", param=field)
+    if not isinstance(raw, list):
+        raise InvalidInputError(f"'{field}' must be a list of strings", param=field)
+    if not raw:
+        raise InvalidInputError(f"'{field}' must not be empty", param=field)
+    if len(raw) > max_documents:
+        raise TooManyInputsError(f"{len(raw)} documents; the limit per request is {max_documents}", param=field)
+    docs = []
+    for i, d in enumerate(raw):
+        if isinstance(d, dict) and isinstance(d.get("text"), str):
+            d = d["text"]
+        if not isinstance(d, str):
+            raise InvalidInputError(f"{field}[{i}] must be a string or an object with a 'text' string", param=field)
+        docs.append(d)
+    return docs
+
+
+def parse_rerank(raw: bytes, *, shape: str, max_documents: int) -> RerankRequest:
+    """A request body in any of the supported shapes; ``shape`` is the route's ("v1" or "v2")."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInputError("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidInputError("request body must be a JSON object")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidInputError("'model' must be a string", param="model")
+    query = body.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInputError("'query' is required and must be a non-empty string", param="query")
+    instruction = body.get("instruction")
+    if instruction is not None and not isinstance(instruction, str):
+        raise InvalidInputError("'instruction' must be a string", param="instruction")
+    if "texts" in body and "documents" not in body:  # Text Embeddings Inference
+        truncate = body.get("truncate")
+        if truncate is not None and not isinstance(truncate, bool):
+            raise InvalidInputError("'truncate' must be true or false", param="truncate")
+        direction = body.get("truncation_direction", "Right")
+        if direction not in ("Right", "Left", "right", "left"):
+            raise InvalidInputError("'truncation_direction' must be 'Right' or 'Left'", param="truncation_direction")
+        return RerankRequest(
+            model, query, _documents(body["texts"], "texts", max_documents), None,
+            _flag(body, "return_text", False), instruction, _flag(body, "raw_scores", False),
+            ("end" if direction.lower() == "right" else "start") if truncate else "error", "tei",
+        )
+    top_n = body.get("top_n")
+    check_top_n(top_n)
+    truncate = body.get("truncate")
+    if truncate is not None and truncate not in (*TRUNCATE_POLICIES, "END", "START", "NONE"):
+        raise InvalidInputError(f"'truncate' must be one of {', '.join(TRUNCATE_POLICIES)}", param="truncate")
+    truncate = {"END": "end", "START": "start", "NONE": "error"}.get(truncate, truncate)
+    return RerankRequest(
+        model, query, _documents(body.get("documents"), "documents", max_documents), top_n,
+        _flag(body, "return_documents", shape == "v1"), instruction, _flag(body, "raw_scores", False),
+        truncate, shape,
+    )
+
+
+def rerank_response(req: RerankRequest, result: RerankResult, model: str) -> Any:
+    ranked = result.ranked(req.top_n)
+    if req.shape == "tei":
+        out = []
+        for i, s in ranked:
+            item = {"index": i, "score": s}
+            if req.return_documents:
+                item["text"] = req.documents[i]
+            out.append(item)
+        return out
+    results = []
+    for i, s in ranked:
+        item: dict[str, Any] = {"index": i, "relevance_score": s}
+        if req.return_documents:
+            item["document"] = {"text": req.documents[i]}
+        results.append(item)
+    body: dict[str, Any] = {"id": str(uuid.uuid4()), "results": results}
+    units = {"billed_units": {"search_units": 1}}
+    if req.shape == "v2":
+        body["meta"] = units
+        return body
+    n = result.total_tokens
+    body.update({"model": model, "object": "list", "usage": {"prompt_tokens": n, "total_tokens": n}, "meta": units})
+    return body
+
+
+async def rerank_route(call, raw: bytes, shape: str):
+    """POST /v1/rerank, /v2/rerank (and TEI's shape on either): parse, await the worker, serialise."""
+    req = parse_rerank(raw, shape=shape, max_documents=call.options.max_inputs)
+    worker = call.lookup(req.model)
+    result = await worker.rerank(req, call.options.rerank_truncate)
+    call.done(len(req.documents), result.total_tokens)
+    return rerank_response(req, result, worker.name)

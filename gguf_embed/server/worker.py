@@ -1,0 +1,142 @@
+"""One worker per served model: prepare (tokenise, in a thread) -> the model's scheduler -> finish.
+
+The scheduler owns the llama.cpp session, so requests for the same model share its batches.
+With a vector cache, repeated texts are answered from it, keyed exactly as ``gguf-embed
+encode`` keys them, and only the misses reach the scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..corpus.cache import VectorCache, text_key
+from ..corpus.job import JobSpec, job_params
+from ..embedder import Embedder
+from ..engine.scheduler import Scheduler
+from ..errors import InvalidInputError
+from ..heads.pooling import postprocess
+from ..reranker import Reranker, RerankResult
+from .embeddings import EmbeddingRequest
+from .rerank import RerankRequest
+
+__all__ = ["Worker", "ServerCache", "load_worker"]
+
+
+class ServerCache:
+    """The vector store behind the embeddings route."""
+
+    def __init__(self, path):
+        self.store = VectorCache(path)
+        self._sha: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _space(self, emb: Embedder, spec: JobSpec):
+        path = str(emb.info.path)
+        if path not in self._sha:
+            self._sha[path] = self.store.file_sha256(path)
+        return self.store.space(emb.name, job_params(emb, spec, self._sha[path]))
+
+    async def vectors(self, emb: Embedder, rows, texts: Sequence[str], seqs: list, spec: JobSpec) -> np.ndarray:
+        """Normalised vectors for ``texts`` (already tokenised as ``seqs``); only misses go to ``rows``."""
+        space = await asyncio.to_thread(self._space, emb, spec)
+        keys = [text_key(t) for t in texts]
+        hits = await asyncio.to_thread(self.store.get_many, space, keys)
+        out = np.empty((len(texts), spec.dimensions or emb.dimensions), dtype=np.float32)
+        miss = [i for i, k in enumerate(keys) if k not in hits]
+        if miss:
+            vecs = postprocess(await rows([seqs[i] for i in miss]), spec.dimensions, True)
+            out[miss] = vecs
+            await asyncio.to_thread(self.store.put_many, space, [keys[i] for i in miss], vecs,
+                                    [len(seqs[i]) for i in miss])
+        for i, k in enumerate(keys):
+            if k in hits:
+                out[i] = hits[k][0]
+        return out
+
+
+@dataclass
+class Worker:
+    name: str
+    embedder: Embedder
+    scheduler: Scheduler
+    owned: bool  # loaded by the app, so closed by it
+    reranker: Reranker | None = None  # when the model's task is rerank
+    cache: ServerCache | None = None
+
+    @property
+    def task(self) -> str:
+        return self.embedder.info.task
+
+    async def embed(self, req: EmbeddingRequest) -> tuple[np.ndarray, int]:
+        """(vectors, tokens) for an embeddings request."""
+        emb = self.embedder
+        if self.reranker is not None:
+            raise InvalidInputError(f"model {self.name} is a reranker; use /v1/rerank", param="model")
+        emb.check_dimensions(req.dimensions)
+        if req.texts is not None:
+            seqs = await asyncio.to_thread(emb.tokenize, req.texts, input_type=req.input_type,
+                                           instruction=req.instruction, truncate=req.truncate)
+        else:
+            if req.input_type or req.instruction:
+                raise InvalidInputError("input_type and instruction apply to text input, not token ids",
+                                        param="input_type" if req.input_type else "instruction")
+            seqs = [emb.frame_tokens(ids, i, req.truncate) for i, ids in enumerate(req.token_ids)]
+        if self.cache is not None and req.texts is not None:
+            spec = JobSpec(input_type=req.input_type, instruction=req.instruction, dimensions=req.dimensions,
+                           truncate=req.truncate)
+            vectors = await self.cache.vectors(emb, self.scheduler.rows, req.texts, seqs, spec)
+        else:
+            vectors = emb.finish(await self.scheduler.rows(seqs), seqs, req.dimensions).embeddings
+        return vectors, int(sum(len(s) for s in seqs))
+
+    async def rerank(self, req: RerankRequest, default_truncate: str) -> RerankResult:
+        rr = self.reranker
+        if rr is None:
+            raise InvalidInputError(f"model {self.name} is an embedding model, not a reranker; use /v1/embeddings",
+                                    param="model")
+        seqs = await asyncio.to_thread(rr.tokenize_pairs, req.query, req.documents, instruction=req.instruction,
+                                       truncate=req.truncate or default_truncate)
+        return rr.finish(await self.scheduler.rows(seqs), seqs, req.raw_scores)
+
+    def close(self) -> None:
+        self.scheduler.close()
+        if self.owned:
+            self.embedder.close()
+
+
+def load_worker(source, *, max_batch_tokens: int, on_batch: Callable, cache: ServerCache | None) -> Worker:
+    """A worker for an Embedder or Reranker, or for a callable that loads an Embedder."""
+    owned = not isinstance(source, (Embedder, Reranker))
+    if owned:
+        source = source()
+    emb = Embedder(session=source.session) if isinstance(source, Reranker) else source
+    scheduler = Scheduler(emb.session, max_batch_tokens=max_batch_tokens, on_batch=on_batch)
+    reranker = Reranker(session=emb.session) if emb.info.task == "rerank" else None
+    return Worker(emb.name, emb, scheduler, owned, reranker, cache)
+
+
+def model_loaders(models: Sequence[str], settings, opener: Callable = Embedder) -> list[Callable[[], Embedder]]:
+    """Loaders (``opener(path, settings)``) for ``serve``'s models, each checked first (the file exists,
+    a ``--vram`` budget fits) so that a mistake is reported before the port is bound."""
+    import functools
+
+    from ..engine.planning import fit_budget, parse_size, read_shape
+    from ..engine.settings import default_threads
+    from ..model.info import resolve_model
+
+    paths = [resolve_model(m, models_dir=settings.models_dir) for m in models]
+    if settings.vram:
+        for p in paths:
+            fit_budget(read_shape(p), parse_size(settings.vram), n_ctx=settings.n_ctx,
+                       batch_tokens=settings.batch_tokens)
+    if settings.n_threads is None:
+        # leave a core for HTTP, JSON and tokenisation: llama.cpp's threads wait on each other
+        # at every step, and one of them losing its core to the web layer stalls them all
+        settings = settings.with_(n_threads=max(1, default_threads() - 1))
+    return [functools.partial(opener, p, settings) for p in paths]

@@ -1,0 +1,145 @@
+"""The package's layout rules, read from its source: where each third-party library may be
+imported, which way imports point, how long modules and functions may grow, and that every
+closed choice set is written once (in ``gguf_embed.vocab``)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from gguf_embed import vocab
+
+PACKAGE = Path(__file__).resolve().parent.parent / "gguf_embed"
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+MAX_TOP_LEVEL_MODULES = 12
+
+# Layers, lowest first: a module may import its own layer (same package) or lower layers only.
+LAYERS = {
+    "vocab": 0, "errors": 0,
+    "registry": 1,
+    "text": 2, "heads": 2,
+    "model": 3,
+    "engine": 4,
+    "embedder": 5, "reranker": 5,
+}
+ADAPTER = 6  # corpus, convert, quality, server, cli, ray, mteb and the package's __init__
+
+# third-party library -> where it may be imported (module paths relative to gguf_embed/)
+HOMES = {
+    "llama_cpp": ("engine/llama.py",),
+    "click": ("cli/",),
+    "rich": ("cli/",),
+    "fastapi": ("server/",),
+    "starlette": ("server/",),
+    "uvicorn": ("server/", "cli/serve.py"),
+    "gguf": ("model/", "convert/", "engine/planning.py"),
+}
+
+
+def modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(PACKAGE).as_posix()
+
+
+def module_name(path: Path) -> list[str]:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    return parts[:-1] if parts[-1] == "__init__" else parts
+
+
+def imports(path: Path) -> list[tuple[str, int]]:
+    """(absolute dotted name, line) of every import in a module, function-level ones included."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    here = ["gguf_embed", *module_name(path)]
+    package = here if path.name == "__init__.py" else here[:-1]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+                if node.module is None:  # from . import x: each name is a module
+                    out += [(f"{name}.{a.name}", node.lineno) for a in node.names]
+                    continue
+            else:
+                name = node.module
+            out.append((name, node.lineno))
+    return out
+
+
+def layer_of(parts: list[str]) -> int:
+    if not parts:
+        return ADAPTER
+    return LAYERS.get(parts[0], ADAPTER)
+
+
+def test_each_third_party_library_has_one_home():
+    wrong = []
+    for path in modules():
+        for name, line in imports(path):
+            top = name.split(".")[0]
+            if top in HOMES and not any(rel(path).startswith(h) for h in HOMES[top]):
+                wrong.append(f"{rel(path)}:{line} imports {name}")
+    assert wrong == []
+
+
+def test_only_one_module_runs_llama_cpp():
+    users = {rel(p) for p in modules() for name, _ in imports(p) if name.split(".")[0] == "llama_cpp"}
+    assert users == {"engine/llama.py"}
+
+
+def test_imports_point_one_way():
+    wrong = []
+    for path in modules():
+        src = module_name(path)
+        mine = layer_of(src)
+        for name, line in imports(path):
+            parts = name.split(".")
+            if parts[0] != "gguf_embed" or len(parts) == 1:
+                continue
+            target = parts[1:]
+            theirs = layer_of(target)
+            same_package = bool(src) and target[0] == src[0]
+            if theirs > mine or (theirs == mine and mine < ADAPTER and not same_package):
+                wrong.append(f"{rel(path)}:{line} ({mine}) imports {name} ({theirs})")
+    assert wrong == []
+
+
+def test_sizes():
+    long_modules = [f"{rel(p)}: {n}" for p in modules()
+                    if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES]
+    long_functions = []
+    for p in modules():
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{rel(p)}:{node.lineno} {node.name}: {n} lines")
+    top = [p.name for p in PACKAGE.glob("*.py")]
+    assert long_modules == []
+    assert long_functions == []
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+CHOICE_SETS = {name: frozenset(getattr(vocab, name)) for name in
+               ("POOLINGS", "TASKS", "INPUT_TYPES", "TRUNCATE_POLICIES", "KV_TYPES", "FLASH_ATTN_MODES",
+                "QUANT_TYPES", "ENCODING_FORMATS", "LISTING_FORMATS")}
+
+
+@pytest.mark.parametrize("path", [p for p in modules() if p.name != "vocab.py"], ids=rel)
+def test_choice_sets_are_written_once(path):
+    """No module spells out a closed choice set of its own (a literal list/tuple/set of its values)."""
+    again = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(node.elts) >= 2 and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+            values = frozenset(e.value for e in node.elts)
+            again += [f"line {node.lineno}: {name}" for name, choice in CHOICE_SETS.items() if values == choice]
+    assert again == []
