@@ -128,6 +128,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--quick", action="store_true", help="fewer texts, no settings sweep")
+    ap.add_argument("--no-sweep", action="store_true", help="the peer table only")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import logging
@@ -140,7 +141,7 @@ def main() -> None:
 
     from gguf_embed import Embedder
     from gguf_embed.convert import convert_model
-    from tests.tiny_models import minilm_dir
+    from tests.models.tiny import minilm_dir
 
     torch.set_num_threads(args.threads)
     scale = 10 if args.quick else 1
@@ -179,7 +180,7 @@ def main() -> None:
         print(f"| {label} | {fa} | {n_tok} | {n / t_o:.0f} | {n / t_m:.0f} | {n / t_e:.0f} | {n / t_s:.0f} | "
               f"{t_m / t_o:.2f}x | {t_e / t_o:.2f}x | {t_s / t_o:.2f}x |")
 
-    if args.quick:
+    if args.quick or args.no_sweep:
         return
     print("\nSettings sweep against sentence-transformers fp32 (Embedder texts/s / torch texts/s)\n")
     print("| workload | quant | threads | batch tokens | flash attn | Embedder texts/s | vs torch |")

@@ -10,6 +10,7 @@ or on ``embed`` itself.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,13 +19,22 @@ import numpy as np
 
 from .engine.session import Session, open_session
 from .engine.settings import RuntimeSettings
-from .errors import InvalidInputError
+from .errors import InvalidInputError, ModelLoadError
 from .heads.pooling import postprocess
 from .registry import Registry
 from .text import normalize, templates
 from .text.frame import EMPTY, check_truncate, common_prefix
 
 __all__ = ["Embedder", "EmbedResult"]
+
+_warned: set[str] = set()
+
+
+def warn_once(note: str) -> None:
+    """A one-line warning on stderr, once per process for the same text."""
+    if note not in _warned:
+        _warned.add(note)
+        sys.stderr.write(f"gguf-embed: {note}\n")
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,9 @@ class Embedder:
     # --- prepare: texts -> framed token sequences ------------------------------------
 
     def prompt_for(self, input_type: str | None, instruction: str | None) -> str:
+        if input_type == "query" and instruction is None and self.info.causal and "query" not in self.info.prompts:
+            warn_once(f"model {self.name} has no known query prompt; queries are embedded as they are "
+                      "(give one with --query-prompt)")
         return templates.prompt_for(self.info.prompts, self.name, input_type, instruction)
 
     def tokenize(self, texts: Sequence[str], *, input_type: str | None = None, instruction: str | None = None,
@@ -108,12 +121,14 @@ class Embedder:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InvalidInputError(f"input {i} is not a string", param="input")
-            toks = s.tokenize(normalize.apply(norm, prompt + text), add_special=True)
+            toks = s.frame_text(normalize.apply(norm, prompt + text))
             keep = 0
             if len(prompt_ids) and len(toks) > limit:
                 # the prompt's tokens, up to where the text's first word merges into them
                 keep = common_prefix(toks[n_pre:n_pre + len(prompt_ids)], prompt_ids)
             out.append(s.frame.fit(toks, limit, truncate, i, keep))
+            if s.eos_id is not None and out[-1][-1] != s.eos_id:  # last-token pooling reads it
+                raise ModelLoadError(f"input {i} does not end with {self.info.eos!r} after framing")
         return out
 
     def frame_tokens(self, ids: Sequence[int], index: int = 0, truncate: str = "error") -> np.ndarray:

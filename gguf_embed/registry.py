@@ -12,7 +12,7 @@ from typing import Mapping
 from .errors import GGUFEmbedError, ModelNotFoundError
 from .vocab import ARCHITECTURES, POOLINGS, QUANT_TYPES, TASKS
 
-__all__ = ["Shape", "ModelEntry", "Registry", "load_registry", "default_models_dir", "QUANT_TYPES"]
+__all__ = ["Shape", "ModelEntry", "Family", "Registry", "load_registry", "default_models_dir", "QUANT_TYPES"]
 
 
 class RegistryError(GGUFEmbedError):
@@ -69,10 +69,31 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class Family:
+    """How a family's third-party GGUFs look (``match``) and what gguf-embed fills in for them."""
+
+    name: str
+    task: str
+    match: Mapping[str, object]
+    prompts: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    text_normalizer: str | None = None
+    eos: str | None = None  # the token every framed input must end with (appended if the tokenizer does not)
+    max_tokens: int | None = None
+    matryoshka_min: int | None = None
+    rerank_instruction: str | None = None
+
+
+FAMILY_KEYS = ("task", "match", "prompts", "text_normalizer", "eos", "max_tokens", "matryoshka_min",
+               "rerank_instruction")
+MATCH_KEYS = ("architecture", "pooling", "tokenizer", "names", "cls_labels", "lowercase")
+
+
+@dataclass(frozen=True)
 class Registry:
     models: Mapping[str, ModelEntry]
     default: str
     source: Path
+    families: Mapping[str, Family] = field(default_factory=lambda: MappingProxyType({}))
 
     def get(self, name: str) -> ModelEntry:
         try:
@@ -140,6 +161,25 @@ def _entry(name: str, raw: dict, source: Path) -> ModelEntry:
     )
 
 
+def _family(name: str, raw: dict, source: Path) -> Family:
+    where = f"{source}: family {name!r}"
+    unknown = sorted(set(raw) - set(FAMILY_KEYS))
+    if unknown:
+        raise RegistryError(f"{where} has unknown keys {', '.join(unknown)}")
+    match = raw.get("match")
+    if not isinstance(match, dict) or not match:
+        raise RegistryError(f"{where} needs a match table")
+    bad = sorted(set(match) - set(MATCH_KEYS))
+    if bad:
+        raise RegistryError(f"{where}: unknown match keys {', '.join(bad)} (known: {', '.join(MATCH_KEYS)})")
+    if raw.get("task", "embed") not in TASKS:
+        raise RegistryError(f"{where}: task must be one of {', '.join(TASKS)}")
+    return Family(name=name, task=raw.get("task", "embed"), match=MappingProxyType(dict(match)),
+                  prompts=MappingProxyType(dict(raw.get("prompts", {}))), text_normalizer=raw.get("text_normalizer"),
+                  eos=raw.get("eos"), max_tokens=raw.get("max_tokens"), matryoshka_min=raw.get("matryoshka_min"),
+                  rerank_instruction=raw.get("rerank_instruction"))
+
+
 def _default_registry_path() -> Path:
     return Path(__file__).resolve().parent / "models.toml"
 
@@ -158,7 +198,9 @@ def load_registry(path: str | os.PathLike | None = None) -> Registry:
     default = data.get("default", next(iter(models), ""))
     if default not in models:
         raise RegistryError(f"{source}: default model {default!r} is not defined")
-    return Registry(models=MappingProxyType(models), default=default, source=source)
+    families = {name: _family(name, raw, source) for name, raw in data.get("families", {}).items()}
+    return Registry(models=MappingProxyType(models), default=default, source=source,
+                    families=MappingProxyType(families))
 
 
 def default_models_dir() -> Path:

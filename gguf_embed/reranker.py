@@ -23,6 +23,7 @@ from .engine.session import Session, open_session
 from .engine.settings import RuntimeSettings
 from .errors import InputTooLongError, InvalidInputError
 from .heads.rerank import RerankHead
+from . import vocab
 from .registry import Registry
 from .text import normalize, templates
 from .text.frame import EMPTY, check_truncate, common_prefix, fit_body
@@ -66,7 +67,8 @@ class Reranker:
             if owned:
                 s.close()
             raise InvalidInputError(f"model {name} is an embedding model, not a reranker", param="model")
-        self.head = RerankHead.from_tensors(s.gguf.read_tensors("cls."), str(s.info.path))
+        self.head = RerankHead.from_tensors(s.gguf.read_tensors("cls."), str(s.info.path),
+                                            labels=s.gguf.meta.get(vocab.arch_key(s.info.arch, "classifier.output_labels")))
         self.template = s.info.rerank
         if self.template is not None:
             self._prefix = self._tok(self.template.prefix, special=False)

@@ -9,6 +9,7 @@ from .cache import cache_cmd
 from .convert import convert_cmd
 from .encode import encode_cmd
 from .eval import eval_cmd
+from .inspect import inspect_cmd
 from .models import models_cmd
 from .plan import plan_cmd
 from .rerank import rerank_cmd
@@ -24,7 +25,7 @@ def main() -> None:
     """Quantised GGUF text-embedding models on llama.cpp: convert, encode, serve."""
 
 
-for _command in (models_cmd, convert_cmd, plan_cmd, serve_cmd, rerank_cmd, tokenize_cmd, eval_cmd, encode_cmd,
+for _command in (models_cmd, convert_cmd, inspect_cmd, plan_cmd, serve_cmd, rerank_cmd, tokenize_cmd, eval_cmd, encode_cmd,
                  cache_cmd):
     main.add_command(_command)
 

@@ -1,8 +1,6 @@
-"""The one place that talks to llama.cpp (through llama-cpp-python's low-level API).
-
-Everything above this module works with numpy arrays and plain Python values.
-llama.cpp's log output is captured here: dropped unless verbose, and its last error
-lines are kept so that a failed load can say why.
+"""The one place that talks to llama.cpp (through llama-cpp-python's low-level API); everything above
+works with numpy arrays. llama.cpp's log is captured here: dropped unless verbose, its last error
+lines kept so that a failed load can say why.
 """
 
 from __future__ import annotations
@@ -46,10 +44,11 @@ def is_verbose() -> bool:
 
 
 def init() -> None:
+    """Initialise llama.cpp once; route its log here every time (other code may have replaced it)."""
     global _initialised
     with _init_lock:
+        ll.llama_log_set(_log_callback, ctypes.c_void_p(0))
         if not _initialised:
-            ll.llama_log_set(_log_callback, ctypes.c_void_p(0))
             ll.llama_backend_init()
             _initialised = True
 
@@ -392,6 +391,7 @@ class capture_log:
     """Collect llama.cpp's log lines (all levels) while the block runs."""
 
     def __enter__(self) -> list[str]:
+        init()
         self.lines: list[str] = []
         _capture.append(self.lines)
         return self.lines

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, ModelLoadError
 from ..model.info import ModelInfo, read_info, resolve_model
 from ..registry import Registry
 from ..text.frame import Frame, special_frame
@@ -36,7 +36,9 @@ class Session:
         settings = settings or RuntimeSettings()
         llama.set_verbose(settings.verbose)
         path = resolve_model(model, registry=registry, models_dir=settings.models_dir)
-        self.gguf, self.info = read_info(path, pooling_override=settings.pooling)
+        self.gguf, self.info = read_info(
+            path, pooling_override=settings.pooling, families=registry.families if registry is not None else None,
+            prompts={"query": settings.query_prompt, "document": settings.document_prompt})
         self.plan = None
         if settings.vram:
             from .planning import fit_budget, parse_size, read_shape
@@ -66,6 +68,28 @@ class Session:
             raise
         self.batch_tokens = budget
         self.frame: Frame = special_frame(self.tokenize)
+        self.eos_id, self.eos_appended = self._eos()
+
+    def _eos(self) -> tuple[int | None, bool]:
+        """The token every input must end with (Qwen3-Embedding: <|endoftext|>, never <|im_end|>), and
+        whether gguf-embed appends it because the file's tokenizer does not (add_eos_token false or missing,
+        or another EOS)."""
+        if not self.info.eos:
+            return None, False
+        ids = self.tokenize(self.info.eos, add_special=False, parse_special=True)
+        if len(ids) != 1:
+            raise ModelLoadError(f"{self.info.path}: {self.info.eos!r} is not one token of this vocabulary")
+        if np.array_equal(self.frame.suffix, ids):
+            return int(ids[0]), False
+        self.frame = Frame(self.frame.prefix, ids.astype(np.int32))
+        return int(ids[0]), True
+
+    def frame_text(self, text: str) -> np.ndarray:
+        """A text's tokens inside the model's frame (special tokens before and after)."""
+        if not self.eos_appended:
+            return self.tokenize(text, add_special=True)
+        body = self.tokenize(text, add_special=False)
+        return np.concatenate([self.frame.prefix, body, self.frame.suffix]).astype(np.int32)
 
     # --- what the model is ------------------------------------------------------------
 

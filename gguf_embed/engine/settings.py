@@ -33,6 +33,8 @@ class RuntimeSettings:
     pooling: str | None = None  # override the file's pooling
     fast_path: bool | None = None  # None: on unless GGUF_EMBED_FAST_PATH=0
     vram: str | None = None  # a GPU budget ("3GB"): layers, batch and KV type chosen to fit it
+    query_prompt: str | None = None  # replaces (or supplies) the model's query prompt
+    document_prompt: str | None = None
     models_dir: Path | None = None
     verbose: bool = False
 

@@ -52,9 +52,13 @@ class RerankHead:
         return r if raw else sigmoid(r)
 
     @classmethod
-    def from_tensors(cls, tensors: dict[str, np.ndarray], where: str) -> "RerankHead":
-        """From a GGUF's ``cls.*`` tensors (llama.cpp's names)."""
+    def from_tensors(cls, tensors: dict[str, np.ndarray], where: str, labels=None) -> "RerankHead":
+        """From a GGUF's ``cls.*`` tensors (llama.cpp's names); ``labels`` (``classifier.output_labels``)
+        ["no", "yes"] puts the "yes" row first, as the score needs it."""
         if "cls.output.weight" not in tensors:
             raise ModelLoadError(f"{where} has no rerank head (cls.output.weight); convert it again with gguf-embed convert")
         get = tensors.get
-        return cls(get("cls.output.weight"), get("cls.output.bias"), get("cls.weight"), get("cls.bias"))
+        out_w, out_b = get("cls.output.weight"), get("cls.output.bias")
+        if isinstance(labels, list) and [str(x).lower() for x in labels] == ["no", "yes"] and len(out_w) == 2:
+            out_w, out_b = out_w[::-1].copy(), None if out_b is None else out_b[::-1].copy()
+        return cls(out_w, out_b, get("cls.weight"), get("cls.bias"))

@@ -9,10 +9,11 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .. import vocab
-from ..errors import ModelLoadError, ModelNotFoundError
+from ..errors import InvalidInputError, ModelLoadError, ModelNotFoundError
 from ..registry import Registry, default_models_dir, load_registry
-from ..text import normalize
+from ..text import normalize, templates
 from .archs import arch as arch_row
+from .family import recognise
 from .gguf_file import GGUFFile, check_gguf_file, read_gguf
 
 __all__ = ["ModelInfo", "RerankTemplate", "resolve_model", "check_gguf_file"]
@@ -51,6 +52,9 @@ class ModelInfo:
     rerank: RerankTemplate | None = None  # decoder rerankers: the pair template
     type1_offset: int = 0  # cross-encoders: token id + offset = the same token in segment 1
     file_type: int | None = None  # general.file_type (llama.cpp's LLAMA_FTYPE)
+    family: str | None = None  # the models.toml family the file was recognised as
+    eos: str | None = None  # the token every framed input must end with (last-token pooling reads it)
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # value -> where it came from
 
     @property
     def file_type_name(self) -> str | None:
@@ -69,46 +73,88 @@ class ModelInfo:
         return (self.matryoshka_min or self.n_embd, self.n_embd)
 
     @classmethod
-    def from_file(cls, gguf: GGUFFile, *, pooling_override: str | None = None) -> "ModelInfo":
+    def from_file(cls, gguf: GGUFFile, *, pooling_override: str | None = None, families=None,
+                  prompts: Mapping[str, str | None] | None = None) -> "ModelInfo":
+        """What ``gguf`` says, completed from its family (``families``: the registry's by default)
+        and ``prompts`` given by the caller; ``sources`` says where each value came from."""
         meta, path = gguf.meta, gguf.path
         arch = str(meta.get(vocab.ARCH, "?"))
         row = arch_row(arch)
+        fam = recognise(gguf, (families if families is not None else load_registry().families).values())
+        src: dict[str, str] = {}
 
         def num(key: str, default: int = 0) -> int:
             value = meta.get(vocab.arch_key(arch, key), default)
             return int(value) if isinstance(value, (int, float)) else default
 
-        pooling = pooling_override or vocab.POOLING_NAMES.get(num("pooling_type"))
-        task = meta.get(vocab.TASK) or ("rerank" if pooling == "rank" else "embed")
-        if pooling == "rank":
-            pooling = row.rank_token  # a rerank head reads the classification token
-        if pooling in (None, "none"):
-            pooling = row.default_pooling  # llama.cpp's converter writes no pooling for plain decoders
+        def pick(key: str, ours, family_value, default):
+            """The file's own value, else the family's, else ``default``; the source recorded under ``key``."""
+            if ours is not None:
+                src[key] = "file"
+                return ours
+            if fam is not None and family_value not in (None, {}, ""):
+                src[key] = f"family {fam.name}"
+                return family_value
+            src[key] = "default"
+            return default
+
+        pooling, task = _pooling_and_task(meta, arch, row, pooling_override, fam, src)
         n_ctx_train = num("context_length")
-        max_tokens = int(meta.get(vocab.MAX_TOKENS, n_ctx_train) or n_ctx_train)
-        mmin = meta.get(vocab.MATRYOSHKA_MIN)
+        max_tokens = int(pick("max_tokens", meta.get(vocab.MAX_TOKENS), fam and fam.max_tokens, n_ctx_train))
+        mmin = pick("matryoshka_min", meta.get(vocab.MATRYOSHKA_MIN), fam and fam.matryoshka_min, None)
+        found = _prompts(meta)
+        chosen = dict(pick("prompts", found or None, fam and dict(fam.prompts), {}))
+        for name, text in (prompts or {}).items():
+            if text is not None:
+                chosen[name], src["prompts"] = text, "override"
+        if fam is not None and fam.eos and task == "embed":
+            src["eos"] = f"family {fam.name}"
+        norm = pick("text_normalizer", meta.get(vocab.TEXT_NORMALIZER), fam and fam.text_normalizer, "none")
         return cls(
             path=path, name=str(meta.get(vocab.REGISTRY_NAME) or path.stem), arch=arch,
             n_embd=num("embedding_length"), n_layer=num("block_count"), n_ctx_train=n_ctx_train, pooling=pooling,
             causal=bool(meta.get(vocab.arch_key(arch, "attention.causal"), row.causal)),
-            max_tokens=min(max_tokens, n_ctx_train), matryoshka_min=int(mmin) if mmin else None,
-            prompts=MappingProxyType(_prompts(meta)),
-            text_normalizer=_text_normalizer(path, str(meta.get(vocab.TEXT_NORMALIZER, "none"))),
-            task=str(task), rerank=_rerank_template(meta), type1_offset=int(meta.get(vocab.TYPE1_OFFSET, 0) or 0),
-            file_type=meta.get(vocab.FILE_TYPE),
+            max_tokens=min(max_tokens, n_ctx_train) if n_ctx_train else max_tokens,
+            matryoshka_min=int(mmin) if mmin else None, prompts=MappingProxyType(chosen),
+            text_normalizer=_text_normalizer(path, str(norm)), task=str(task),
+            rerank=_rerank_template(meta, fam, src), type1_offset=int(meta.get(vocab.TYPE1_OFFSET, 0) or 0),
+            file_type=meta.get(vocab.FILE_TYPE), family=fam.name if fam else None,
+            eos=fam.eos if fam and task == "embed" else None, sources=MappingProxyType(src),
         )
+
+
+def _pooling_and_task(meta, arch: str, row, override: str | None, fam, src: dict) -> tuple[str, str]:
+    pooling = override or vocab.POOLING_NAMES.get(meta.get(vocab.arch_key(arch, "pooling_type")))
+    src["pooling"] = "override" if override else "file" if pooling not in (None, "none") else "default"
+    task = meta.get(vocab.TASK) or ("rerank" if pooling == "rank" else fam.task if fam else "embed")
+    src["task"] = "file" if meta.get(vocab.TASK) or pooling == "rank" else f"family {fam.name}" if fam else "default"
+    if pooling == "rank":
+        pooling = row.rank_token  # a rerank head reads the classification token
+    if pooling in (None, "none"):
+        pooling = row.default_pooling  # llama.cpp's converter writes no pooling for plain decoders
+    return pooling, str(task)
 
 
 def _prompts(meta: Mapping[str, Any]) -> dict[str, str]:
     return {k[len(vocab.PROMPT):]: str(v) for k, v in meta.items() if k.startswith(vocab.PROMPT)}
 
 
-def _rerank_template(meta: Mapping[str, Any]) -> RerankTemplate | None:
+def _rerank_template(meta: Mapping[str, Any], fam, src: dict) -> RerankTemplate | None:
+    """gguf-embed's own split template, else llama.cpp's ``tokenizer.chat_template.rerank``, split."""
     body = meta.get(vocab.RERANK_BODY)
-    if body is None:
+    if body is not None:
+        src["rerank_template"] = "file"
+        return RerankTemplate(str(meta.get(vocab.RERANK_PREFIX, "")), str(body),
+                              str(meta.get(vocab.RERANK_SUFFIX, "")), meta.get(vocab.RERANK_INSTRUCTION))
+    text = meta.get(vocab.LLAMA_RERANK_TEMPLATE)
+    if not isinstance(text, str):
         return None
-    return RerankTemplate(str(meta.get(vocab.RERANK_PREFIX, "")), str(body), str(meta.get(vocab.RERANK_SUFFIX, "")),
-                          meta.get(vocab.RERANK_INSTRUCTION))
+    try:
+        prefix, body, suffix, instruction = templates.parse_rerank_template(text)
+    except InvalidInputError as exc:
+        raise ModelLoadError(f"{meta.get('general.name', 'the file')}: {exc.message}") from None
+    src["rerank_template"] = f"file ({vocab.LLAMA_RERANK_TEMPLATE})"
+    return RerankTemplate(prefix, body, suffix, instruction or (fam.rerank_instruction if fam else None))
 
 
 def _text_normalizer(path: Path, value: str) -> str:
@@ -119,9 +165,10 @@ def _text_normalizer(path: Path, value: str) -> str:
     return value
 
 
-def read_info(path: Path, *, pooling_override: str | None = None) -> tuple[GGUFFile, ModelInfo]:
+def read_info(path: Path, *, pooling_override: str | None = None, families=None,
+              prompts: Mapping[str, str | None] | None = None) -> tuple[GGUFFile, ModelInfo]:
     gguf = read_gguf(path)
-    return gguf, ModelInfo.from_file(gguf, pooling_override=pooling_override)
+    return gguf, ModelInfo.from_file(gguf, pooling_override=pooling_override, families=families, prompts=prompts)
 
 
 def resolve_model(model: str | Path, *, registry: Registry | None = None, models_dir: Path | None = None) -> Path:

@@ -14,9 +14,10 @@ from typing import Mapping
 from .. import vocab
 from ..errors import InvalidInputError
 
-__all__ = ["INSTRUCT_PREFIX", "prompt_for", "instruction_prompt", "split_pair"]
+__all__ = ["INSTRUCT_PREFIX", "prompt_for", "instruction_prompt", "split_pair", "parse_rerank_template"]
 
 INSTRUCT_PREFIX = "Instruct: "
+INSTRUCT_TAG = "<Instruct>: "  # Qwen3-Reranker's instruction line
 _SLOTS = re.compile(r"\{(instruction|query)\}")
 
 
@@ -46,3 +47,23 @@ def split_pair(body: str, query: str, instruction: str) -> tuple[str, str]:
     before, _, after = body.partition("{document}")
     fill = lambda m: instruction if m.group(1) == "instruction" else query  # noqa: E731
     return _SLOTS.sub(fill, before), _SLOTS.sub(fill, after)
+
+
+def parse_rerank_template(template: str) -> tuple[str, str, str, str | None]:
+    """(prefix, body, suffix, default instruction) of a rerank prompt as llama.cpp stores it
+    (``tokenizer.chat_template.rerank``: one text with ``{query}`` and ``{document}``).
+
+    The body runs from the instruction line (``<Instruct>: ...``, Qwen3-Reranker's recipe) or
+    else from the line holding ``{query}``, to the end of ``{document}``; the instruction in it
+    becomes ``{instruction}`` so that a custom one can replace it."""
+    if "{query}" not in template or "{document}" not in template:
+        raise InvalidInputError("a rerank template needs {query} and {document}")
+    end = template.index("{document}") + len("{document}")
+    marker = template.find(INSTRUCT_TAG)
+    if 0 <= marker < template.index("{query}"):
+        stop = template.index("\n", marker)
+        instruction = template[marker + len(INSTRUCT_TAG):stop]
+        body = template[marker:marker + len(INSTRUCT_TAG)] + "{instruction}" + template[stop:end]
+        return template[:marker], body, template[end:], instruction
+    start = template.rfind("\n", 0, template.index("{query}")) + 1
+    return template[:start], template[start:end], template[end:], None

@@ -78,7 +78,7 @@ def check(gguf_path: Path, folder: Path, kind: str) -> list[str]:
                 v = "present (same text as above)" if v else None
             lines.append(f"- {k}: {v!r}")
         if kind == "rank":
-            from tests.tiny_rerankers import qwen3_recipe_scores
+            from tests.models.rerankers import qwen3_recipe_scores
 
             out, tokens, prompt = llama_rank(m, QUERY, DOCUMENT)
             probs, raws, ids, (yes, no) = qwen3_recipe_scores(folder, QUERY, [DOCUMENT])

@@ -1,0 +1,68 @@
+"""``gguf-embed inspect MODEL``: what gguf-embed will do with a GGUF, and where each value came from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .. import vocab
+from .common import user_errors
+
+__all__ = ["inspect_cmd"]
+
+
+def _rows(d: dict):
+    yield "file", d["path"], ""
+    yield "architecture", f"{d['architecture']} ({'decoder' if d['causal'] else 'encoder'}, {d['layers']} layers)", ""
+    yield "family", d["family"] or "-", "models.toml families" if d["family"] else "not recognised: what the file says"
+    for key in ("task", "pooling", "text_normalizer"):
+        yield key.replace("_", " "), str(d[key]["value"]), d[key]["source"] or ""
+    prompts = d["prompts"]["value"]
+    for name in vocab.INPUT_TYPES:
+        yield f"{name} prompt", repr(prompts[name]) if name in prompts else "-", d["prompts"]["source"] or ""
+    if d["eos"]:
+        yield "end of every input", f"{d['eos']['token']}: {d['eos']['note']}", d["eos"]["source"] or ""
+    if d["rerank_template"]:
+        t = d["rerank_template"]
+        yield "rerank pair", repr(t["body"]), t["source"] or ""
+        yield "default instruction", repr(t["default_instruction"]), ""
+    if d["head"]:
+        h = d["head"]
+        yield "rerank head", f"{h['rows']} rows{' + pooler' if h['pooler'] else ''}, labels {h['labels']}: {h['score']}", "file"
+    m = d["max_tokens"]
+    yield "token limit", f"{m['value']} (trained context {m['trained_context']})", m["source"] or ""
+    dims = d["dimensions"]
+    yield "dimensions", f"{dims['value']}" + (f", Matryoshka {dims['matryoshka'][0]}..{dims['matryoshka'][1]}"
+                                              if dims["matryoshka"] else ""), dims["source"] or ""
+    yield "quantisation", d["quantization"] or "-", "file"
+
+
+@click.command("inspect")
+@click.argument("model")
+@click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live.")
+@click.option("--json", "as_json", is_flag=True, help="Print the account as JSON.")
+def inspect_cmd(model, models_dir, as_json):
+    """What gguf-embed does with MODEL (a .gguf or a models.toml name): family, task, pooling, prompts,
+    normaliser, end-of-input token, rerank template and head, limits, and which of these it supplies."""
+    from ..model.info import read_info, resolve_model
+    from ..model.inspect import describe
+
+    with user_errors():
+        gguf, info = read_info(resolve_model(model, models_dir=models_dir))
+        report = describe(gguf, info)
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+        return
+    table = Table(title=f"{report['name']}", show_lines=False)
+    for col in ("", "value", "from"):
+        table.add_column(col)
+    for row in _rows(report):
+        table.add_row(*row)
+    Console(width=160).print(table)
+    supplied = report["supplied_by_gguf_embed"]
+    if supplied:
+        click.echo(f"supplied by gguf-embed (the file lacks them): {', '.join(supplied)}")

@@ -1,0 +1,61 @@
+"""Which family a GGUF belongs to, from what llama.cpp's converter writes, and what the family fills in.
+
+Files made by gguf-embed carry everything in ``gguf_embed.*`` keys; files made by llama.cpp's
+own converter (the official Qwen GGUFs, Ollama's blobs, LM Studio's downloads) carry the
+architecture, pooling, tokenizer, special tokens, ``add_eos_token``, rerank template and head,
+but no query prompt and no text normaliser. ``recognise`` matches the file against the family
+table of ``models.toml`` (``[families.*]``); ``ModelInfo.from_file`` then takes each value from
+the file when it has one, else from the family, and records which.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+from .. import vocab
+from ..registry import Family
+from .gguf_file import GGUFFile
+
+__all__ = ["facts", "recognise", "LOWERCASE_KEY"]
+
+LOWERCASE_KEY = "tokenizer.ggml.normalizer.lowercase"  # llama.cpp's converter, for BERT vocabularies
+
+
+def _name(text: str) -> str:
+    return re.sub(r"[\s_]+", "-", str(text).strip().lower())
+
+
+def facts(gguf: GGUFFile) -> dict[str, Any]:
+    """What a file says that families are told apart by."""
+    meta = gguf.meta
+    arch = str(meta.get(vocab.ARCH, "?"))
+    pooling_id = meta.get(vocab.arch_key(arch, "pooling_type"))
+    labels = meta.get(vocab.arch_key(arch, "classifier.output_labels"))
+    names = [meta.get("general.basename"), meta.get("general.name"), gguf.path.stem]
+    return {
+        "architecture": arch,
+        "pooling": vocab.POOLING_NAMES.get(pooling_id, "none") if isinstance(pooling_id, int) else "none",
+        "tokenizer": meta.get("tokenizer.ggml.model"),
+        "names": " ".join(_name(n) for n in names if n),
+        "cls_labels": list(labels) if isinstance(labels, list) else [],
+        "lowercase": meta.get(LOWERCASE_KEY),
+    }
+
+
+def _holds(key: str, want: Any, have: dict[str, Any]) -> bool:
+    if key == "pooling":
+        return have["pooling"] in want
+    if key == "names":
+        return any(_name(n) in have["names"] for n in want)
+    return have[key] == want
+
+
+def recognise(gguf: GGUFFile, families: Iterable[Family]) -> Family | None:
+    """The most specific family whose every match condition holds for this file, or None."""
+    have = facts(gguf)
+    best, best_n = None, 0
+    for family in families:
+        if all(_holds(k, v, have) for k, v in family.match.items()) and len(family.match) > best_n:
+            best, best_n = family, len(family.match)
+    return best
