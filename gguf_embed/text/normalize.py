@@ -98,17 +98,23 @@ _ALL_MARKS = ("Mn", "Mc", "Me")
 _NONSPACING = ("Mn",)
 
 
+def _lower(text: str) -> str:
+    # Hugging Face lowercases character by character; str.lower() also applies Unicode's
+    # Final_Sigma rule (a word-final capital sigma becomes "ς"), which Hugging Face does not.
+    return text.replace("\u03a3", "\u03c3").lower() if "\u03a3" in text else text.lower()
+
+
 def _step(step: str, text: str) -> str:
     if step in ("nfc", "nfkc", "nfd", "nfkd"):
         return unicodedata.normalize(step.upper(), text)
     if step == "lower":
-        return text.lower()
+        return _lower(text)
     if step == "strip_accents":
         return text if text.isascii() else _strip_marks(text, _ALL_MARKS)
     # BERT's: decompose, drop nonspacing marks, then maybe lowercase
     if not text.isascii():
         text = _strip_marks(unicodedata.normalize("NFD", text), _NONSPACING)
-    return text.lower() if step == "nfd_strip_lower" else text
+    return _lower(text) if step == "nfd_strip_lower" else text
 
 
 def apply(kind: str, text: str) -> str:
