@@ -17,7 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gguf_embed import _llama, multilingual, textnorm  # noqa: E402
+from gguf_embed.engine import llama as _llama  # noqa: E402
+from gguf_embed.quality import texts as multilingual  # noqa: E402
+from gguf_embed.text import normalize as textnorm  # noqa: E402
 from gguf_embed.text.wordpiece import WordPiece, needed  # noqa: E402
 
 

@@ -159,3 +159,24 @@ def test_cli_rerank_on_the_llama_cpp_file(qwen_reranker, tmp_path):
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["index"] for r in rows] == [i for i, _ in rr.rerank(QUERY, DOCUMENTS)]
+
+
+# --- BERT: all-MiniLM-L6-v2, real weights ---------------------------------------------------
+
+
+@pytest.mark.parametrize("maker", ["llama.cpp", "gguf-embed"])
+def test_minilm_f16_matches_sentence_transformers_on_every_text(maker, work, st_minilm, minilm_gguf):
+    """Uncased WordPiece: the BERT normaliser the tokenizer needs (from the family table for
+    llama.cpp's file), and Hugging Face's ids where llama.cpp's WPM drops spacing marks (Mc)."""
+    from .models.foreign_models import convert_fixture
+
+    path = convert_fixture("all-MiniLM-L6-v2", work, "f16", converter=CONVERTER) if maker == "llama.cpp" \
+        else minilm_gguf("F16")
+    expect = st_minilm.encode(TEXTS, convert_to_numpy=True, normalize_embeddings=True, batch_size=64)
+    with Embedder(path) as emb:
+        assert emb.info.text_normalizer == "nfd_strip_lower"
+        if maker == "llama.cpp":
+            assert emb.info.family == "bert-uncased" and emb.info.sources["text_normalizer"] == "family bert-uncased"
+        got = emb.embed(TEXTS, truncate="end").embeddings
+    c = cos(got, expect)
+    assert c.min() >= 0.999, (maker, c.min(), TEXTS[int(c.argmin())])

@@ -12,10 +12,12 @@ import unicodedata
 
 import pytest
 
-from gguf_embed import _llama, multilingual, textnorm
+from gguf_embed.engine import llama as _llama
+from gguf_embed.quality import texts as multilingual
+from gguf_embed.text import normalize as textnorm
 from gguf_embed.text.wordpiece import MAX_WORD_CHARS, PHANTOM, WordPiece, needed, words
 
-from .tiny_models import minilm_dir
+from .models.tiny import minilm_dir
 
 NORM = "nfd_strip_lower"
 TEXTS = multilingual.texts()

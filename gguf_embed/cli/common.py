@@ -87,6 +87,8 @@ _RUNTIME_OPTIONS = [
     click.option("--flash-attn", type=click.Choice(vocab.FLASH_ATTN_MODES), help="Flash attention (default: auto on GPU; on CPU, on for encoder models, off for decoders)."),
     click.option("--kv-type", type=click.Choice(vocab.KV_TYPES), help="KV-cache type (default: f16; f32 for rerankers)."),
     click.option("--vram", help="GPU memory budget (e.g. 3GB): choose layers, batch, KV type to fit it."),
+    click.option("--query-prompt", help="Text put before queries, replacing the model's (see gguf-embed inspect)."),
+    click.option("--document-prompt", help="Text put before documents, replacing the model's."),
     click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log output."),
 ]
 
@@ -96,11 +98,11 @@ def runtime_options(f):
     command as one ``settings: RuntimeSettings``."""
 
     @functools.wraps(f)
-    def command(*args, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, vram, verbose,
-                **kwargs):
+    def command(*args, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, vram, query_prompt,
+                document_prompt, verbose, **kwargs):
         settings = RuntimeSettings.of(models_dir=models_dir, batch_tokens=batch_size, n_ctx=n_ctx, n_threads=threads,
                                       n_gpu_layers=n_gpu_layers, flash_attn=flash_attn, kv_type=kv_type, vram=vram,
-                                      verbose=verbose)
+                                      query_prompt=query_prompt, document_prompt=document_prompt, verbose=verbose)
         return f(*args, settings=settings, **kwargs)
 
     for opt in reversed(_RUNTIME_OPTIONS):

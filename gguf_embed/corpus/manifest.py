@@ -35,6 +35,7 @@ def build_manifest(emb: Embedder, spec: JobSpec, stats: JobStats, *, model_sha25
     return {
         "model": emb.name,
         "model_file": emb.info.path.name,
+        "family": emb.info.family,
         "model_sha256": model_sha256,
         "file_type": file_type_name(emb),
         "pooling": emb.info.pooling,

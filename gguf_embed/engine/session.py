@@ -67,8 +67,21 @@ class Session:
             self.model.close()
             raise
         self.batch_tokens = budget
+        self._wordpiece = None
         self.frame: Frame = special_frame(self.tokenize)
         self.eos_id, self.eos_appended = self._eos()
+        self._wordpiece = self._hf_wordpiece()
+
+    def _hf_wordpiece(self):
+        """Uncased BERT vocabularies: Hugging Face's WordPiece for the texts where llama.cpp's WPM tokenizer
+        differs (it drops the spacing vowel signs of Hindi or Bengali, for one); llama.cpp for the rest."""
+        if self.gguf.meta.get("tokenizer.ggml.model") != "bert" or "lower" not in self.info.text_normalizer:
+            return None
+        from ..text.wordpiece import WordPiece
+
+        tokens = self.gguf.array("tokenizer.ggml.tokens") or []
+        unk = self.gguf.meta.get("tokenizer.ggml.unknown_token_id")
+        return WordPiece(tokens, unk=unk if isinstance(unk, int) else "[UNK]")
 
     def _eos(self) -> tuple[int | None, bool]:
         """The token every input must end with (Qwen3-Embedding: <|endoftext|>, never <|im_end|>), and
@@ -117,6 +130,11 @@ class Session:
     # --- running it -----------------------------------------------------------------
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool = False) -> np.ndarray:
+        """Token ids of (already normalised) text, with the frame's special tokens if ``add_special``."""
+        wp = self._wordpiece
+        if wp is not None and wp.needed(text):
+            body = np.asarray(wp.encode(text), dtype=np.int32)
+            return np.concatenate([self.frame.prefix, body, self.frame.suffix]).astype(np.int32) if add_special else body
         return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
 
     def rows(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
