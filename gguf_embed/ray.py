@@ -45,17 +45,11 @@ def _ray():
 
 
 def fetch_model(model: str, models_dir: str | None = None, local_path: str | None = None) -> Path:
-    """The GGUF on this node: ``local_path`` if it exists here, else the models dir, else converted from the Hub.
-
-    ``hf:OWNER/REPO/FILE.gguf`` downloads a ready GGUF through huggingface-hub.
-    """
+    """The GGUF on this node: ``local_path`` if it exists here, else what ``resolve_model`` finds (the
+    models dir; ``hf:OWNER/REPO/FILE.gguf`` or ``hf:OWNER/REPO:QUANT`` downloaded into it once;
+    ``ollama:NAME:TAG`` from Ollama's store), else a ``models.toml`` model converted from the Hub."""
     if local_path and Path(local_path).is_file():
         return Path(local_path)
-    if model.startswith("hf:"):
-        from huggingface_hub import hf_hub_download
-
-        owner, repo, filename = model[3:].split("/", 2)
-        return Path(hf_hub_download(f"{owner}/{repo}", filename))
     try:
         return resolve_model(model, models_dir=Path(models_dir) if models_dir else None)
     except ModelNotFoundError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Mapping
 from .errors import GGUFEmbedError, ModelNotFoundError
 from .vocab import ARCHITECTURES, POOLINGS, QUANT_TYPES, TASKS
 
-__all__ = ["Shape", "ModelEntry", "Family", "Registry", "load_registry", "default_models_dir", "QUANT_TYPES"]
+__all__ = ["Shape", "GGUFSource", "ModelEntry", "Family", "Registry", "load_registry", "default_models_dir",
+           "QUANT_TYPES"]
 
 
 class RegistryError(GGUFEmbedError):
@@ -35,6 +37,20 @@ class Shape:
 
 
 @dataclass(frozen=True)
+class GGUFSource:
+    """A ready GGUF of the model on the Hugging Face Hub: the repo and, where known, the file per
+    quantisation (other quantisations are picked from the repo's file list by their tag)."""
+
+    repo: str
+    files: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def hf_spec(self, quant: str) -> str:
+        """``hf:REPO/FILE`` when the file for ``quant`` is known, else ``hf:REPO:QUANT``."""
+        q = quant.upper()
+        return f"hf:{self.repo}/{self.files[q]}" if q in self.files else f"hf:{self.repo}:{q}"
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     name: str
     hub_id: str
@@ -50,6 +66,7 @@ class ModelEntry:
     prompts: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     shape: Shape | None = None
     task: str = "embed"  # "rerank": a reranker (pooling then names the token its head reads)
+    gguf: GGUFSource | None = None  # a ready GGUF on the Hub (``gguf-embed pull``)
 
     def gguf_filename(self, quant: str | None = None) -> str:
         return f"{self.name}-{(quant or self.default_quant).upper()}.gguf"
@@ -115,7 +132,7 @@ def _entry(name: str, raw: dict, source: Path) -> ModelEntry:
     missing = [k for k in required if k not in raw]
     if missing:
         raise RegistryError(f"{where} lacks {', '.join(missing)}")
-    allowed = set(required) | {"revision", "package", "matryoshka_min", "prompts", "shape", "task"}
+    allowed = set(required) | {"revision", "package", "matryoshka_min", "prompts", "shape", "task", "gguf"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise RegistryError(f"{where} has unknown keys {', '.join(unknown)}")
@@ -158,6 +175,7 @@ def _entry(name: str, raw: dict, source: Path) -> ModelEntry:
         prompts=MappingProxyType(dict(prompts)),
         shape=shape,
         task=raw.get("task", "embed"),
+        gguf=_gguf_source(raw["gguf"], where) if "gguf" in raw else None,
     )
 
 
@@ -178,6 +196,31 @@ def _family(name: str, raw: dict, source: Path) -> Family:
                   prompts=MappingProxyType(dict(raw.get("prompts", {}))), text_normalizer=raw.get("text_normalizer"),
                   eos=raw.get("eos"), max_tokens=raw.get("max_tokens"), matryoshka_min=raw.get("matryoshka_min"),
                   rerank_instruction=raw.get("rerank_instruction"))
+
+
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+_QUANT_TAG = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _gguf_source(raw, where: str) -> GGUFSource:
+    """``gguf = { repo = "OWNER/REPO", files = { Q8_0 = "FILE.gguf", ... } }``, checked."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("repo"), str):
+        raise RegistryError(f"{where}: gguf must be a table with a repo string")
+    unknown = sorted(set(raw) - {"repo", "files"})
+    if unknown:
+        raise RegistryError(f"{where}: gguf has unknown keys {', '.join(unknown)}")
+    if not _REPO_ID.fullmatch(raw["repo"]):
+        raise RegistryError(f"{where}: gguf.repo must look like OWNER/REPO, not {raw['repo']!r}")
+    files = raw.get("files", {})
+    if not isinstance(files, dict):
+        raise RegistryError(f"{where}: gguf.files must map quantisations to file names")
+    for quant, name in files.items():
+        if not _QUANT_TAG.fullmatch(quant):
+            raise RegistryError(f"{where}: gguf.files key {quant!r} is not a quantisation tag (e.g. Q8_0, F16)")
+        if not isinstance(name, str) or not name.lower().endswith(".gguf") or name.startswith("/") or \
+                ".." in name.split("/"):
+            raise RegistryError(f"{where}: gguf.files.{quant} must be a .gguf file name in the repo")
+    return GGUFSource(raw["repo"], MappingProxyType({q.upper(): n for q, n in files.items()}))
 
 
 def _default_registry_path() -> Path:

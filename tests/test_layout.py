@@ -36,6 +36,7 @@ HOMES = {
     "starlette": ("server/",),
     "uvicorn": ("server/", "cli/serve.py"),
     "gguf": ("model/", "convert/", "engine/planning.py"),
+    "huggingface_hub": ("model/hub.py", "convert/"),
 }
 
 

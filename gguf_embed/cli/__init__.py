@@ -12,6 +12,7 @@ from .eval import eval_cmd
 from .inspect import inspect_cmd
 from .models import models_cmd
 from .plan import plan_cmd
+from .pull import pull_cmd
 from .rerank import rerank_cmd
 from .serve import serve_cmd
 from .tokenize import tokenize_cmd
@@ -22,10 +23,11 @@ __all__ = ["main"]
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gguf-embed")
 def main() -> None:
-    """Quantised GGUF text-embedding models on llama.cpp: convert, encode, serve."""
+    """Quantised GGUF text-embedding models on llama.cpp: pull or convert, encode, serve."""
 
 
-for _command in (models_cmd, convert_cmd, inspect_cmd, plan_cmd, serve_cmd, rerank_cmd, tokenize_cmd, eval_cmd, encode_cmd,
+for _command in (models_cmd, pull_cmd, convert_cmd, inspect_cmd, plan_cmd, serve_cmd, rerank_cmd, tokenize_cmd,
+                 eval_cmd, encode_cmd,
                  cache_cmd):
     main.add_command(_command)
 

@@ -57,7 +57,7 @@ def _progress(quiet: bool):
 
 @click.command("encode")
 @click.argument("files", nargs=-1, required=True)
-@click.option("-m", "--model", required=True, help="A .gguf path or a converted models.toml name.")
+@click.option("-m", "--model", required=True, help="The model: a .gguf path, a pulled or converted models.toml name, hf:OWNER/REPO/FILE.gguf, hf:OWNER/REPO:QUANT or ollama:NAME[:TAG].")
 @runtime_options
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: stdout, jsonl only).")
 @click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), help="Output format (default: from -o's suffix, else jsonl).")

@@ -44,7 +44,8 @@ def _print(report: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @runtime_options
 def eval_cmd(model, reference, texts_file, task, input_type, as_json, settings):
-    """Quality of MODEL: cosine and rank agreement with --reference, and/or a benchmark (--task lee)."""
+    """Quality of MODEL (as -m takes it: a path, a models.toml name, hf:..., ollama:...): cosine and rank
+    agreement with --reference, and/or a benchmark (--task lee)."""
     if reference is None and task is None:
         raise click.UsageError("give --reference and/or --task lee")
     with user_errors(), open_model(model, settings) as emb:

@@ -87,8 +87,8 @@ def _json_plan(p, fits: bool, budget: int | None, measured: int | None = None, p
 def plan_cmd(model, quant, vram, n_ctx, batch_tokens, n_gpu_layers, kv_type, flash_attn, check, as_json, models_dir):
     """Memory MODEL needs per device (weights, KV cache, compute, outputs), and what fits a VRAM budget.
 
-    MODEL is a .gguf path or a models.toml name; a name that is not converted yet (or with
-    --quant) is planned from its models.toml shape, without downloading anything."""
+    MODEL is as -m takes it (a path, a models.toml name, hf:..., ollama:...); a name that is not pulled
+    or converted yet (or with --quant) is planned from its models.toml shape, without downloading anything."""
     from ..engine import planning
     from ..engine.session import measure_buffers
     from ..engine.settings import RuntimeSettings

@@ -18,7 +18,7 @@ __all__ = ["rerank_cmd"]
 @click.command("rerank")
 @click.argument("query")
 @click.argument("file")
-@click.option("-m", "--model", required=True, help="A reranker: a .gguf path or a converted models.toml name.")
+@click.option("-m", "--model", required=True, help="A reranker: a .gguf path, a pulled or converted models.toml name, hf:OWNER/REPO/FILE.gguf, hf:OWNER/REPO:QUANT or ollama:NAME[:TAG].")
 @runtime_options
 @click.option("--top-n", type=click.IntRange(min=1), help="Show only the N best documents.")
 @click.option("--instruction", help="Task instruction (Qwen3-Reranker; default: web search).")

@@ -11,7 +11,7 @@ from .common import open_model, runtime_options, stderr, user_errors
 
 
 @click.command("serve")
-@click.option("-m", "--model", "models", multiple=True, required=True, help="A .gguf path or converted models.toml name (repeatable).")
+@click.option("-m", "--model", "models", multiple=True, required=True, help="A model (repeatable): a .gguf path, a pulled or converted models.toml name, hf:OWNER/REPO/FILE.gguf, hf:OWNER/REPO:QUANT or ollama:NAME[:TAG].")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (local only by default).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--api-key", help="Require 'Authorization: Bearer KEY'.")

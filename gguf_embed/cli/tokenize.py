@@ -18,7 +18,7 @@ TABLE_IDS = 24  # ids shown per row in the table format
 
 @click.command("tokenize")
 @click.argument("files", nargs=-1, required=True)
-@click.option("-m", "--model", required=True, help="A .gguf path or a converted models.toml name.")
+@click.option("-m", "--model", required=True, help="The model: a .gguf path, a pulled or converted models.toml name, hf:OWNER/REPO/FILE.gguf, hf:OWNER/REPO:QUANT or ollama:NAME[:TAG].")
 @runtime_options
 @click.option("--format", "fmt", type=click.Choice(vocab.LISTING_FORMATS), default="jsonl", show_default=True)
 @click.option("--input-type", type=click.Choice(vocab.INPUT_TYPES), help="Apply the model's query or document prompt.")

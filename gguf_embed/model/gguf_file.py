@@ -18,7 +18,8 @@ import numpy as np
 
 from ..errors import ModelLoadError, ModelNotFoundError
 
-__all__ = ["GGUF_MAGIC", "GGUFFile", "ArrayRef", "TensorInfo", "check_gguf_file", "read_gguf", "read_tensors"]
+__all__ = ["GGUF_MAGIC", "GGUFFile", "ArrayRef", "TensorInfo", "check_gguf_file", "read_gguf", "read_tensors",
+           "file_type_name"]
 
 GGUF_MAGIC = b"GGUF"
 SHORT_ARRAY = 64  # arrays up to this length are read with the header
@@ -174,6 +175,18 @@ class _mapped:
     def __exit__(self, *exc):
         self.buf.close()
         self.fh.close()
+
+
+def file_type_name(file_type) -> str | None:
+    """``general.file_type`` (llama.cpp's LLAMA_FTYPE) as llama.cpp names it: F16, Q8_0, Q4_K_M..."""
+    if file_type is None:
+        return None
+    from gguf import LlamaFileType
+
+    try:
+        return LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
+    except (ValueError, TypeError):
+        return str(file_type)
 
 
 def check_gguf_file(path: Path) -> None:

@@ -1,5 +1,6 @@
-"""What a GGUF says about embedding or reranking with it (one ``ModelInfo``), and where a model
-name's GGUF lives. Read from the file's metadata alone: no llama.cpp, no weights."""
+"""What a GGUF says about embedding or reranking with it (one ``ModelInfo``). Read from the file's
+metadata alone: no llama.cpp, no weights. Where a model name's GGUF lives is ``sources.resolve_model``
+(re-exported here)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .. import vocab
-from ..errors import InvalidInputError, ModelLoadError, ModelNotFoundError
-from ..registry import Registry, default_models_dir, load_registry
+from ..errors import InvalidInputError, ModelLoadError
+from ..registry import load_registry
 from ..text import normalize, templates
 from .archs import arch as arch_row
 from .family import recognise
-from .gguf_file import GGUFFile, check_gguf_file, read_gguf
+from .gguf_file import GGUFFile, check_gguf_file, file_type_name, read_gguf
+from .sources import resolve_model
 
 __all__ = ["ModelInfo", "RerankTemplate", "resolve_model", "check_gguf_file"]
 
@@ -59,14 +61,7 @@ class ModelInfo:
     @property
     def file_type_name(self) -> str | None:
         """``general.file_type`` as llama.cpp names it (F16, Q8_0, Q4_K_M...)."""
-        if self.file_type is None:
-            return None
-        from gguf import LlamaFileType
-
-        try:
-            return LlamaFileType(int(self.file_type)).name.removeprefix("MOSTLY_")
-        except ValueError:
-            return str(self.file_type)
+        return file_type_name(self.file_type)
 
     @property
     def dimension_range(self) -> tuple[int, int]:
@@ -169,24 +164,3 @@ def read_info(path: Path, *, pooling_override: str | None = None, families=None,
               prompts: Mapping[str, str | None] | None = None) -> tuple[GGUFFile, ModelInfo]:
     gguf = read_gguf(path)
     return gguf, ModelInfo.from_file(gguf, pooling_override=pooling_override, families=families, prompts=prompts)
-
-
-def resolve_model(model: str | Path, *, registry: Registry | None = None, models_dir: Path | None = None) -> Path:
-    """A GGUF path as given, or the converted GGUF of a ``models.toml`` name."""
-    path = Path(model).expanduser()
-    if path.exists() or path.suffix == ".gguf" or "/" in str(model):
-        check_gguf_file(path)
-        return path
-    registry = registry or load_registry()
-    entry = registry.get(str(model))
-    folder = Path(models_dir) if models_dir is not None else default_models_dir()
-    preferred = folder / entry.gguf_filename()
-    if preferred.is_file():
-        return preferred
-    others = sorted(folder.glob(f"{entry.name}-*.gguf"))
-    if others:
-        return others[0]
-    raise ModelNotFoundError(
-        f"model {entry.name!r} is not converted yet (looked in {folder}); run: gguf-embed convert {entry.name}",
-        param="model",
-    )
