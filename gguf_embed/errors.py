@@ -18,6 +18,9 @@ __all__ = [
     "TooManyInputsError",
     "PayloadTooLargeError",
     "ServiceUnavailableError",
+    "InvalidTextError",
+    "text_problem",
+    "check_text",
 ]
 
 
@@ -66,6 +69,36 @@ class InputTooLongError(InvalidInputError):
         what = what or f"input {index}"
         return cls(f"{what} has {n_tokens} tokens, more than the model's limit of {limit}; shorten it or {fix}",
                    n_tokens=n_tokens, limit=limit, index=index, param=param)
+
+
+class InvalidTextError(InvalidInputError):
+    """A string UTF-8 cannot encode: a lone UTF-16 surrogate, as an unpaired ``\\ud800`` escape in
+    JSON (common in scraped data) or a non-UTF-8 command-line argument gives. ``index`` says which
+    input of a list."""
+
+    code = "invalid_text"
+
+    def __init__(self, message: str, *, param: str | None = None, index: int | None = None):
+        super().__init__(message, param=param)
+        self.index = index
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be embedded as it is (it has a lone surrogate), or None when it can."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"has a lone UTF-16 surrogate {ascii(text[exc.start])} at character {exc.start}, which UTF-8 "
+                "cannot encode; remove it or pair it with its other half")
+    return None
+
+
+def check_text(text: str, what: str, *, param: str | None = None, index: int | None = None) -> str:
+    """``text`` unchanged, or an ``InvalidTextError`` naming ``what`` ("input 3", "'query'")."""
+    why = text_problem(text)
+    if why is not None:
+        raise InvalidTextError(f"{what} {why}", param=param, index=index)
+    return text
 
 
 class TooManyInputsError(InvalidInputError):

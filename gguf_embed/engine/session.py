@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, InvalidTextError, text_problem
 from ..model.info import ModelInfo, read_info, resolve_model
 from ..registry import Registry
 from ..text.frame import Frame, special_frame
@@ -93,7 +93,10 @@ class Session:
     # --- running it -----------------------------------------------------------------
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool = False) -> np.ndarray:
-        return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
+        try:
+            return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
+        except UnicodeEncodeError:  # the adapters name the input; this is the last line for direct callers
+            raise InvalidTextError(f"a text {text_problem(text)}") from None
 
     def rows(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Pooled, unnormalised rows (n, n_embd) for framed token sequences, in input order."""
