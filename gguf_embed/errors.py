@@ -19,6 +19,8 @@ __all__ = [
     "PayloadTooLargeError",
     "ServiceUnavailableError",
     "InvalidTextError",
+    "ModelRuntimeError",
+    "NonFiniteOutputError",
     "text_problem",
     "check_text",
 ]
@@ -134,6 +136,34 @@ class AuthenticationError(GGUFEmbedError):
     status_code = 401
     error_type = "authentication_error"
     code = "invalid_api_key"
+
+
+class ModelRuntimeError(GGUFEmbedError):
+    """llama.cpp ran but gave a result that cannot be right: the call fails (a 500 in the
+    server's envelope, one line on the command line) and the runtime recovers for the next one."""
+
+    status_code = 500
+    error_type = "server_error"
+    code = "model_runtime_error"
+
+
+class NonFiniteOutputError(ModelRuntimeError):
+    """A pooled row with a NaN or inf (seen from some GPU backends): never returned or cached; the
+    llama.cpp context is rebuilt before this is raised. ``index``: the input's place in the call."""
+
+    code = "non_finite_output"
+
+    def __init__(self, message: str, *, index: int, param: str | None = "input"):
+        super().__init__(message, param=param)
+        self.index = index
+
+    @classmethod
+    def for_input(cls, index: int, *, what: str | None = None, param: str = "input") -> "NonFiniteOutputError":
+        """The one wording: "the model's vector for input 3 is not finite (NaN or inf); ..."."""
+        what = what or f"input {index}"
+        return cls(f"the model's vector for {what} is not finite (NaN or inf); the llama.cpp context has been "
+                   "rebuilt for the next call (if it keeps happening, the GPU backend may be at fault: try the CPU "
+                   "or another KV-cache type)", index=index, param=param)
 
 
 class ServiceUnavailableError(GGUFEmbedError):
