@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import InvalidInputError, InvalidTextError, text_problem
+from ..errors import InvalidInputError, InvalidTextError, ModelLoadError, text_problem
 from ..model.info import ModelInfo, read_info, resolve_model
 from ..registry import Registry
 from ..text.frame import Frame, special_frame
@@ -36,7 +36,11 @@ class Session:
         settings = settings or RuntimeSettings()
         llama.set_verbose(settings.verbose)
         path = resolve_model(model, registry=registry, models_dir=settings.models_dir)
-        self.gguf, self.info = read_info(path, pooling_override=settings.pooling)
+        try:
+            self.gguf, self.info = read_info(path, pooling_override=settings.pooling)
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:  # metadata of the wrong kind
+            raise ModelLoadError(f"{path} has metadata gguf-embed cannot read ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); is it a corrupt GGUF?") from None
         self.plan = None
         if settings.vram:
             from .planning import fit_budget, parse_size, read_shape
