@@ -41,8 +41,10 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_token_id(v: Any) -> bool:
-    return _is_int(v) and 0 <= v <= MAX_TOKEN_ID
+def _fits_int64(v: Any) -> bool:
+    """Token ids are checked against the vocabulary as int64 (which names the model's range); one
+    beyond int64 is refused here."""
+    return -2**63 <= v < 2**63
 
 
 def json_object(raw: bytes) -> dict:
@@ -84,7 +86,7 @@ def _parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[li
                 raise InvalidInputError(f"input {i} is an empty list of token ids", param="input")
             if not all(_is_int(t) for t in ids):
                 raise InvalidInputError(f"input {i} must be a list of integer token ids", param="input")
-            if not all(_is_token_id(t) for t in ids):
+            if not all(_fits_int64(t) for t in ids):
                 raise InvalidInputError(f"input {i} has token ids outside 0..{MAX_TOKEN_ID}", param="input")
         return None, [list(v) for v in value]
     if any(v is None for v in value):
