@@ -18,6 +18,11 @@ __all__ = [
     "TooManyInputsError",
     "PayloadTooLargeError",
     "ServiceUnavailableError",
+    "InvalidTextError",
+    "ModelRuntimeError",
+    "NonFiniteOutputError",
+    "text_problem",
+    "check_text",
 ]
 
 
@@ -68,6 +73,36 @@ class InputTooLongError(InvalidInputError):
                    n_tokens=n_tokens, limit=limit, index=index, param=param)
 
 
+class InvalidTextError(InvalidInputError):
+    """A string UTF-8 cannot encode: a lone UTF-16 surrogate, as an unpaired ``\\ud800`` escape in
+    JSON (common in scraped data) or a non-UTF-8 command-line argument gives. ``index`` says which
+    input of a list."""
+
+    code = "invalid_text"
+
+    def __init__(self, message: str, *, param: str | None = None, index: int | None = None):
+        super().__init__(message, param=param)
+        self.index = index
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be embedded as it is (it has a lone surrogate), or None when it can."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"has a lone UTF-16 surrogate {ascii(text[exc.start])} at character {exc.start}, which UTF-8 "
+                "cannot encode; remove it or pair it with its other half")
+    return None
+
+
+def check_text(text: str, what: str, *, param: str | None = None, index: int | None = None) -> str:
+    """``text`` unchanged, or an ``InvalidTextError`` naming ``what`` ("input 3", "'query'")."""
+    why = text_problem(text)
+    if why is not None:
+        raise InvalidTextError(f"{what} {why}", param=param, index=index)
+    return text
+
+
 class TooManyInputsError(InvalidInputError):
     status_code = 413
     code = "too_many_inputs"
@@ -101,6 +136,34 @@ class AuthenticationError(GGUFEmbedError):
     status_code = 401
     error_type = "authentication_error"
     code = "invalid_api_key"
+
+
+class ModelRuntimeError(GGUFEmbedError):
+    """llama.cpp ran but gave a result that cannot be right: the call fails (a 500 in the
+    server's envelope, one line on the command line) and the runtime recovers for the next one."""
+
+    status_code = 500
+    error_type = "server_error"
+    code = "model_runtime_error"
+
+
+class NonFiniteOutputError(ModelRuntimeError):
+    """A pooled row with a NaN or inf (seen from some GPU backends): never returned or cached; the
+    llama.cpp context is rebuilt before this is raised. ``index``: the input's place in the call."""
+
+    code = "non_finite_output"
+
+    def __init__(self, message: str, *, index: int, param: str | None = "input"):
+        super().__init__(message, param=param)
+        self.index = index
+
+    @classmethod
+    def for_input(cls, index: int, *, what: str | None = None, param: str = "input") -> "NonFiniteOutputError":
+        """The one wording: "the model's vector for input 3 is not finite (NaN or inf); ..."."""
+        what = what or f"input {index}"
+        return cls(f"the model's vector for {what} is not finite (NaN or inf); the llama.cpp context has been "
+                   "rebuilt for the next call (if it keeps happening, the GPU backend may be at fault: try the CPU "
+                   "or another KV-cache type)", index=index, param=param)
 
 
 class ServiceUnavailableError(GGUFEmbedError):

@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ..embedder import Embedder
-from ..errors import InputTooLongError
+from ..errors import InputTooLongError, ModelRuntimeError, NonFiniteOutputError
 from ..heads.pooling import postprocess
 from .cache import Space, VectorCache, space_params, text_key
 from .chunking import chunk_spans
@@ -26,6 +26,8 @@ __all__ = ["JobSpec", "JobStats", "Batch", "UnitPlan", "plan_units", "run_job", 
            "job_params", "DEFAULT_WINDOW"]
 
 DEFAULT_WINDOW = 1024
+NON_FINITE = "the model gave a vector with NaN or inf values (not cached; the llama.cpp context was rebuilt)"
+MAX_NON_FINITE = 8  # per window: more, and the backend itself is broken
 
 
 @dataclass(frozen=True)
@@ -136,17 +138,31 @@ def tokenize_checked(emb: Embedder, texts: Sequence[str], spec: JobSpec) -> tupl
     return seqs, bad
 
 
-def local_backend(emb: Embedder, spec: JobSpec) -> Backend:
-    """Embed in windows of ``spec.window`` texts with the Embedder in this process."""
+def finite_rows(emb: Embedder, seqs: list, bad: dict[int, str], *, retry: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, raw rows) for the sequences that are not None. One whose row is not finite joins
+    ``bad``; with ``retry`` the rest are embedded again, without it none are returned."""
+    for _ in range(MAX_NON_FINITE + 1):
+        ok = np.array([i for i, s in enumerate(seqs) if s is not None and i not in bad], dtype=np.int64)
+        try:
+            return ok, emb.session.rows([seqs[i] for i in ok])
+        except NonFiniteOutputError as exc:
+            bad[int(ok[exc.index])] = NON_FINITE
+            if not retry:
+                return np.zeros(0, np.int64), np.zeros((0, emb.dimensions), np.float32)
+    raise ModelRuntimeError(f"more than {MAX_NON_FINITE} texts of {len(seqs)} gave vectors that are not finite "
+                            "(NaN or inf); the backend is broken: try the CPU (--n-gpu-layers 0) or another --kv-type")
+
+
+def local_backend(emb: Embedder, spec: JobSpec, *, retry_bad: bool = True) -> Backend:
+    """Embed in windows of ``spec.window`` texts with the Embedder in this process; ``retry_bad``:
+    a text whose vector is not finite is set aside and the rest of its window embedded again."""
 
     def encode(texts: Sequence[str]) -> Iterator[Batch]:
         for a in range(0, len(texts), spec.window):
             seqs, bad = tokenize_checked(emb, texts[a:a + spec.window], spec)
-            ok = np.array([i for i, s in enumerate(seqs) if s is not None], dtype=np.int64)
-            good = [seqs[i] for i in ok]
-            raw = emb.session.rows(good)
+            ok, raw = finite_rows(emb, seqs, bad, retry=retry_bad)
             yield Batch(a + ok, postprocess(raw, spec.dimensions, spec.normalize),
-                        np.array([len(s) for s in good], dtype=np.int64), {a + i: m for i, m in bad.items()})
+                        np.array([len(seqs[i]) for i in ok], dtype=np.int64), {a + i: m for i, m in bad.items()})
 
     return encode
 
@@ -197,7 +213,7 @@ def run_job(records: Sequence[Record], emb: Embedder, spec: JobSpec, *, backend:
         progress(int(weight[have].sum()), 0, int(weight[have].sum()))
     missing = np.flatnonzero(~have)
     dropped: dict[int, str] = {}
-    for batch in (backend or local_backend(emb, spec))([plan.texts[u] for u in missing]):
+    for batch in (backend or local_backend(emb, spec, retry_bad=skip_bad))([plan.texts[u] for u in missing]):
         us = missing[batch.positions]
         vectors[us], tokens[us], have[us] = batch.vectors, batch.tokens, True
         if store is not None and len(us):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, text_problem
 
 __all__ = ["Record", "BadRecord", "Corpus", "BadInputError", "read_corpus", "read_lines", "read_documents",
            "input_format", "INPUT_FORMATS"]
@@ -61,7 +61,7 @@ def input_format(name: str, given: str | None = None) -> str:
 
 
 class _Collector:
-    """Checks records as they come: text present, a non-empty string; ids unique."""
+    """Checks records as they come: text present, a non-empty string UTF-8 can encode; ids unique."""
 
     def __init__(self, corpus: Corpus, skip_bad: bool, prefix: str, text_field: str):
         self.corpus, self.skip_bad, self.prefix, self.text_field = corpus, skip_bad, prefix, text_field
@@ -75,6 +75,8 @@ class _Collector:
     def add(self, where: str, rid, text, *, missing: bool = False) -> None:
         if isinstance(rid, bool) or not isinstance(rid, (str, int)):
             return self.bad(where, None, f"id must be a string or an integer, not {type(rid).__name__}")
+        if isinstance(rid, str) and (why := text_problem(rid)):
+            return self.bad(where, None, f"the id {why}")
         rid = self.prefix + str(rid)
         if missing:
             return self.bad(where, rid, f"missing field {self.text_field!r}")
@@ -83,6 +85,8 @@ class _Collector:
             return self.bad(where, rid, f"field {self.text_field!r} is {kind}, not a string")
         if not text.strip():
             return self.bad(where, rid, "empty text")
+        if why := text_problem(text):
+            return self.bad(where, rid, f"field {self.text_field!r} {why}")
         if rid in self.seen:
             return self.bad(where, rid, f"duplicate id {rid!r} (first at {self.seen[rid]})")
         self.seen[rid] = where
@@ -163,6 +167,8 @@ def read_documents(name: str, text_field: str = "text", stdin=None) -> list[str]
     for _n, where, obj, why in _jsonl_objects(name, stdin):
         if why is None and not isinstance(obj.get(text_field), str):
             why = f"no string field {text_field!r}"
+        if why is None and (problem := text_problem(obj[text_field])):
+            why = f"field {text_field!r} {problem}"
         if why is not None:
             raise BadInputError(f"{where}: {why}")
         docs.append(obj[text_field])
@@ -208,15 +214,37 @@ def _read_parquet(name: str, col: _Collector, text_field: str, id_field: str) ->
             raise BadInputError(f"{name}: column {id_field!r} is {itype}, not a string or integer")
     row = 0
     for batch in pf.iter_batches(columns=[text_field] + ([id_field] if has_id else []), batch_size=65536):
-        texts = batch.column(0).to_pylist()
-        ids = batch.column(1).to_pylist() if has_id else range(row, row + len(texts))
+        texts = _pylist(batch.column(0))
+        ids = _pylist(batch.column(1)) if has_id else range(row, row + len(texts))
         for i, (rid, text) in enumerate(zip(ids, texts)):
             where = f"{name} row {row + i}"
             if rid is None:
                 col.bad(where, None, f"{id_field!r} is null")
+            elif isinstance(rid, UnicodeDecodeError):
+                col.bad(where, None, f"{id_field!r} is not UTF-8 text (byte {rid.start})")
+            elif isinstance(text, UnicodeDecodeError):
+                col.bad(where, col.prefix + str(rid), f"field {text_field!r} is not UTF-8 text (byte {text.start})")
             else:
                 col.add(where, rid, text)
         row += len(texts)
+
+
+def _pylist(column) -> list:
+    """A Parquet column's values; a string that is not UTF-8 (Arrow does not check on read) comes
+    back as its UnicodeDecodeError."""
+    import pyarrow as pa
+
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError:
+        return [v if v is None else _utf8(v) for v in column.cast(pa.binary()).to_pylist()]
+
+
+def _utf8(data: bytes) -> str | UnicodeDecodeError:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc
 
 
 def _read_folder(name: str, col: _Collector) -> None:

@@ -27,7 +27,7 @@ _initialised = False
 @ll.llama_log_callback
 def _log_callback(level: int, text: bytes, _user_data) -> None:  # pragma: no cover - called from C
     msg = text.decode("utf-8", errors="replace")
-    if level == 3:  # GGML_LOG_LEVEL_ERROR
+    if level == 4:  # GGML_LOG_LEVEL_ERROR (3 is WARN)
         _recent_errors.append(msg.strip())
     for sink in _capture:
         sink.append(msg)
@@ -53,14 +53,14 @@ def init() -> None:
             _initialised = True
 
 
-def last_error() -> str:
-    return _recent_errors[-1] if _recent_errors else ""
+def last_error() -> str:  # llama.cpp's first error since the last clear (the cause), less its "function: "
+    first = _recent_errors[0] if _recent_errors else ""
+    return first.split(": ", 1)[-1] if first.partition(": ")[0].isidentifier() else first
 
 
 def supports_gpu_offload() -> bool:
     init()
     return bool(ll.llama_supports_gpu_offload())
-
 
 
 def quantize_file(src: Path, dst: Path, quant: str, threads: int, *, output_type: int | None = None,

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import gguf
 
-from ..errors import GGUFEmbedError, InvalidInputError
+from ..errors import GGUFEmbedError, InvalidInputError, ModelLoadError
 from ..model.archs import FAMILY_ARCH, arch
 from ..model.gguf_file import GGUFFile, read_gguf
 from ..model.info import ModelInfo, resolve_model
@@ -128,18 +128,22 @@ def read_shape(path_or_file: str | os.PathLike | GGUFFile, *, repack: frozenset 
     """The shape and tensor bytes of a GGUF file (metadata and tensor table only)."""
     g = path_or_file if isinstance(path_or_file, GGUFFile) else read_gguf(Path(path_or_file))
     repack = repacked_types() if repack is None else repack
-    info = ModelInfo.from_file(g)
 
     def num(key, default=None):
         v = g.meta.get(f"{info.arch}.{key}")
         return int(v) if v is not None else default
 
-    n_head = num("attention.head_count")
-    rows = [(t.name, t.type, t.n_bytes, len(t.dims)) for t in g.tensors.values()]
-    return _from_tensors(info, rows, n_vocab=g.array_len("tokenizer.ggml.tokens"), n_head=n_head,
-                         n_head_kv=num("attention.head_count_kv", n_head),
-                         head_dim=num("attention.key_length", info.n_embd // n_head), n_ff=num("feed_forward_length"),
-                         repack=repack)
+    try:
+        info = ModelInfo.from_file(g)
+        n_head = num("attention.head_count")
+        rows = [(t.name, t.type, t.n_bytes, len(t.dims)) for t in g.tensors.values()]
+        return _from_tensors(info, rows, n_vocab=g.array_len("tokenizer.ggml.tokens"), n_head=n_head,
+                             n_head_kv=num("attention.head_count_kv", n_head),
+                             head_dim=num("attention.key_length", info.n_embd // n_head),
+                             n_ff=num("feed_forward_length"), repack=repack)
+    except (TypeError, ValueError, ZeroDivisionError) as exc:  # keys missing or of the wrong kind
+        raise ModelLoadError(f"{g.path} lacks the model shape a plan needs ({type(exc).__name__}: {exc}); "
+                             "is it a complete GGUF of an embedding model?") from None
 
 
 def registry_shape(entry, quant: str | None = None, *, repack: frozenset | None = None) -> ModelShape:

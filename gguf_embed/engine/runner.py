@@ -11,6 +11,9 @@ Two ways to run a decoder with last-token pooling (Qwen3):
 - the plain path: embeddings on, every token an output (what llama.cpp itself does).
 The fast path checks itself against the plain path on a probe when a model loads and
 falls back if the two disagree or the capture never fires.
+
+A pooled row with a NaN or inf is never returned: the call fails naming the input, and
+the context (whose state may be what went wrong) is rebuilt with the same parameters.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import FastPathError
+from ..errors import FastPathError, GGUFEmbedError, ModelRuntimeError, NonFiniteOutputError
 from ..heads.pooling import cosine, needed_rows, pool
 from . import llama as _llama
 from .settings import fast_path_enabled
@@ -68,6 +71,21 @@ class BatchRunner:
 
     def close(self) -> None:
         self.ctx.close()
+
+    def rebuild(self) -> None:
+        """A fresh context with the same parameters and path, in place of the current one (closed
+        first: there may be no room for two)."""
+        last_only = self.ctx.last_only
+        self.ctx.close()
+        try:
+            self.ctx = _llama.Context(self.model, self._params, last_only=last_only)
+        except GGUFEmbedError as exc:
+            raise ModelRuntimeError(f"could not rebuild the llama.cpp context: {exc.message}") from None
+
+    def _check_open(self) -> None:
+        if not self.ctx.ptr:
+            raise ModelRuntimeError("the llama.cpp context is closed (the model was closed, or its context could "
+                                    "not be rebuilt after a failure); load the model again")
 
     # --- load-time self-check ---------------------------------------------------------
 
@@ -150,8 +168,16 @@ class BatchRunner:
             return result
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         with self._lock:
+            self._check_open()
             for group in self.groups(lengths):
-                result[group] = self._run_group([seqs[i] for i in group])
+                rows = self._run_group([seqs[i] for i in group])
+                finite = np.isfinite(rows).all(axis=1)
+                if not finite.all():
+                    log.warning("non-finite pooled rows for inputs %s; rebuilding the llama.cpp context",
+                                sorted(int(i) for i in group[~finite]))
+                    self.rebuild()
+                    raise NonFiniteOutputError.for_input(int(group[~finite].min()))
+                result[group] = rows
                 if progress is not None:
                     progress(len(group))
         return result

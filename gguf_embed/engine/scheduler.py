@@ -5,7 +5,8 @@ batch under a token budget: a small quota from every waiting request, then the r
 for the oldest requests. Sequences from requests that arrive together share llama.cpp
 batches, a small request never waits behind more than about one round of a huge one,
 and large requests finish in arrival order. Results go back to each request's own
-future, in its own input order.
+future, in its own input order. A non-finite row fails only the request it belongs to (named
+by its index in that request); the others in that round run again on the rebuilt context.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import numpy as np
+
+from ..errors import NonFiniteOutputError
 
 
 class Runs(Protocol):
@@ -118,6 +121,28 @@ class Scheduler:
                 self._jobs.remove(job)
         return [(job, a, b) for job, (a, b) in taken.items()]
 
+    def _fail_one(self, picks: list[tuple[Job, int, int]], exc: NonFiniteOutputError) -> None:
+        """Fail the request whose sequence gave ``exc`` (its own index in the message); queue the
+        others' slices of this round again, at the front, in their order."""
+        offset, culprit, error = 0, None, exc
+        for job, a, b in picks:
+            if offset <= exc.index < offset + (b - a):
+                culprit, error = job, NonFiniteOutputError.for_input(a + exc.index - offset, param=exc.param)
+                break
+            offset += b - a
+        failed = [job for job, _, _ in picks if culprit is None or job is culprit]
+        with self._cv:
+            for job, a, _ in reversed(picks):
+                if job in failed:
+                    if job in self._jobs:
+                        self._jobs.remove(job)
+                    continue
+                job.cursor = a
+                if job not in self._jobs:
+                    self._jobs.appendleft(job)
+        for job in failed:
+            job.done(None, error)
+
     def _run(self) -> None:
         while True:
             with self._cv:
@@ -129,6 +154,9 @@ class Scheduler:
             seqs = [s for job, a, b in picks for s in job.seqs[a:b]]
             try:
                 vectors = self.session.rows(seqs)
+            except NonFiniteOutputError as exc:
+                self._fail_one(picks, exc)
+                continue
             except BaseException as exc:  # a failed batch fails its requests, never the worker
                 for job, _, _ in picks:
                     with self._cv:

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import InvalidInputError, ModelLoadError
+from ..errors import InvalidInputError, InvalidTextError, ModelLoadError, text_problem
 from ..model.info import ModelInfo, read_info, resolve_model
 from ..registry import Registry
 from ..text.frame import Frame, special_frame
@@ -36,9 +36,13 @@ class Session:
         settings = settings or RuntimeSettings()
         llama.set_verbose(settings.verbose)
         path = resolve_model(model, registry=registry, models_dir=settings.models_dir)
-        self.gguf, self.info = read_info(
-            path, pooling_override=settings.pooling, families=registry.families if registry is not None else None,
-            prompts={"query": settings.query_prompt, "document": settings.document_prompt})
+        try:
+            self.gguf, self.info = read_info(
+                path, pooling_override=settings.pooling, families=registry.families if registry is not None else None,
+                prompts={"query": settings.query_prompt, "document": settings.document_prompt})
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:  # metadata of the wrong kind
+            raise ModelLoadError(f"{path} has metadata gguf-embed cannot read ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); is it a corrupt GGUF?") from None
         self.plan = None
         if settings.vram:
             from .planning import fit_budget, parse_size, read_shape
@@ -132,10 +136,14 @@ class Session:
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool = False) -> np.ndarray:
         """Token ids of (already normalised) text, with the frame's special tokens if ``add_special``."""
         wp = self._wordpiece
-        if wp is not None and wp.needed(text):
-            body = np.asarray(wp.encode(text), dtype=np.int32)
-            return np.concatenate([self.frame.prefix, body, self.frame.suffix]).astype(np.int32) if add_special else body
-        return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
+        try:
+            if wp is not None and wp.needed(text):
+                body = np.asarray(wp.encode(text), dtype=np.int32)
+                frame = self.frame
+                return np.concatenate([frame.prefix, body, frame.suffix]).astype(np.int32) if add_special else body
+            return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
+        except UnicodeEncodeError:  # the adapters name the input; this is the last line for direct callers
+            raise InvalidTextError(f"a text {text_problem(text)}") from None
 
     def rows(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Pooled, unnormalised rows (n, n_embd) for framed token sequences, in input order."""

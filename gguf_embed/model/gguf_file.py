@@ -211,6 +211,9 @@ def read_gguf(path: str | Path) -> GGUFFile:
             cur = _Cursor(buf)
             cur.pos = 4
             version, n_tensors, n_kv = cur.unpack("IQQ")
+            if version not in (2, 3):  # v1 had 32-bit counts; llama.cpp reads 2 and 3
+                raise ModelLoadError(f"{path} is not a GGUF file llama.cpp can read (version {version}; "
+                                     "it reads 2, 3)")
             out = GGUFFile(path, version)
             for _ in range(n_kv):
                 key, vtype = cur.string(), cur.unpack("I")
@@ -223,7 +226,7 @@ def read_gguf(path: str | Path) -> GGUFFile:
                 out.tensors[name] = TensorInfo(name, dims, qtype, offset)
             alignment = int(out.meta.get("general.alignment", 32) or 32)
             out.data_start = (cur.pos + alignment - 1) // alignment * alignment
-    except (struct.error, ValueError, OverflowError, MemoryError):
+    except (struct.error, ValueError, TypeError, OverflowError, MemoryError):
         raise ModelLoadError(f"{path} is a truncated or corrupt GGUF file") from None
     return out
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, TooManyInputsError
+from ..errors import InvalidInputError, TooManyInputsError, check_text
 from ..vocab import ENCODING_FORMATS, INPUT_TYPES, TRUNCATE_POLICIES
 
 KNOWN_FIELDS = {"input", "model", "encoding_format", "dimensions", "user", "input_type", "instruction", "truncate"}
+MAX_TOKEN_ID = 2**31 - 1  # llama.cpp's token ids are int32; the model's vocabulary is checked later
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,26 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _fits_int64(v: Any) -> bool:
+    """Token ids are checked against the vocabulary as int64 (which names the model's range); one
+    beyond int64 is refused here."""
+    return -2**63 <= v < 2**63
+
+
+def json_object(raw: bytes) -> dict:
+    """A request body as a JSON object; anything else is a 400 (the one reader for every route)."""
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise InvalidInputError("request body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # bad JSON or UTF-8, or an integer of more than 4300 digits
+        why = str(exc).partition("; use sys.")[0]
+        raise InvalidInputError(f"request body is not valid JSON: {why[:200]}") from None
+    if not isinstance(body, dict):
+        raise InvalidInputError("request body must be a JSON object")
+    return body
+
+
 def _parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[list[int]] | None]:
     if value is None:
         raise InvalidInputError("'input' is required", param="input")
@@ -55,30 +76,36 @@ def _parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[li
         for i, v in enumerate(value):
             if not v:
                 raise InvalidInputError(f"input {i} is an empty string", param="input")
+            check_text(v, f"input {i}", param="input", index=i)
         return list(value), None
     if all(_is_int(v) for v in value):
-        return None, [list(value)]
+        value = [value]
     if all(isinstance(v, list) for v in value):
         for i, ids in enumerate(value):
             if not ids:
                 raise InvalidInputError(f"input {i} is an empty list of token ids", param="input")
             if not all(_is_int(t) for t in ids):
                 raise InvalidInputError(f"input {i} must be a list of integer token ids", param="input")
+            if not all(_fits_int64(t) for t in ids):
+                raise InvalidInputError(f"input {i} has token ids outside 0..{MAX_TOKEN_ID}", param="input")
         return None, [list(v) for v in value]
     if any(v is None for v in value):
         raise InvalidInputError("'input' must not contain null items", param="input")
     raise InvalidInputError("'input' items must be all strings, all token ids or all lists of token ids", param="input")
 
 
-def _optional_str(body: dict, key: str) -> str | None:
+def optional_str(body: dict, key: str) -> str | None:
+    """``body[key]``: absent, null or a string UTF-8 can encode."""
     v = body.get(key)
-    if v is not None and not isinstance(v, str):
+    if v is None:
+        return None
+    if not isinstance(v, str):
         raise InvalidInputError(f"'{key}' must be a string", param=key)
-    return v
+    return check_text(v, f"'{key}'", param=key)
 
 
 def _choice(body: dict, key: str, choices: tuple[str, ...], default: str | None) -> str | None:
-    v = _optional_str(body, key)
+    v = optional_str(body, key)
     if v is None:
         return default
     if v not in choices:
@@ -87,25 +114,21 @@ def _choice(body: dict, key: str, choices: tuple[str, ...], default: str | None)
 
 
 def parse_request(raw: bytes, *, max_inputs: int, default_truncate: str) -> EmbeddingRequest:
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidInputError(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidInputError("request body must be a JSON object")
+    """An ``/v1/embeddings`` body, checked: every client mistake is a ``GGUFEmbedError`` with a 4xx status."""
+    body = json_object(raw)
     texts, token_ids = _parse_input(body.get("input"), max_inputs)
     dims = body.get("dimensions")
     if dims is not None and not _is_int(dims):
         raise InvalidInputError("'dimensions' must be an integer", param="dimensions")
-    _optional_str(body, "user")  # accepted and ignored
+    optional_str(body, "user")  # accepted and ignored
     return EmbeddingRequest(
-        model=_optional_str(body, "model"),
+        model=optional_str(body, "model"),
         texts=texts,
         token_ids=token_ids,
         encoding_format=_choice(body, "encoding_format", ENCODING_FORMATS, "float"),
         dimensions=dims,
         input_type=_choice(body, "input_type", INPUT_TYPES, None),
-        instruction=_optional_str(body, "instruction"),
+        instruction=optional_str(body, "instruction"),
         truncate=_choice(body, "truncate", TRUNCATE_POLICIES, default_truncate),
     )
 

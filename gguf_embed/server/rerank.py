@@ -8,14 +8,14 @@ mistake is a 4xx in the same error envelope as ``/v1/embeddings``.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidInputError, TooManyInputsError
+from ..errors import InvalidInputError, TooManyInputsError, check_text
 from ..reranker import RerankResult, check_top_n
 from ..vocab import TRUNCATE_POLICIES
+from .embeddings import json_object, optional_str
 
 __all__ = ["RerankRequest", "parse_rerank", "rerank_response", "rerank_route"]
 
@@ -57,27 +57,19 @@ def _documents(raw: Any, field: str, max_documents: int) -> list[str]:
             d = d["text"]
         if not isinstance(d, str):
             raise InvalidInputError(f"{field}[{i}] must be a string or an object with a 'text' string", param=field)
-        docs.append(d)
+        docs.append(check_text(d, f"{field}[{i}]", param=field, index=i))
     return docs
 
 
 def parse_rerank(raw: bytes, *, shape: str, max_documents: int) -> RerankRequest:
     """A request body in any of the supported shapes; ``shape`` is the route's ("v1" or "v2")."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInputError("request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidInputError("request body must be a JSON object")
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise InvalidInputError("'model' must be a string", param="model")
+    body = json_object(raw)
+    model = optional_str(body, "model")
     query = body.get("query")
     if not isinstance(query, str) or not query.strip():
         raise InvalidInputError("'query' is required and must be a non-empty string", param="query")
-    instruction = body.get("instruction")
-    if instruction is not None and not isinstance(instruction, str):
-        raise InvalidInputError("'instruction' must be a string", param="instruction")
+    check_text(query, "'query'", param="query")
+    instruction = optional_str(body, "instruction")
     if "texts" in body and "documents" not in body:  # Text Embeddings Inference
         truncate = body.get("truncate")
         if truncate is not None and not isinstance(truncate, bool):

@@ -17,7 +17,7 @@ from ..corpus.cache import VectorCache, text_key
 from ..corpus.job import JobSpec, job_params
 from ..embedder import Embedder
 from ..engine.scheduler import Scheduler
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, NonFiniteOutputError
 from ..heads.pooling import postprocess
 from ..reranker import Reranker, RerankResult
 from .embeddings import EmbeddingRequest
@@ -102,7 +102,12 @@ class Worker:
                                     param="model")
         seqs = await asyncio.to_thread(rr.tokenize_pairs, req.query, req.documents, instruction=req.instruction,
                                        truncate=req.truncate or default_truncate)
-        return rr.finish(await self.scheduler.rows(seqs), seqs, req.raw_scores)
+        try:
+            rows = await self.scheduler.rows(seqs)
+        except NonFiniteOutputError as exc:  # one row per document, in order
+            raise NonFiniteOutputError.for_input(exc.index, what=f"document {exc.index} with the query",
+                                                 param="documents") from None
+        return rr.finish(rows, seqs, req.raw_scores)
 
     def close(self) -> None:
         self.scheduler.close()
