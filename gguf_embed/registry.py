@@ -102,7 +102,7 @@ class Family:
 
 FAMILY_KEYS = ("task", "match", "prompts", "text_normalizer", "eos", "max_tokens", "matryoshka_min",
                "rerank_instruction")
-MATCH_KEYS = ("architecture", "pooling", "tokenizer", "names", "cls_labels", "lowercase")
+MATCH_KEYS = ("architecture", "pooling", "tokenizer", "names", "cls_labels", "lowercase", "head")
 
 
 @dataclass(frozen=True)

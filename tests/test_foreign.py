@@ -123,6 +123,8 @@ def test_query_prompt_override(qwen_embedding, st_qwen):
         got = emb.embed(TEXTS[:16], input_type="query").embeddings
     expect = st_qwen.encode(TEXTS[:16], prompt="Query: ", convert_to_numpy=True, normalize_embeddings=True)
     assert cos(got, expect).min() >= 0.9999
+    with Embedder(qwen_embedding[0], prompts={"query": "Query: ", "document": "Doc: "}) as emb:
+        assert emb.prompt_for("query", None) == "Query: " and emb.prompt_for(None, None) == "Doc: "
 
 
 # --- Qwen3-Reranker ----------------------------------------------------------------------
@@ -180,3 +182,26 @@ def test_minilm_f16_matches_sentence_transformers_on_every_text(maker, work, st_
         got = emb.embed(TEXTS, truncate="end").embeddings
     c = cos(got, expect)
     assert c.min() >= 0.999, (maker, c.min(), TEXTS[int(c.argmin())])
+
+
+# --- BERT cross-encoders --------------------------------------------------------------------
+
+
+def test_cross_encoder_from_llama_cpp_scores_as_llama_cpp_does(work, cross_encoder_src):
+    """llama.cpp's converter writes a BertForSequenceClassification's classifier (cls.output and its
+    labels) but no pooling type and no pooler: gguf-embed reads it as a reranker on [CLS] and
+    scores it as llama.cpp's own RANK pooling does."""
+    from .models.llama_converter import llama_convert
+
+    path = llama_convert(cross_encoder_src, work / "cross-encoder-f32.gguf", "f32", converter=CONVERTER)
+    with Reranker(path) as rr:
+        info = rr.session.info
+        assert (info.task, info.pooling, info.family) == ("rerank", "cls", "cross-encoder-uncased")
+        seqs = rr.tokenize_pairs(QUERY, DOCUMENTS)
+        theirs = _llama.rank_scores(rr.session.model, seqs)[:, 0]  # the logit, as llama-server --rerank gives it
+        raw = rr.score(QUERY, DOCUMENTS, raw_scores=True).scores
+        assert np.abs(raw - theirs).max() <= 2e-3
+        probs = rr.score(QUERY, DOCUMENTS).scores
+        ref = 1 / (1 + np.exp(-theirs.astype(np.float64)))
+        assert np.abs(probs - ref).max() <= 1e-3
+        assert list(np.argsort(-probs, kind="stable")) == list(np.argsort(-ref, kind="stable"))

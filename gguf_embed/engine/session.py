@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import vocab
 from ..errors import InvalidInputError, InvalidTextError, ModelLoadError, text_problem
 from ..model.info import ModelInfo, read_info, resolve_model
 from ..registry import Registry
@@ -169,6 +170,12 @@ def open_session(model, session: Session | None, settings: RuntimeSettings | Non
     if model is None:
         raise InvalidInputError("give a model (a .gguf path or a models.toml name)", param="model")
     settings = settings or RuntimeSettings()
+    prompts = overrides.pop("prompts", None) or {}  # Embedder(path, prompts={"query": ..., "document": ...})
+    unknown = sorted(set(prompts) - set(vocab.INPUT_TYPES))
+    if unknown:
+        raise InvalidInputError(f"prompts take 'query' and 'document', not {', '.join(unknown)}", param="prompts")
+    overrides = {**overrides, "query_prompt": prompts.get("query", overrides.get("query_prompt")),
+                 "document_prompt": prompts.get("document", overrides.get("document_prompt"))}
     given = {k: v for k, v in overrides.items() if v is not None}
     return Session(model, settings.with_(**given) if given else settings, registry=registry)
 

@@ -40,6 +40,7 @@ def facts(gguf: GGUFFile) -> dict[str, Any]:
         "names": " ".join(_name(n) for n in names if n),
         "cls_labels": list(labels) if isinstance(labels, list) else [],
         "lowercase": meta.get(LOWERCASE_KEY),
+        "head": "cls.output.weight" in gguf.tensors,
     }
 
 

@@ -123,7 +123,7 @@ def _pooling_and_task(meta, arch: str, row, override: str | None, fam, src: dict
     src["pooling"] = "override" if override else "file" if pooling not in (None, "none") else "default"
     task = meta.get(vocab.TASK) or ("rerank" if pooling == "rank" else fam.task if fam else "embed")
     src["task"] = "file" if meta.get(vocab.TASK) or pooling == "rank" else f"family {fam.name}" if fam else "default"
-    if pooling == "rank":
+    if pooling == "rank" or (task == "rerank" and pooling in (None, "none")):
         pooling = row.rank_token  # a rerank head reads the classification token
     if pooling in (None, "none"):
         pooling = row.default_pooling  # llama.cpp's converter writes no pooling for plain decoders
