@@ -19,7 +19,7 @@ import numpy as np
 
 from .engine.session import Session, open_session
 from .engine.settings import RuntimeSettings
-from .errors import InvalidInputError, ModelLoadError
+from .errors import InvalidInputError, ModelLoadError, check_text
 from .heads.pooling import postprocess
 from .registry import Registry
 from .text import normalize, templates
@@ -121,6 +121,7 @@ class Embedder:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InvalidInputError(f"input {i} is not a string", param="input")
+            check_text(text, f"input {i}", param="input", index=i)
             toks = s.frame_text(normalize.apply(norm, prompt + text))
             keep = 0
             if len(prompt_ids) and len(toks) > limit:

@@ -21,7 +21,7 @@ import numpy as np
 
 from .engine.session import Session, open_session
 from .engine.settings import RuntimeSettings
-from .errors import InputTooLongError, InvalidInputError
+from .errors import InputTooLongError, InvalidInputError, check_text
 from .heads.rerank import RerankHead
 from . import vocab
 from .registry import Registry
@@ -164,6 +164,7 @@ class Reranker:
         check_truncate(truncate)
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError("query must be a non-empty string", param="query")
+        check_text(query, "the query", param="query")
         if isinstance(documents, str):
             raise InvalidInputError("documents must be a list of strings, not a single string", param="documents")
         if instruction is not None and not self.takes_instruction:
@@ -174,6 +175,7 @@ class Reranker:
         for i, doc in enumerate(documents):
             if not isinstance(doc, str):
                 raise InvalidInputError(f"document {i} is not a string", param="documents")
+            check_text(doc, f"document {i}", param="documents", index=i)
             if self.template is not None:
                 instr = instruction if instruction is not None else (self.template.default_instruction or "")
                 out.append(self._pair_template(query, doc, i, truncate, instr))

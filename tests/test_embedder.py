@@ -190,3 +190,14 @@ def test_input_errors(minilm_embedder, qwen_embedder):
     with pytest.raises(InvalidInputError, match="not a single string"):
         qwen_embedder.embed("x")
     assert qwen_embedder.embed([]).embeddings.shape == (0, 64)
+
+
+def test_lone_surrogates_are_named_in_the_python_api(minilm_embedder, cross_reranker):
+    from gguf_embed.errors import InvalidTextError
+
+    with pytest.raises(InvalidTextError, match="input 1 has a lone UTF-16 surrogate"):
+        minilm_embedder.embed(["fine", "bad \ud800 text"])
+    with pytest.raises(InvalidTextError, match="document 0 has a lone UTF-16 surrogate"):
+        cross_reranker.score("query", ["\udfff"])
+    with pytest.raises(InvalidTextError, match="the query has a lone UTF-16 surrogate"):
+        cross_reranker.score("q \ud800", ["doc"])
