@@ -474,3 +474,54 @@ def test_public_api_names_resolve():
 
     assert all(hasattr(corpus, n) for n in corpus.__all__)
     assert set(gray.__all__) == {"EmbedBatch", "embed_dataset", "fetch_model", "ray_encoder"}
+
+
+OLD_SCHEMA = """
+CREATE TABLE spaces (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, model TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL, params TEXT NOT NULL, dims INTEGER NOT NULL, created REAL NOT NULL);
+CREATE TABLE vectors (space INTEGER NOT NULL, hash BLOB NOT NULL, tokens INTEGER NOT NULL, vector BLOB NOT NULL,
+    used INTEGER NOT NULL, PRIMARY KEY (space, hash)) WITHOUT ROWID;
+CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL);
+"""
+
+
+def _space_of(c: VectorCache, dims: int):
+    from gguf_embed.corpus import space_params
+
+    return c.space("m", space_params("e" * 64, prompt="", input_type=None, instruction=None, pooling="mean",
+                                     dimensions=dims, normalize=True, truncate="error", max_tokens=512))
+
+
+def test_cache_file_is_close_to_the_raw_vector_bytes(tmp_path):
+    """A few thousand MiniLM-sized (384 float32) vectors, committed in job-sized batches, read back."""
+    path, n, dims = tmp_path / "c.sqlite", 3000, 384
+    rng = np.random.default_rng(0)
+    with VectorCache(path) as c:
+        space = _space_of(c, dims)
+        for a in range(0, n, 100):
+            keys = [text_key(f"text {i}") for i in range(a, a + 100)]
+            c.put_many(space, keys, rng.standard_normal((100, dims)), range(100))
+        assert len(c.get_many(space, [text_key(f"text {i}") for i in range(n)])) == n
+    stats = json.loads(CliRunner().invoke(main, ["cache", "stats", "--cache", str(path), "--json"]).stdout)
+    assert stats["vectors"] == n and stats["spaces"][0]["vector_bytes"] == n * dims * 4
+    assert stats["bytes"] <= 1.3 * n * dims * 4, stats["bytes"] / (n * dims * 4)
+
+
+def test_old_schema_cache_is_migrated(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with VectorCache(tmp_path / "ref.sqlite") as ref:  # the space row as the old code wrote it
+        space_row = ref._db.execute("SELECT * FROM spaces WHERE id=?", (_space_of(ref, 4).id,)).fetchone()
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    db.execute("INSERT INTO spaces VALUES (?,?,?,?,?,?,?)", space_row)
+    db.executemany("INSERT INTO vectors VALUES (?,?,?,?,?)",
+                   [(space_row[0], text_key(f"t{i}"), i, np.full(4, i, np.float32).tobytes(), 1) for i in range(50)])
+    db.commit()
+    db.close()
+    with VectorCache(path) as c:
+        got = c.get_many(_space_of(c, 4), [text_key(f"t{i}") for i in range(50)])
+        assert all(np.all(got[text_key(f"t{i}")][0] == i) and got[text_key(f"t{i}")][1] == i for i in range(50))
+        assert c.stats()["vectors"] == 50
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT type FROM sqlite_master WHERE name='vectors'").fetchone()[0] == "view"
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
