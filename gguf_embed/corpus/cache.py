@@ -37,6 +37,7 @@ HASH_BLOCK = 8 << 20
 PAGE_SIZE = 65536
 WAL_AUTOCHECKPOINT = 256  # pages: a WAL of about 16 MiB is folded back into the file
 SCHEMA_VERSION = 2
+PAGE_CACHE_KIB = 4096
 VIEW = "CREATE VIEW IF NOT EXISTS vectors AS SELECT space, hash, tokens, vector, used FROM vecs"  # schema 1's name
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spaces (
@@ -121,6 +122,7 @@ class VectorCache:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a killed process
         db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+        db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")  # bounded: a job's memory must not grow with its corpus
         with self._write():
             for stmt in filter(str.strip, SCHEMA.split(";")):
                 db.execute(stmt)
