@@ -628,14 +628,14 @@ def test_peak_memory_does_not_grow_with_the_corpus(tmp_path, qwen):
 
 
 def test_sigkill_after_seconds_then_rerun_equals_uninterrupted(tmp_path, qwen, qwen_embedder):
-    rows = [{"id": f"k{i}", "text": f"note {i} on item {i % 501}"} for i in range(5000)]
+    rows = [{"id": f"k{i}", "text": f"note {i} on item {i % 501}"} for i in range(3000)]
     src = write_jsonl(tmp_path / "in.jsonl", rows)
     cache, out = tmp_path / "c.sqlite", tmp_path / "out.parquet"
     cmd = [sys.executable, "-m", "gguf_embed.cli", "encode", str(src), "-m", qwen, "-o", str(out), "-q",
            "--cache", str(cache), "--commit-every", "256", "--threads", "1"]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE)
     deadline, done = time.monotonic() + 60, 0
-    while time.monotonic() < deadline and proc.poll() is None and done < 600:
+    while time.monotonic() < deadline and proc.poll() is None and done < 400:
         time.sleep(0.2)
         if cache.exists():
             try:
@@ -650,7 +650,7 @@ def test_sigkill_after_seconds_then_rerun_equals_uninterrupted(tmp_path, qwen, q
     res = encode(src, "-m", qwen, "-o", out, "--commit-every", "256", cache=cache)
     assert res.exit_code == 0, res.output
     m = manifest_of(out)
-    assert m["reused"] >= 600 and m["reused"] + m["embedded"] == 5000 and m["count"] == 5000
+    assert m["reused"] >= 400 and m["reused"] + m["embedded"] == 3000 and m["count"] == 3000
     table = pq.read_table(out)
     assert table.column("id").to_pylist() == [r["id"] for r in rows]
     expect = qwen_embedder.embed([r["text"] for r in rows]).embeddings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import click
@@ -38,21 +38,35 @@ def _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_c
 
 
 def _progress(quiet: bool):
-    """A progress factory for run_corpus: a bar on stderr (none for small jobs or with -q)."""
+    """A progress factory for run_corpus: a bar on stderr (none for small jobs or with -q; with no
+    total known, the bar appears once the job passes ``PROGRESS_MIN_ITEMS`` rows)."""
 
     @contextmanager
     def factory(total: int | None):
-        t0, state = time.perf_counter(), {"tokens": 0, "cached": 0}
-        with job_progress(quiet or (total is not None and total < PROGRESS_MIN_ITEMS)) as bar:
-            task = bar.add_task("embedding", total=total, tps=0.0, cached=0)
+        t0, state, shown = time.perf_counter(), {"tokens": 0, "cached": 0, "rows": 0}, {}
+        with ExitStack() as stack:
+
+            def show() -> None:
+                bar = stack.enter_context(job_progress(False))
+                shown["bar"] = bar
+                shown["task"] = bar.add_task("embedding", total=total, tps=0.0, cached=0, completed=state["rows"])
+
+            if not quiet and total is not None and total >= PROGRESS_MIN_ITEMS:
+                show()
 
             def step(rows: int, tokens: int, cached: int) -> None:
                 state["tokens"] += tokens
                 state["cached"] += cached
+                state["rows"] += rows
                 tps = state["tokens"] / max(time.perf_counter() - t0, 1e-9)
-                bar.update(task, advance=rows, tps=tps, cached=state["cached"])
+                if "bar" in shown:
+                    shown["bar"].update(shown["task"], advance=rows, tps=tps, cached=state["cached"])
+                elif not quiet and total is None and state["rows"] >= PROGRESS_MIN_ITEMS:
+                    show()
 
             yield step
+            if "bar" in shown and total is None:  # the count is known now
+                shown["bar"].update(shown["task"], total=state["rows"])
 
     return factory
 
