@@ -1,7 +1,9 @@
 """Corpus jobs against plain encoding, on the same GGUF, texts and thread count.
 
     python bench/bench_corpus.py --gguf all-minilm-l6-v2-F16.gguf [--overhead-docs 4000] [--cached-docs 20000]
-                                 [--big-docs 100000] [--skip overhead,cached,big]
+                                 [--big-docs 100000] [--skip overhead,cached,big,scale]
+    python bench/bench_corpus.py --wide 1024 --skip overhead,cached,big --scale-docs 10000,100000 [--distinct 2000]
+    python bench/bench_corpus.py --wide 1024 --skip overhead,cached,big --scale-docs 10000,100000,1000000
 
 1. overhead: ``Embedder.embed`` on a list of texts vs the corpus job on the same texts
    (read JSONL, plan, embed in committed windows, write Parquet + manifest), without a
@@ -10,6 +12,13 @@
    cache vs the same command again with every vector cached.
 3. 100k short documents: ``gguf-embed encode docs.jsonl -o out.parquet`` end to end, wall
    time and the process's peak RSS.
+4. scale: the same command at each ``--scale-docs`` size (10k, 100k; add 1000000 to the list for
+   1M), a fresh process and a new cache each: documents/s, peak RSS, cache file bytes against
+   the raw vector bytes. ``--wide 1024`` builds a random Qwen3 layout that wide (2 layers, from
+   tests/models/tiny.py) and uses it instead of ``--gguf``, so a row is 4 KiB and memory that
+   grew with the corpus would show; ``--distinct N`` cycles the documents through N distinct texts
+   (the rest come from the cache as duplicates), to measure the streaming path at sizes whose
+   embedding would take hours on a small machine.
 """
 
 from __future__ import annotations
@@ -92,7 +101,9 @@ def run_cli(args: list[str]) -> tuple[float, float]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     code = ("import resource, sys; from gguf_embed.cli import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
-            "    sys.stderr.write(f'maxrss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n'); raise\n")
+            "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"  # this process's own peak
+            "    kib = int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "    sys.stderr.write(f'maxrss_kib={kib}\\n'); raise\n")
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -129,6 +140,38 @@ def bench_big(gguf: str, n: int, threads: int, tmp: Path, plain: bool = True) ->
             "plain_txt_to_npy_no_cache_wall_s": plain_wall, "plain_peak_rss_mib": plain_rss}
 
 
+def build_wide(hidden: int, tmp: Path) -> str:
+    """A random Qwen3 layout ``hidden`` wide, 2 layers, converted to an F16 GGUF."""
+    from tests.models.tiny import build_tiny_qwen3
+
+    from gguf_embed.convert import convert_model
+
+    src = build_tiny_qwen3(tmp / f"qwen3-{hidden}", hidden=hidden, layers=2)
+    return str(convert_model(str(src), tmp / f"wide-{hidden}-F16.gguf", "F16").path)
+
+
+def bench_scale(gguf: str, sizes: list[int], threads: int, tmp: Path, distinct: int | None) -> list[dict]:
+    out = []
+    for n in sizes:
+        rows = make_docs(n, seed=3)
+        if distinct:
+            rows = [{"id": r["id"], "text": rows[i % distinct]["text"]} for i, r in enumerate(rows)]
+        src, dst, cache = write_jsonl(tmp / f"scale-{n}.jsonl", rows), tmp / f"scale-{n}.parquet", tmp / f"s{n}.sqlite"
+        del rows
+        wall, rss = run_cli(["encode", str(src), "-m", gguf, "-o", str(dst), "-q", "--cache", str(cache),
+                             "--threads", str(threads)])
+        m = json.loads((tmp / f"scale-{n}.parquet.manifest.json").read_text())
+        cache_bytes = sum(p.stat().st_size for p in (cache, Path(f"{cache}-wal")) if p.exists())
+        raw = m["embedded"] * m["dimensions"] * 4
+        out.append({"docs": n, "wall_s": wall, "docs_per_s": n / wall, "peak_rss_mib": rss, "dims": m["dimensions"],
+                    "embedded": m["embedded"], "duplicates": m["duplicates"], "output_mib": dst.stat().st_size / 2**20,
+                    "cache_vs_raw_vectors": cache_bytes / raw if raw else None})
+        print(json.dumps(out[-1]), flush=True)
+        for p in (src, dst):
+            p.unlink()
+    return out
+
+
 def _txt(src: Path, dst: Path) -> bool:
     dst.write_text("".join(json.loads(line)["text"] + "\n" for line in src.read_text().splitlines()))
     return True
@@ -136,7 +179,10 @@ def _txt(src: Path, dst: Path) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--gguf", required=True)
+    ap.add_argument("--gguf")
+    ap.add_argument("--wide", type=int, help="Build and use a random Qwen3 layout this wide (2 layers).")
+    ap.add_argument("--scale-docs", default="10000,100000", help="Sizes for the scale runs (add 1000000 for 1M).")
+    ap.add_argument("--distinct", type=int, help="Scale runs: cycle the documents through this many distinct texts.")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--overhead-docs", type=int, default=4000)
     ap.add_argument("--cached-docs", type=int, default=20000)
@@ -144,10 +190,14 @@ def main() -> None:
     ap.add_argument("--skip", default="")
     ap.add_argument("--no-big-plain", action="store_true", help="Skip the plain .txt -> .npy run of the big corpus.")
     args = ap.parse_args()
+    if not args.gguf and not args.wide:
+        ap.error("give --gguf or --wide")
     skip = set(filter(None, args.skip.split(",")))
     results = {"gguf": args.gguf, "threads": args.threads, "load_avg_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        if args.wide:
+            args.gguf = results["gguf"] = build_wide(args.wide, tmp)
         if "overhead" not in skip:
             results["overhead"] = bench_overhead(args.gguf, args.overhead_docs, args.threads, tmp)
             print(json.dumps(results["overhead"], indent=1), flush=True)
@@ -157,6 +207,9 @@ def main() -> None:
         if "big" not in skip:
             results["big"] = bench_big(args.gguf, args.big_docs, args.threads, tmp, not args.no_big_plain)
             print(json.dumps(results["big"], indent=1), flush=True)
+        if "scale" not in skip:
+            sizes = [int(x) for x in args.scale_docs.split(",") if x]
+            results["scale"] = bench_scale(args.gguf, sizes, args.threads, tmp, args.distinct)
     results["load_avg_end"] = os.getloadavg()
     results["maxrss_self_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(results, indent=1))

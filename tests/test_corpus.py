@@ -474,3 +474,184 @@ def test_public_api_names_resolve():
 
     assert all(hasattr(corpus, n) for n in corpus.__all__)
     assert set(gray.__all__) == {"EmbedBatch", "embed_dataset", "fetch_model", "ray_encoder"}
+
+
+OLD_SCHEMA = """
+CREATE TABLE spaces (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, model TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL, params TEXT NOT NULL, dims INTEGER NOT NULL, created REAL NOT NULL);
+CREATE TABLE vectors (space INTEGER NOT NULL, hash BLOB NOT NULL, tokens INTEGER NOT NULL, vector BLOB NOT NULL,
+    used INTEGER NOT NULL, PRIMARY KEY (space, hash)) WITHOUT ROWID;
+CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL);
+"""
+
+
+def _space_of(c: VectorCache, dims: int):
+    from gguf_embed.corpus import space_params
+
+    return c.space("m", space_params("e" * 64, prompt="", input_type=None, instruction=None, pooling="mean",
+                                     dimensions=dims, normalize=True, truncate="error", max_tokens=512))
+
+
+def test_cache_file_is_close_to_the_raw_vector_bytes(tmp_path):
+    """A few thousand MiniLM-sized (384 float32) vectors, committed in job-sized batches, read back."""
+    path, n, dims = tmp_path / "c.sqlite", 3000, 384
+    rng = np.random.default_rng(0)
+    with VectorCache(path) as c:
+        space = _space_of(c, dims)
+        for a in range(0, n, 100):
+            keys = [text_key(f"text {i}") for i in range(a, a + 100)]
+            c.put_many(space, keys, rng.standard_normal((100, dims)), range(100))
+        assert len(c.get_many(space, [text_key(f"text {i}") for i in range(n)])) == n
+    stats = json.loads(CliRunner().invoke(main, ["cache", "stats", "--cache", str(path), "--json"]).stdout)
+    assert stats["vectors"] == n and stats["spaces"][0]["vector_bytes"] == n * dims * 4
+    assert stats["bytes"] <= 1.3 * n * dims * 4, stats["bytes"] / (n * dims * 4)
+
+
+def test_old_schema_cache_is_migrated(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with VectorCache(tmp_path / "ref.sqlite") as ref:  # the space row as the old code wrote it
+        space_row = ref._db.execute("SELECT * FROM spaces WHERE id=?", (_space_of(ref, 4).id,)).fetchone()
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    db.execute("INSERT INTO spaces VALUES (?,?,?,?,?,?,?)", space_row)
+    db.executemany("INSERT INTO vectors VALUES (?,?,?,?,?)",
+                   [(space_row[0], text_key(f"t{i}"), i, np.full(4, i, np.float32).tobytes(), 1) for i in range(50)])
+    db.commit()
+    db.close()
+    with VectorCache(path) as c:
+        got = c.get_many(_space_of(c, 4), [text_key(f"t{i}") for i in range(50)])
+        assert all(np.all(got[text_key(f"t{i}")][0] == i) and got[text_key(f"t{i}")][1] == i for i in range(50))
+        assert c.stats()["vectors"] == 50
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT type FROM sqlite_master WHERE name='vectors'").fetchone()[0] == "view"
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _dup_docs(n: int, distinct: int) -> list[dict]:
+    return [{"id": f"r{i}", "text": docs(1, i % distinct)[0]["text"]} for i in range(n)]
+
+
+def test_streamed_windows_equal_the_in_memory_result(tmp_path, qwen, qwen_embedder):
+    """Small windows, texts repeated across windows: rows in input order, each text embedded once."""
+    from gguf_embed.corpus import JobSpec, read_corpus, run_job
+
+    rows = _dup_docs(300, 70)
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    expect = qwen_embedder.embed([r["text"] for r in rows]).embeddings
+    cache, out = tmp_path / "c.db", tmp_path / "v.parquet"
+    res = encode(src, "-m", qwen, "-o", out, "--commit-every", "32", cache=cache)
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(out)
+    assert table.column("id").to_pylist() == [r["id"] for r in rows]
+    assert cos_rows(np.array(table.column("embedding").to_pylist(), np.float32), expect).min() > 0.99999
+    m = manifest_of(out)
+    assert (m["documents"], m["count"], m["embedded"], m["reused"], m["duplicates"], m["skipped"]) == \
+        (300, 300, 70, 0, 230, 0)
+    assert m["tokens"] == sum(len(s) for s in qwen_embedder.tokenize([r["text"] for r in rows[:70]]))
+    assert encode(src, "-m", qwen, "-o", out, "--commit-every", "32", cache=cache).exit_code == 0
+    assert (manifest_of(out)["embedded"], manifest_of(out)["reused"], manifest_of(out)["duplicates"]) == (0, 70, 230)
+    streamed = CliRunner().invoke(main, ["encode", str(src), "-m", qwen, "--no-cache", "--commit-every", "16", "-q"])
+    lines = [json.loads(line) for line in streamed.stdout.splitlines()]
+    assert [d["id"] for d in lines] == [r["id"] for r in rows] and [d["index"] for d in lines] == list(range(300))
+    assert cos_rows(np.array([d["embedding"] for d in lines], np.float32), expect).min() > 0.99999
+    npy = tmp_path / "v.npy"
+    assert encode(src, "-m", qwen, "-o", npy, "--no-cache", "--commit-every", "7").exit_code == 0
+    assert np.load(npy).shape == (300, 64) and cos_rows(np.load(npy), expect).min() > 0.99999
+    got, stats, bad = run_job(read_corpus([str(src)]).records, qwen_embedder, JobSpec(window=50))
+    assert got.ids == [r["id"] for r in rows] and not bad and (stats.embedded, stats.duplicates) == (70, 230)
+    assert cos_rows(got.vectors, expect).min() > 0.99999
+
+
+def test_keep_text_adds_the_text_of_each_row(tmp_path, qwen):
+    rows = docs(30)
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "v.parquet"
+    assert encode(src, "-m", qwen, "-o", out, "--keep-text", "--commit-every", "8", "--no-cache").exit_code == 0
+    table = pq.read_table(out)
+    assert table.column("text").to_pylist() == [r["text"] for r in rows] and manifest_of(out)["keep_text"] is True
+    jl = tmp_path / "v.jsonl"
+    assert encode(src, "-m", qwen, "-o", jl, "--keep-text", "--no-cache").exit_code == 0
+    assert [json.loads(line)["text"] for line in jl.read_text().splitlines()] == [r["text"] for r in rows]
+    assert encode(src, "-m", qwen, "-o", tmp_path / "plain.parquet", "--no-cache").exit_code == 0
+    assert "text" not in pq.read_table(tmp_path / "plain.parquet").column_names
+    assert manifest_of(tmp_path / "plain.parquet")["keep_text"] is False
+    assert encode(src, "-m", qwen, "-o", tmp_path / "v.npy", "--keep-text").exit_code != 0
+
+
+PEAK_RSS = """
+import json, resource, sys
+from pathlib import Path
+import pyarrow.parquet
+from gguf_embed import Embedder
+from gguf_embed.corpus import JobSpec
+from gguf_embed.corpus.pipeline import CorpusRequest, run_corpus
+
+model, n, folder = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+src = folder / f"in{n}.jsonl"
+with open(src, "w") as fh:
+    for i in range(n):
+        fh.write(json.dumps({"id": f"d{i}", "text": f"doc {i % 40} " + "word " * 200}) + "\\n")
+
+def peak_kib():  # the job's peak: VmHWM after a reset (Linux), else ru_maxrss
+    try:
+        return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+with Embedder(model, n_threads=1) as emb:
+    emb.embed(["warm up"])
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    done = run_corpus(CorpusRequest(inputs=(str(src),), output=folder / f"out{n}.parquet", fmt="parquet",
+                                    cache=folder / f"c{n}.sqlite"), emb, JobSpec())
+    print(done.count, peak_kib())
+"""
+
+
+def test_peak_memory_does_not_grow_with_the_corpus(tmp_path, qwen):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def peak_kib(n: int) -> int:
+        res = subprocess.run([sys.executable, "-c", PEAK_RSS, qwen, str(n), str(tmp_path)], env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        count, rss = map(int, res.stdout.split())
+        assert count == n
+        return rss
+
+    small, big = peak_kib(2000), peak_kib(20000)
+    # 1 KB texts, 40 distinct: held in memory, 18,000 more records cost ~25 MiB (records, texts, vectors, the
+    # table); streamed, only the ids map (~220 bytes an id) and the bounded SQLite page caches grow
+    assert big - small < 10 * 1024, (small, big)
+
+
+def test_sigkill_after_seconds_then_rerun_equals_uninterrupted(tmp_path, qwen, qwen_embedder):
+    rows = [{"id": f"k{i}", "text": f"note {i} on item {i % 501}"} for i in range(3000)]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    cache, out = tmp_path / "c.sqlite", tmp_path / "out.parquet"
+    cmd = [sys.executable, "-m", "gguf_embed.cli", "encode", str(src), "-m", qwen, "-o", str(out), "-q",
+           "--cache", str(cache), "--commit-every", "256", "--threads", "1"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE)
+    deadline, done = time.monotonic() + 60, 0
+    while time.monotonic() < deadline and proc.poll() is None and done < 400:
+        time.sleep(0.2)
+        if cache.exists():
+            try:
+                with sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=5) as db:
+                    done = db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+    assert proc.poll() is None, proc.stderr.read().decode()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    res = encode(src, "-m", qwen, "-o", out, "--commit-every", "256", cache=cache)
+    assert res.exit_code == 0, res.output
+    m = manifest_of(out)
+    assert m["reused"] >= 400 and m["reused"] + m["embedded"] == 3000 and m["count"] == 3000
+    table = pq.read_table(out)
+    assert table.column("id").to_pylist() == [r["id"] for r in rows]
+    expect = qwen_embedder.embed([r["text"] for r in rows]).embeddings
+    assert cos_rows(np.array(table.column("embedding").to_pylist(), np.float32), expect).min() > 0.99999

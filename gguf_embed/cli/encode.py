@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import click
@@ -20,7 +20,9 @@ __all__ = ["encode_cmd"]
 PROGRESS_MIN_ITEMS = 100
 
 
-def _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache) -> None:
+def _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text=False) -> None:
+    if keep_text and fmt == "npy":
+        raise click.UsageError("npy output has no room for texts; use --format parquet or jsonl with --keep-text")
     if fmt != "jsonl" and output is None:
         raise click.UsageError(f"--format {fmt} needs -o/--output")
     if skip_bad and output is None:
@@ -36,21 +38,35 @@ def _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_c
 
 
 def _progress(quiet: bool):
-    """A progress factory for run_corpus: a bar on stderr (none for small jobs or with -q)."""
+    """A progress factory for run_corpus: a bar on stderr (none for small jobs or with -q; with no
+    total known, the bar appears once the job passes ``PROGRESS_MIN_ITEMS`` rows)."""
 
     @contextmanager
-    def factory(total: int):
-        t0, state = time.perf_counter(), {"tokens": 0, "cached": 0}
-        with job_progress(quiet or total < PROGRESS_MIN_ITEMS) as bar:
-            task = bar.add_task("embedding", total=total, tps=0.0, cached=0)
+    def factory(total: int | None):
+        t0, state, shown = time.perf_counter(), {"tokens": 0, "cached": 0, "rows": 0}, {}
+        with ExitStack() as stack:
+
+            def show() -> None:
+                bar = stack.enter_context(job_progress(False))
+                shown["bar"] = bar
+                shown["task"] = bar.add_task("embedding", total=total, tps=0.0, cached=0, completed=state["rows"])
+
+            if not quiet and total is not None and total >= PROGRESS_MIN_ITEMS:
+                show()
 
             def step(rows: int, tokens: int, cached: int) -> None:
                 state["tokens"] += tokens
                 state["cached"] += cached
+                state["rows"] += rows
                 tps = state["tokens"] / max(time.perf_counter() - t0, 1e-9)
-                bar.update(task, advance=rows, tps=tps, cached=state["cached"])
+                if "bar" in shown:
+                    shown["bar"].update(shown["task"], advance=rows, tps=tps, cached=state["cached"])
+                elif not quiet and total is None and state["rows"] >= PROGRESS_MIN_ITEMS:
+                    show()
 
             yield step
+            if "bar" in shown and total is None:  # the count is known now
+                shown["bar"].update(shown["task"], total=state["rows"])
 
     return factory
 
@@ -80,13 +96,14 @@ def _progress(quiet: bool):
 @click.option("--ray", "ray_address", help="Run on a Ray cluster: its address, or 'local' to start one here.")
 @click.option("--ray-workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray actors, each with its own model.")
 @click.option("--ray-gpus", type=click.FloatRange(min=0), default=0, show_default=True, help="GPUs per Ray actor.")
+@click.option("--keep-text", is_flag=True, help="Add each row's text: a text column (Parquet), a text field (JSONL).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def encode_cmd(files, model, settings, output, fmt, input_format, text_field, id_field, skip_bad, input_type,
                instruction, dimensions, no_normalize, truncate, chunk_tokens, chunk_overlap, cache, no_cache,
-               commit_every, restart, ray_address, ray_workers, ray_gpus, quiet):
+               commit_every, restart, ray_address, ray_workers, ray_gpus, keep_text, quiet):
     """Embed a corpus: FILES are .txt (one text per line), .jsonl, .csv, .parquet or folders of .txt/.md."""
     fmt = output_format(output, fmt)
-    _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache)
+    _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text)
     spec = JobSpec(input_type=input_type, instruction=instruction, dimensions=dimensions, normalize=not no_normalize,
                    truncate=truncate, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, window=commit_every)
     ray = None
@@ -94,11 +111,11 @@ def encode_cmd(files, model, settings, output, fmt, input_format, text_field, id
         ray = RayOptions(ray_address, ray_workers, ray_gpus, model, settings.with_(vram=None))
         settings = settings.with_(n_threads=1, n_gpu_layers=0, vram=None)
     req = CorpusRequest(tuple(files), output, fmt, text_field, id_field, input_format, skip_bad, cache, no_cache,
-                        restart, ray)
+                        restart, ray, keep_text)
     with user_errors(), open_model(model, settings) as emb:
         done = run_corpus(req, emb, spec, progress=_progress(quiet), stdout=Echo())
     if output is not None and not quiet:
         bad = done.bad
         extra = f"; {len(bad)} bad records in {sidecar(output, '.errors.jsonl').name}" if bad else ""
-        stderr.print(f"wrote {len(done.rows)} vectors of {done.rows.vectors.shape[1]} dims to {output} "
+        stderr.print(f"wrote {done.count} vectors of {done.dims} dims to {output} "
                       f"({done.stats.embedded} embedded, {done.stats.reused} from the cache){extra}")

@@ -4,6 +4,12 @@ A vector is keyed by its *space* (the model file's sha256 and every setting that
 vector: prompt, instruction, pooling, dimensions, normalisation, truncation, token limit)
 and the sha256 of its text. Each batch is committed in one short transaction, so a process
 killed at any moment loses nothing it had finished, and other processes see it at once.
+
+Layout (schema 2): vectors are raw little-endian float32 blobs in an ordinary rowid table with
+64 KiB pages, so a row lives whole in its leaf page (a WITHOUT ROWID table spills any row over
+about a quarter page into overflow pages, which tripled the file); the (space, digest) key is a
+separate index. No text is stored. The WAL is checkpointed as it grows and when a cache closes.
+A schema-1 file is migrated in place the first time it is opened.
 """
 
 from __future__ import annotations
@@ -28,13 +34,18 @@ LOOKUP_CHUNK = 500
 BUSY_TIMEOUT_S = 60.0
 HASH_BLOCK = 8 << 20
 
+PAGE_SIZE = 65536
+WAL_AUTOCHECKPOINT = 256  # pages: a WAL of about 16 MiB is folded back into the file
+SCHEMA_VERSION = 2
+PAGE_CACHE_KIB = 4096
+VIEW = "CREATE VIEW IF NOT EXISTS vectors AS SELECT space, hash, tokens, vector, used FROM vecs"  # schema 1's name
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spaces (
     id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, model TEXT NOT NULL, model_sha256 TEXT NOT NULL,
     params TEXT NOT NULL, dims INTEGER NOT NULL, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS vectors (
-    space INTEGER NOT NULL, hash BLOB NOT NULL, tokens INTEGER NOT NULL, vector BLOB NOT NULL,
-    used INTEGER NOT NULL, PRIMARY KEY (space, hash)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vecs (
+    space INTEGER NOT NULL, hash BLOB NOT NULL, tokens INTEGER NOT NULL, used INTEGER NOT NULL, vector BLOB NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS vecs_key ON vecs (space, hash);
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL);
 """
@@ -92,11 +103,7 @@ class VectorCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                        check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a killed process
-            with self._write():
-                for stmt in filter(str.strip, SCHEMA.split(";")):
-                    self._db.execute(stmt)
+            self._open()
         except sqlite3.DatabaseError as exc:
             raise CacheError(f"cannot use the cache {self.path}: {exc}") from None
         except OSError as exc:
@@ -104,6 +111,41 @@ class VectorCache:
         self._lock = threading.RLock()
 
     # --- plumbing ----------------------------------------------------------------------
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def _open(self) -> None:
+        db = self._db
+        if not self._tables():  # a new file: large pages before the first table
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a killed process
+        db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+        db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")  # bounded: a job's memory must not grow with its corpus
+        with self._write():
+            for stmt in filter(str.strip, SCHEMA.split(";")):
+                db.execute(stmt)
+            migrate = "vectors" in self._tables()
+            if migrate:  # schema 1: WITHOUT ROWID rows with the blob inline, mostly in overflow pages
+                db.execute("INSERT OR IGNORE INTO vecs (space, hash, tokens, used, vector) "
+                           "SELECT space, hash, tokens, used, vector FROM vectors")
+                db.execute("DROP TABLE vectors")
+            db.execute(VIEW)
+        if migrate:
+            self._repage()
+
+    def _repage(self) -> None:
+        """Rewrite the file with the large pages (best effort: another process holding it open keeps it as is)."""
+        db = self._db
+        try:
+            db.execute("PRAGMA journal_mode=DELETE")
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            db.execute("VACUUM")
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            db.execute("PRAGMA journal_mode=WAL")
 
     class _Tx:
         def __init__(self, db):
@@ -119,7 +161,14 @@ class VectorCache:
     def _write(self) -> "VectorCache._Tx":
         return VectorCache._Tx(self._db)
 
+    def checkpoint(self) -> None:
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError:  # pragma: no cover - busy: the next writer folds it in
+            pass
+
     def close(self) -> None:
+        self.checkpoint()
         self._db.close()
 
     def __enter__(self):
@@ -167,7 +216,7 @@ class VectorCache:
             for a in range(0, len(keys), LOOKUP_CHUNK):
                 part = keys[a:a + LOOKUP_CHUNK]
                 rows = self._db.execute(
-                    f"SELECT hash, tokens, vector, used FROM vectors WHERE space=? AND hash IN "
+                    f"SELECT hash, tokens, vector, used FROM vecs WHERE space=? AND hash IN "
                     f"({','.join('?' * len(part))})", (space.id, *part)).fetchall()
                 for h, tokens, blob, used in rows:
                     vec = np.frombuffer(blob, dtype=np.float32)
@@ -177,16 +226,17 @@ class VectorCache:
                             stale.append((today, space.id, h))
             if stale:  # when each vector was last used, to the day, for `cache prune --older-than`
                 with self._write() as db:
-                    db.executemany("UPDATE vectors SET used=? WHERE space=? AND hash=?", stale)
+                    db.executemany("UPDATE vecs SET used=? WHERE space=? AND hash=?", stale)
         return found
 
     def put_many(self, space: Space, keys: Sequence[bytes], vectors: np.ndarray, tokens: Iterable[int]) -> None:
         """Store a batch in one transaction: all of it or none of it."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         today = _today()
-        rows = [(space.id, k, int(n), v.tobytes(), today) for k, v, n in zip(keys, vectors, tokens)]
+        vectors = vectors.astype("<f4", copy=False)
+        rows = [(space.id, k, int(n), today, v.tobytes()) for k, v, n in zip(keys, vectors, tokens)]
         with self._lock, self._write() as db:
-            db.executemany("INSERT OR REPLACE INTO vectors VALUES (?,?,?,?,?)", rows)
+            db.executemany("INSERT OR REPLACE INTO vecs (space, hash, tokens, used, vector) VALUES (?,?,?,?,?)", rows)
 
     # --- housekeeping ------------------------------------------------------------------
 
@@ -194,7 +244,7 @@ class VectorCache:
         with self._lock:
             spaces = self._db.execute(
                 "SELECT s.id, s.model, s.model_sha256, s.params, s.dims, COUNT(v.hash), "
-                "COALESCE(SUM(LENGTH(v.vector)), 0), MAX(v.used) FROM spaces s LEFT JOIN vectors v ON v.space = s.id "
+                "COALESCE(SUM(LENGTH(v.vector)), 0), MAX(v.used) FROM spaces s LEFT JOIN vecs v ON v.space = s.id "
                 "GROUP BY s.id ORDER BY s.id").fetchall()
         size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
         return {
@@ -217,12 +267,12 @@ class VectorCache:
             args.append(model_sha256 + "%")
         if not where and not everything:
             raise CacheError("say what to prune: --older-than DAYS, --model-sha256 HASH or --all")
-        sql = "DELETE FROM vectors" + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql = "DELETE FROM vecs" + (f" WHERE {' AND '.join(where)}" if where else "")
         with self._lock:
             with self._write() as db:
                 n = db.execute(sql, args).rowcount
                 if everything and not where:
                     db.execute("DELETE FROM spaces")
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.checkpoint()
             self._db.execute("VACUUM")
         return int(n)

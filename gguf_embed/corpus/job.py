@@ -1,14 +1,12 @@
 """A corpus job: records in, rows of vectors out, through the cache, one committed batch at a time.
 
-plan (chunk, dedupe identical texts) -> look every distinct text up in the store -> embed
-the rest in windows, committing each window to the store before the next -> assemble the
-rows in input order. A run killed at any point and started again finds its finished
-windows in the store; the output is built only at the end.
+The pieces of a job (spec, stats, batches, backends, tokenising with the limit checked); the
+job itself streams, window by window, in ``stream.py``. ``run_job`` gathers all its rows at once.
 """
 
 from __future__ import annotations
 
-import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -17,10 +15,10 @@ import numpy as np
 from ..embedder import Embedder
 from ..errors import InputTooLongError, ModelRuntimeError, NonFiniteOutputError
 from ..heads.pooling import postprocess
-from .cache import Space, VectorCache, space_params, text_key
+from .cache import VectorCache, space_params
 from .chunking import chunk_spans
-from .readers import BadInputError, BadRecord, Record
-from .writers import Rows
+from .readers import BadRecord, Record
+from .writers import Rows, concat_rows
 
 __all__ = ["JobSpec", "JobStats", "Batch", "UnitPlan", "plan_units", "run_job", "local_backend", "tokenize_checked",
            "job_params", "DEFAULT_WINDOW"]
@@ -167,66 +165,16 @@ def local_backend(emb: Embedder, spec: JobSpec, *, retry_bad: bool = True) -> Ba
     return encode
 
 
-def _assemble(records: Sequence[Record], plan: UnitPlan, vectors: np.ndarray, tokens: np.ndarray,
-              dropped: dict[int, str], stats: JobStats) -> tuple[Rows, list[BadRecord]]:
-    """The output rows in input order, less the rows whose text could not be embedded."""
-    bad: list[BadRecord] = []
-    keep = np.ones(len(plan.unique), dtype=bool)
-    if dropped:
-        for row in np.flatnonzero(np.isin(plan.unique, list(dropped))):
-            keep[row] = False
-            record = records[plan.record[row]]
-            bad.append(BadRecord(record.where, record.id, dropped[int(plan.unique[row])]))
-    rows_u = plan.unique[keep]
-    stats.count = int(keep.sum())
-    stats.duplicates = stats.count - len(np.unique(rows_u))
-    stats.skipped = len(bad)
-    pick = lambda a: None if a is None else a[keep]  # noqa: E731
-    rows = Rows([records[r].id for r in plan.record[keep]], vectors[rows_u], tokens[rows_u],
-                pick(plan.chunk), pick(plan.start), pick(plan.end))
-    return rows, bad
-
-
 def run_job(records: Sequence[Record], emb: Embedder, spec: JobSpec, *, backend: Backend | None = None,
             store: VectorCache | None = None, model_sha256: str | None = None, reuse: bool = True,
             skip_bad: bool = False, progress: Callable[[int, int, int], None] | None = None,
-            plan: UnitPlan | None = None) -> tuple[Rows, JobStats, list[BadRecord]]:
-    """Embed ``records``; ``progress(rows_done, tokens, rows_from_cache)`` after each step."""
-    t0 = time.perf_counter()
-    plan = plan or plan_units(records, spec, emb)
-    n_u, dims = len(plan.texts), spec.dimensions or emb.dimensions
-    weight = np.bincount(plan.unique, minlength=n_u)  # rows per distinct text
-    vectors, tokens = np.zeros((n_u, dims), dtype=np.float32), np.zeros(n_u, dtype=np.int64)
-    have = np.zeros(n_u, dtype=bool)
-    keys = [text_key(t) for t in plan.texts]
-    space: Space | None = None
-    stats = JobStats(documents=len(records))
-    emb.check_dimensions(spec.dimensions)
-    if store is not None:
-        space = store.space(emb.name, job_params(emb, spec, model_sha256 or store.file_sha256(emb.info.path)))
-        found = store.get_many(space, keys) if reuse else {}
-        for u, k in enumerate(keys):
-            if k in found:
-                vectors[u], tokens[u], have[u] = found[k][0], found[k][1], True
-    stats.reused = int(have.sum())
-    if progress is not None and stats.reused:
-        progress(int(weight[have].sum()), 0, int(weight[have].sum()))
-    missing = np.flatnonzero(~have)
-    dropped: dict[int, str] = {}
-    for batch in (backend or local_backend(emb, spec, retry_bad=skip_bad))([plan.texts[u] for u in missing]):
-        us = missing[batch.positions]
-        vectors[us], tokens[us], have[us] = batch.vectors, batch.tokens, True
-        if store is not None and len(us):
-            store.put_many(space, [keys[u] for u in us], batch.vectors, batch.tokens)
-        stats.embedded += len(us)
-        stats.tokens += int(batch.tokens.sum())
-        dropped.update({int(missing[pos]): why for pos, why in batch.bad.items()})
-        if dropped and not skip_bad:
-            u, why = next(iter(dropped.items()))
-            record = records[plan.record[int(np.flatnonzero(plan.unique == u)[0])]]
-            raise BadInputError(f"{record.where}: {why}")
-        if progress is not None:
-            progress(int(weight[us].sum()), int(batch.tokens.sum()), 0)
-    rows, bad = _assemble(records, plan, vectors, tokens, dropped, stats)
-    stats.seconds = time.perf_counter() - t0
-    return rows, stats, bad
+            plan: UnitPlan | None = None, keep_text: bool = False) -> tuple[Rows, JobStats, list[BadRecord]]:
+    """Embed ``records`` and return every row at once (``stream.stream_job`` gives them a window at a
+    time); ``progress(rows_done, tokens, rows_from_cache)`` after each step. ``plan`` is not needed."""
+    from .stream import stream_job, temporary_store
+
+    stats, bad = JobStats(), []
+    with (nullcontext(store) if store is not None else temporary_store()) as st:
+        parts = list(stream_job(records, emb, spec, st, backend=backend, model_sha256=model_sha256, reuse=reuse,
+                                skip_bad=skip_bad, keep_text=keep_text, progress=progress, stats=stats, bad=bad))
+    return concat_rows(parts, spec.dimensions or emb.dimensions), stats, bad

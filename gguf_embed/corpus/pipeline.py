@@ -7,22 +7,23 @@ Ray), write the output, its manifest and the errors file, each whole or not at a
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, ContextManager
 
 from ..errors import InvalidInputError
-from .cache import VectorCache, default_cache_path, sha256_file
-from .job import JobSpec, JobStats, plan_units, run_job
+from .cache import VectorCache, default_cache_path
+from .job import JobSpec, JobStats
 from .manifest import build_manifest, utc_now
-from .readers import BadInputError, BadRecord, read_corpus
-from .writers import Rows, atomic_path, publish, sidecar, write_rows
+from .readers import BadInputError, BadRecord, iter_corpus
+from .stream import stream_job, temporary_store
+from .writers import RowSink, Rows, atomic_path, publish, sidecar, write_rows
 
 __all__ = ["CorpusRequest", "RayOptions", "CorpusSummary", "run_corpus", "progress_file"]
 
 Step = Callable[[int, int, int], None]  # (rows done, tokens, rows from the cache)
-ProgressFactory = Callable[[int], ContextManager[Step]]  # total rows -> a context giving the step callback
+ProgressFactory = Callable[[int | None], ContextManager[Step]]  # total rows (None: not known) -> the step callback
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,16 @@ class CorpusRequest:
     no_cache: bool = False
     restart: bool = False
     ray: RayOptions | None = None
+    keep_text: bool = False  # a text column (Parquet) / field (JSONL) with each row's text
 
 
 @dataclass
 class CorpusSummary:
-    rows: Rows
+    rows: Rows | None  # None: the rows were streamed to the output
     stats: JobStats
     bad: list[BadRecord]
+    count: int = 0  # rows written
+    dims: int = 0
 
 
 def progress_file(output: Path) -> Path:
@@ -95,60 +99,84 @@ def _ray_backend(emb, spec: JobSpec, ray: RayOptions, sha: str):
                        num_gpus=ray.gpus, settings=ray.settings)
 
 
-def _embed(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, records, progress: ProgressFactory):
+def _write_errors(output: Path, bad: list | None) -> None:
+    errors = sidecar(output, ".errors.jsonl")
+    if bad:
+        with atomic_path(errors) as tmp:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(b.to_json(), ensure_ascii=False) + "\n" for b in bad)
+            publish(tmp, errors)
+    elif bad is not None:
+        errors.unlink(missing_ok=True)
+
+
+def _stream(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, sink: RowSink, progress: ProgressFactory,
+            stats: JobStats, bad: list) -> None:
+    """Read, embed and write, one window at a time."""
     backend = _ray_backend(emb, spec, req.ray, sha) if req.ray is not None else None
-    plan = plan_units(records, spec, emb)
-    with progress(len(plan.unique)) as step:
-        return run_job(records, emb, spec, backend=backend, store=store, model_sha256=sha, reuse=not req.restart,
-                       skip_bad=req.skip_bad, progress=step, plan=plan)
+    records = iter_corpus(req.inputs, text_field=req.text_field, id_field=req.id_field, skip_bad=req.skip_bad,
+                          input_format_name=req.input_format, bad=bad)
+    job_bad: list = []
+    with progress(None) as step:
+        for rows in stream_job(records, emb, spec, store, backend=backend, model_sha256=sha, reuse=not req.restart,
+                               skip_bad=req.skip_bad, keep_text=req.keep_text, progress=step, stats=stats,
+                               bad=job_bad):
+            sink.write(rows)
+    if not stats.documents:
+        raise BadInputError(f"no text to embed in {', '.join(req.inputs)}")
+    bad.extend(job_bad)
+    stats.skipped = len(bad)
+
+
+def _manifest(req: CorpusRequest, emb, spec: JobSpec, stats: JobStats, store, sha: str, started: str) -> dict:
+    cache = None if req.no_cache else str(store.path)
+    ray = req.ray and {"address": req.ray.address, "workers": req.ray.workers}
+    return build_manifest(emb, spec, stats, model_sha256=sha, inputs=list(req.inputs), output=req.output.name,
+                          fmt=req.fmt, started=started, extra={"cache": cache, "ray": ray, "keep_text": req.keep_text})
 
 
 def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFactory | None = None,
                stdout: IO[str] | None = None) -> CorpusSummary:
-    """Embed ``req.inputs`` with ``emb`` and write the result where ``req`` says."""
+    """Embed ``req.inputs`` with ``emb`` and write the result where ``req`` says: the output streams
+    into a temporary file that is renamed into place, with its manifest, once the job is done."""
     started = utc_now()
     progress = progress or (lambda total: nullcontext(None))
-    corpus = read_corpus(req.inputs, text_field=req.text_field, id_field=req.id_field, skip_bad=req.skip_bad,
-                         input_format_name=req.input_format)
-    if not corpus.records:
-        raise BadInputError(f"no text to embed in {', '.join(req.inputs)}")
     check_chunking(emb, spec)
     emb.check_dimensions(spec.dimensions)
+    stats, bad, dims = JobStats(), [], spec.dimensions or emb.dimensions
     store = _open_store(req)
-    try:
-        sha = store.file_sha256(emb.info.path) if store else sha256_file(emb.info.path)
-        rows, stats, bad = _embed(req, emb, spec, store, sha, corpus.records, progress)
-        bad = corpus.bad + bad
-        stats.skipped = len(bad)
-        if req.output is None:
-            write_rows("jsonl", stdout, rows)
+    with ExitStack() as stack:
+        if store is None:
+            store = stack.enter_context(temporary_store())
         else:
-            cache = None if req.no_cache else str(store.path) if store else None
-            ray = req.ray and {"address": req.ray.address, "workers": req.ray.workers}
-            manifest = build_manifest(emb, spec, stats, model_sha256=sha, inputs=list(req.inputs),
-                                      output=req.output.name, fmt=req.fmt, started=started,
-                                      extra={"cache": cache, "ray": ray})
-            write_outputs(req.output, req.fmt, rows, manifest, bad if req.skip_bad else None)
-    finally:
-        if store is not None:
-            store.close()
+            stack.callback(store.close)
+        sha = store.file_sha256(emb.info.path)
+        if req.output is None:
+            sink = RowSink("jsonl", stdout, dims)
+            _stream(req, emb, spec, store, sha, sink, progress, stats, bad)
+            sink.finish()
+        else:
+            out_tmp = stack.enter_context(atomic_path(req.output))
+            man_tmp = stack.enter_context(atomic_path(sidecar(req.output, ".manifest.json")))
+            sink = RowSink(req.fmt, out_tmp, dims)
+            stack.callback(sink.close)
+            _stream(req, emb, spec, store, sha, sink, progress, stats, bad)
+            sink.finish()
+            _write_errors(req.output, bad if req.skip_bad else None)
+            manifest = _manifest(req, emb, spec, stats, store, sha, started)
+            man_tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            publish(man_tmp, sidecar(req.output, ".manifest.json"))
+            publish(out_tmp, req.output)
     if req.no_cache and req.output is not None:
         _remove_db(progress_file(req.output))
-    return CorpusSummary(rows, stats, bad)
+    return CorpusSummary(None, stats, bad, sink.count, dims)
 
 
 def write_outputs(output: Path, fmt: str, rows: Rows, manifest: dict, bad: list | None) -> None:
     """Errors file and manifest first, the output last: each appears whole or not at all."""
-    errors = sidecar(output, ".errors.jsonl")
-    if bad:
-        with atomic_path(errors) as tmp:
-            tmp.write_text("".join(json.dumps(b.to_json(), ensure_ascii=False) + "\n" for b in bad), encoding="utf-8")
-            publish(tmp, errors)
-    elif bad is not None:
-        errors.unlink(missing_ok=True)
+    _write_errors(output, bad)
     with atomic_path(output) as out_tmp, atomic_path(sidecar(output, ".manifest.json")) as man_tmp:
         write_rows(fmt, out_tmp, rows)
         man_tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         publish(man_tmp, sidecar(output, ".manifest.json"))
         publish(out_tmp, output)
-

@@ -1,9 +1,15 @@
-"""Output writers (npy, jsonl, parquet), the manifest, and atomic placement of finished files."""
+"""Output writers (npy, jsonl, parquet), the manifest, and atomic placement of finished files.
+
+``RowSink`` takes the rows a window at a time: Parquet gets one row group per window, JSONL a
+line per row, and npy rows go to a raw float32 file that gets its header (the count is known only
+at the end) when the sink is finished. Nothing grows with the corpus but the file.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -12,7 +18,8 @@ from typing import IO, Iterator
 
 import numpy as np
 
-__all__ = ["Rows", "OUTPUT_FORMATS", "output_format", "atomic_path", "write_rows", "sidecar", "publish"]
+__all__ = ["Rows", "OUTPUT_FORMATS", "output_format", "atomic_path", "write_rows", "sidecar", "publish",
+           "RowSink", "concat_rows"]
 
 OUTPUT_FORMATS = ("jsonl", "npy", "parquet")
 PARQUET_ROW_GROUP = 65536
@@ -28,6 +35,7 @@ class Rows:
     chunk: np.ndarray | None = None  # int32 (n,) when chunking
     start: np.ndarray | None = None
     end: np.ndarray | None = None
+    texts: list[str] | None = None  # with keep_text
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -63,26 +71,103 @@ def publish(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _jsonl_lines(rows: Rows) -> Iterator[str]:
+def concat_rows(parts: list[Rows], dims: int) -> Rows:
+    """One Rows from several windows' (in order)."""
+    cat = lambda name: (None if not parts or getattr(parts[0], name) is None  # noqa: E731
+                        else np.concatenate([getattr(p, name) for p in parts]))
+    vectors = np.concatenate([p.vectors for p in parts]) if parts else np.zeros((0, dims), np.float32)
+    texts = None if not parts or parts[0].texts is None else [t for p in parts for t in p.texts]
+    return Rows([i for p in parts for i in p.ids], vectors,
+                cat("tokens") if parts else np.zeros(0, np.int64), cat("chunk"), cat("start"), cat("end"), texts)
+
+
+def _jsonl_lines(rows: Rows, first: int = 0) -> Iterator[str]:
     chunked = rows.chunk is not None
     for i, rid in enumerate(rows.ids):
-        obj = {"index": i, "id": rid, "embedding": rows.vectors[i].tolist(), "tokens": int(rows.tokens[i])}
+        obj = {"index": first + i, "id": rid, "embedding": rows.vectors[i].tolist(), "tokens": int(rows.tokens[i])}
         if chunked:
             obj.update(chunk=int(rows.chunk[i]), start=int(rows.start[i]), end=int(rows.end[i]))
+        if rows.texts is not None:
+            obj["text"] = rows.texts[i]
         yield json.dumps(obj, ensure_ascii=False) + "\n"
 
 
-def _write_parquet(path: Path, rows: Rows) -> None:
+def _parquet_table(rows: Rows, d: int):
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    n, d = rows.vectors.shape
     flat = pa.array(np.ascontiguousarray(rows.vectors, dtype=np.float32).reshape(-1), type=pa.float32())
     cols = {"id": pa.array(rows.ids, type=pa.string()), "embedding": pa.FixedSizeListArray.from_arrays(flat, d)}
     if rows.chunk is not None:
         cols.update(chunk=pa.array(rows.chunk, pa.int32()), start=pa.array(rows.start, pa.int64()),
                     end=pa.array(rows.end, pa.int64()))
-    pq.write_table(pa.table(cols), path, row_group_size=PARQUET_ROW_GROUP)
+    if rows.texts is not None:
+        cols["text"] = pa.array(rows.texts, type=pa.string())
+    return pa.table(cols)
+
+
+def _write_parquet(path: Path, rows: Rows) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(_parquet_table(rows, rows.vectors.shape[1]), path, row_group_size=PARQUET_ROW_GROUP)
+
+
+class RowSink:
+    """Rows written a window at a time to ``dest`` (a path, or a text stream for jsonl); ``finish()``
+    completes the file (the npy header), ``close()`` releases it either way."""
+
+    def __init__(self, fmt: str, dest: Path | IO[str], dims: int):
+        self.fmt, self.dest, self.dims, self.count = fmt, dest, dims, 0
+        self._pq = self._fh = None
+        if fmt == "jsonl":
+            self._fh = dest if hasattr(dest, "write") else open(dest, "w", encoding="utf-8")
+            self._own = not hasattr(dest, "write")
+        elif fmt == "npy":
+            self._raw = Path(f"{dest}.raw")
+            self._fh, self._own = open(self._raw, "wb"), True
+        elif fmt != "parquet":  # pragma: no cover - the CLI offers only these
+            raise ValueError(f"unknown output format {fmt!r}")
+
+    def write(self, rows: Rows) -> None:
+        if self.fmt == "jsonl":
+            for line in _jsonl_lines(rows, self.count):
+                self._fh.write(line)
+        elif self.fmt == "npy":
+            self._fh.write(np.ascontiguousarray(rows.vectors, dtype="<f4").tobytes())
+        elif len(rows):
+            import pyarrow.parquet as pq
+
+            table = _parquet_table(rows, self.dims)
+            if self._pq is None:
+                self._pq = pq.ParquetWriter(self.dest, table.schema)
+            self._pq.write_table(table, row_group_size=PARQUET_ROW_GROUP)
+        self.count += len(rows)
+
+    def finish(self, empty: Rows | None = None) -> None:
+        if self.fmt == "parquet" and self._pq is None:  # no rows at all: the schema still
+            _write_parquet(self.dest, empty or Rows([], np.zeros((0, self.dims), np.float32), np.zeros(0, np.int64)))
+        self._release()
+        if self.fmt == "npy":
+            with open(self.dest, "wb") as out, open(self._raw, "rb") as raw:
+                np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False,
+                                                           "shape": (self.count, self.dims)})
+                shutil.copyfileobj(raw, out, 16 << 20)
+            self._raw.unlink()
+
+    def _release(self) -> None:
+        if self._pq is not None and self._pq is not False:
+            self._pq.close()
+            self._pq = False  # written (and closed)
+        if self._fh is not None:
+            if self._own:
+                self._fh.close()
+            elif hasattr(self._fh, "flush"):
+                self._fh.flush()
+            self._fh = None
+
+    def close(self) -> None:
+        self._release()
+        if self.fmt == "npy":
+            self._raw.unlink(missing_ok=True)
 
 
 def write_rows(fmt: str, dest: Path | IO[str], rows: Rows) -> None:
