@@ -242,3 +242,20 @@ def test_faiss_recall_and_reuse(tmp_path):
     small = search_vectors(path, queries[:3], 10, faiss="hnsw")
     assert [h.row for h in small[0]] == [h.row for h in search_vectors(path, queries[:3], 10)[0]]
     assert json.loads(Path(f"{path}.faiss.json").read_text())["rows"] == 1000
+    # IVF: 15 lists for 1,000 rows, every one probed by default, so exactly the exact top-k
+    ivf = search_vectors(path, queries[:3], 10, faiss="ivf")
+    assert json.loads(Path(f"{path}.faiss.json").read_text())["kind"] == "ivf"
+    assert [[h.row for h in b] for b in ivf] == [[h.row for h in b] for b in search_vectors(path, queries[:3], 10)]
+
+
+def test_faiss_from_the_command_line(index, minilm, monkeypatch):
+    pytest.importorskip("faiss")
+    args = ("search", QUERY, "--index", index, "-m", minilm, "--top-k", 5, "--format", "jsonl")
+    code, out = cli(*args, "--faiss")
+    assert code == 0, out
+    _, exact = cli(*args)
+    assert [r["id"] for r in jsonl(out)] == [r["id"] for r in jsonl(exact)]  # 32 rows: the graph finds them all
+    np.testing.assert_allclose([r["score"] for r in jsonl(out)], [r["score"] for r in jsonl(exact)], atol=1e-5)
+    monkeypatch.setitem(__import__("sys").modules, "faiss", None)  # as without faiss installed
+    code, out = cli(*args, "--faiss")
+    assert code != 0 and "gguf-embed[faiss]" in out and "Traceback" not in out

@@ -49,7 +49,7 @@ def _ivf_lists(n: int) -> int:
 def _train_sample(index: SearchIndex, size: int) -> np.ndarray:
     """About ``size`` vectors spread evenly over the whole index (one streaming pass)."""
     stride = max(1, index.n_rows // size)
-    parts = [block[(-offset) % stride::stride] for offset, block in index.batches(BUILD_ROWS)]
+    parts = [block[(-offset) % stride::stride].copy() for offset, block in index.batches(BUILD_ROWS)]  # not views
     return np.ascontiguousarray(np.concatenate(parts)[:size])
 
 
@@ -98,7 +98,7 @@ def _reusable(index: SearchIndex, kind: str, meta_path: Path, ann_path: Path) ->
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.part")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
@@ -114,7 +114,7 @@ def open_faiss(index: SearchIndex, kind: str = "hnsw", *, rebuild: bool = False)
         return faiss.read_index(str(ann_path)), meta
     before = _fingerprint(index.path)
     ann, params = _build(index, kind)
-    tmp = ann_path.with_name(f".{ann_path.name}.part")
+    tmp = ann_path.with_name(f".{ann_path.name}.{os.getpid()}.part")  # another process may build it too
     faiss.write_index(ann, str(tmp))
     os.replace(tmp, ann_path)
     meta = {"kind": kind, "params": params, "dims": index.dims, "rows": index.n_rows, "parquet": before}

@@ -196,6 +196,8 @@ def search_vectors(index: SearchIndex | str | Path, queries: np.ndarray, top_k: 
     """Search with query vectors already in the index's space; ``faiss``: an index kind (hnsw, ivf)."""
     index = index if isinstance(index, SearchIndex) else SearchIndex(index)
     check_count(top_k, "top_k")
+    if index.n_rows == 0:
+        return [[] for _ in np.atleast_2d(queries)]
     if faiss is not None:
         from .ann import faiss_top_k
 
