@@ -27,7 +27,7 @@ HNSW_M = 32  # graph neighbours per vector
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 128  # at least; 2k for larger k
 IVF_TRAIN_PER_LIST = 64  # training vectors per inverted list
-BUILD_ROWS = 65536
+BUILD_ROWS = 8192
 
 
 def _faiss():

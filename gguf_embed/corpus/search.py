@@ -30,7 +30,8 @@ __all__ = ["Hit", "SearchIndex", "SearchError", "search", "search_vectors", "top
            "index_model", "check_embedder", "fill_texts", "rerank_hits", "model_sha256"]
 
 SCORE_BLOCK = 1 << 24  # query x row scores held at once (64 MiB of float32)
-MIN_BATCH_ROWS, MAX_BATCH_ROWS = 1024, 65536
+MIN_BATCH_ROWS, MAX_BATCH_ROWS = 1024, 8192
+READ_BUFFER = 1 << 20  # the Parquet is streamed through a buffer this size, never read whole
 MANIFEST_SUFFIX = ".manifest.json"
 META_COLUMNS = ("id", "chunk", "start", "end", "text")
 
@@ -82,7 +83,8 @@ class SearchIndex:
                               f"{self.path.name})")
         self.manifest = _read_manifest(self.path)
         try:
-            self._pf = pq.ParquetFile(self.path)
+            # no pre-buffering: pyarrow would otherwise fetch every row group's column chunks up front
+            self._pf = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=READ_BUFFER)
         except (pa.ArrowException, OSError) as exc:
             raise SearchError(f"{self.path} is not a Parquet file: {str(exc).splitlines()[0]}") from None
         schema = self._pf.schema_arrow
