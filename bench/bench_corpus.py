@@ -165,7 +165,9 @@ import resource, sys, numpy as np
 sys.path.insert(0, {repo!r})
 from gguf_embed.corpus.search import SearchIndex, top_k_exact
 top_k_exact(SearchIndex({path!r}), np.ones((1, {dims}), np.float32), 10)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM: this process's own peak (ru_maxrss would include the parent's at fork)
+hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+print(int(hwm[0]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
