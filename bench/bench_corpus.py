@@ -147,6 +147,7 @@ def write_vector_index(path: Path, rows: int, dims: int, seed: int = 0) -> Path:
 
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((max(1, rows // 100), dims), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)  # unit centres, noise of norm ~1: spread clusters
     with pq.ParquetWriter(path, pa.schema([("id", pa.string()), ("embedding", pa.list_(pa.float32(), dims))])) as w:
         for a in range(0, rows, 65536):
             n = min(65536, rows - a)
