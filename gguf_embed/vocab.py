@@ -24,6 +24,8 @@ QUANT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M
 ENCODING_FORMATS = ("float", "base64")
 #: how a command prints a listing (rerank, tokenize): a table for people, JSON lines for programs
 LISTING_FORMATS = ("table", "jsonl")
+#: approximate search indexes ``gguf-embed search --faiss`` builds (inner product): graph or inverted lists
+FAISS_INDEXES = ("hnsw", "ivf")
 
 # llama.cpp's enum llama_pooling_type, as written in "{arch}.pooling_type"
 POOLING_IDS = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}

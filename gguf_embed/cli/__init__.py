@@ -14,6 +14,7 @@ from .models import models_cmd
 from .plan import plan_cmd
 from .pull import pull_cmd
 from .rerank import rerank_cmd
+from .search import search_cmd
 from .serve import serve_cmd
 from .tokenize import tokenize_cmd
 
@@ -27,7 +28,7 @@ def main() -> None:
 
 
 for _command in (models_cmd, pull_cmd, convert_cmd, inspect_cmd, plan_cmd, serve_cmd, rerank_cmd, tokenize_cmd,
-                 eval_cmd, encode_cmd,
+                 eval_cmd, encode_cmd, search_cmd,
                  cache_cmd):
     main.add_command(_command)
 
