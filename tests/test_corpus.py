@@ -28,7 +28,7 @@ from .texts import VARIED_TEXTS
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST_KEYS = {"model", "model_sha256", "file_type", "pooling", "dimensions", "normalized", "input_type",
                  "instruction", "prompt", "truncate", "count", "embedded", "reused", "gguf_embed_version",
-                 "llama_cpp_version", "started", "finished", "family"}
+                 "llama_cpp_version", "started", "finished", "family", "text_field", "id_field", "input_format"}
 
 
 def docs(n: int, start: int = 0) -> list[dict]:

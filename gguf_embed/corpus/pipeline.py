@@ -132,7 +132,9 @@ def _manifest(req: CorpusRequest, emb, spec: JobSpec, stats: JobStats, store, sh
     cache = None if req.no_cache else str(store.path)
     ray = req.ray and {"address": req.ray.address, "workers": req.ray.workers}
     return build_manifest(emb, spec, stats, model_sha256=sha, inputs=list(req.inputs), output=req.output.name,
-                          fmt=req.fmt, started=started, extra={"cache": cache, "ray": ray, "keep_text": req.keep_text})
+                          fmt=req.fmt, started=started,
+                          extra={"cache": cache, "ray": ray, "keep_text": req.keep_text, "text_field": req.text_field,
+                                 "id_field": req.id_field, "input_format": req.input_format})
 
 
 def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFactory | None = None,
