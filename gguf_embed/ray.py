@@ -76,13 +76,9 @@ class EmbedBatch:
                  embedder_kwargs: dict | None = None, settings: RuntimeSettings | None = None):
         path = fetch_model(model, models_dir, local_path)
         if expected_sha256:
-            from .corpus.cache import VectorCache, default_cache_path, sha256_file
+            from .corpus.cache import remembered_sha256
 
-            try:
-                with VectorCache(default_cache_path()) as memo:
-                    digest = memo.file_sha256(path)
-            except GGUFEmbedError:
-                digest = sha256_file(path)
+            digest = remembered_sha256(path)
             if digest != expected_sha256:
                 raise ModelLoadError(f"{path} on this node has sha256 {digest[:12]}, not the driver's "
                                      f"{expected_sha256[:12]}; give every node the same file")

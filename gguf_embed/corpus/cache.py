@@ -27,12 +27,13 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import GGUFEmbedError
+from ..model.gguf_file import sha256_file
 
-__all__ = ["VectorCache", "CacheError", "default_cache_path", "text_key", "space_params", "sha256_file"]
+__all__ = ["VectorCache", "CacheError", "default_cache_path", "text_key", "space_params", "sha256_file",
+           "remembered_sha256"]
 
 LOOKUP_CHUNK = 500
 BUSY_TIMEOUT_S = 60.0
-HASH_BLOCK = 8 << 20
 
 PAGE_SIZE = 65536
 WAL_AUTOCHECKPOINT = 256  # pages: a WAL of about 16 MiB is folded back into the file
@@ -74,14 +75,6 @@ def space_params(model_sha256: str, *, prompt: str, input_type: str | None, inst
     return {"model_sha256": model_sha256, "prompt": prompt, "input_type": input_type or "document",
             "instruction": instruction, "pooling": pooling, "dimensions": int(dimensions),
             "normalize": bool(normalize), "truncate": truncate, "max_tokens": int(max_tokens)}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(HASH_BLOCK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _today() -> int:
@@ -276,3 +269,13 @@ class VectorCache:
             self.checkpoint()
             self._db.execute("VACUUM")
         return int(n)
+
+
+def remembered_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a model file, remembered in the default vector cache (by path, size and mtime) when it
+    opens, else read in full."""
+    try:
+        with VectorCache(default_cache_path()) as cache:
+            return cache.file_sha256(path)
+    except CacheError:
+        return sha256_file(Path(path))

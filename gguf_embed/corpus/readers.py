@@ -99,17 +99,22 @@ class _Collector:
         return Record(rid, text, where)
 
 
+def _unreadable(name: str, exc: OSError) -> BadInputError:
+    """The one-line error for a file that cannot be opened or read."""
+    if isinstance(exc, IsADirectoryError):
+        return BadInputError(f"{name} is a folder, not a text file")
+    if isinstance(exc, FileNotFoundError):
+        return BadInputError(f"{name} does not exist")
+    return BadInputError(f"cannot read {name}: {exc.strerror}")
+
+
 def _read_bytes(name: str, stdin=None) -> bytes:
     try:
         if name == "-":
             return (stdin or sys.stdin.buffer).read()
         return Path(name).read_bytes()
-    except IsADirectoryError:
-        raise BadInputError(f"{name} is a folder, not a text file") from None
-    except FileNotFoundError:
-        raise BadInputError(f"{name} does not exist") from None
     except OSError as exc:
-        raise BadInputError(f"cannot read {name}: {exc.strerror}") from None
+        raise _unreadable(name, exc) from None
 
 
 def _open_binary(name: str, stdin=None):
@@ -117,12 +122,8 @@ def _open_binary(name: str, stdin=None):
         return nullcontext(stdin or sys.stdin.buffer)
     try:
         return open(name, "rb")
-    except IsADirectoryError:
-        raise BadInputError(f"{name} is a folder, not a text file") from None
-    except FileNotFoundError:
-        raise BadInputError(f"{name} does not exist") from None
     except OSError as exc:
-        raise BadInputError(f"cannot read {name}: {exc.strerror}") from None
+        raise _unreadable(name, exc) from None
 
 
 def _byte_lines(name: str, stdin=None) -> Iterator[bytes]:

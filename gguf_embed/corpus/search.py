@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import GGUFEmbedError, InvalidInputError
 from ..heads.pooling import l2_normalize
-from .cache import CacheError, VectorCache, default_cache_path, sha256_file
+from .cache import remembered_sha256
 
 __all__ = ["Hit", "SearchIndex", "SearchError", "search", "search_vectors", "top_k_exact", "embed_queries",
            "index_model", "check_embedder", "fill_texts", "rerank_hits", "model_sha256"]
@@ -212,13 +212,7 @@ def search_vectors(index: SearchIndex | str | Path, queries: np.ndarray, top_k: 
 # --- the query's model ------------------------------------------------------------------------
 
 
-def model_sha256(path: Path) -> str:
-    """sha256 of a model file, remembered in the vector cache (by path, size and mtime) when it opens."""
-    try:
-        with VectorCache(default_cache_path()) as cache:
-            return cache.file_sha256(path)
-    except CacheError:
-        return sha256_file(path)
+model_sha256 = remembered_sha256
 
 
 def index_model(index: SearchIndex, models_dir: str | Path | None = None) -> Path:

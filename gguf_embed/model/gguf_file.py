@@ -8,6 +8,7 @@ data is read through a memory map, only for the tensors asked for.
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import struct
 from dataclasses import dataclass, field
@@ -234,3 +235,12 @@ def read_gguf(path: str | Path) -> GGUFFile:
 def read_tensors(path: str | Path, prefix: str) -> dict[str, np.ndarray]:
     """The tensors of a GGUF whose names start with ``prefix``, as float32."""
     return read_gguf(path).read_tensors(prefix)
+
+
+def sha256_file(path: str | Path, block: int = 8 << 20) -> str:
+    """The sha256 of a file, read in blocks (a model file is hashed once and remembered by the cache)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()

@@ -11,7 +11,6 @@ Every failure is one ``ModelNotFoundError``/``ModelLoadError`` line.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GGUFEmbedError, ModelLoadError, ModelNotFoundError
+from .gguf_file import sha256_file
 
 __all__ = ["HF_PREFIX", "HFRef", "parse_hf", "hf_folder", "local_hf_file", "fetch_hf", "matches_quant", "is_extra_part"]
 
@@ -187,7 +187,7 @@ def _download(repo: str, name: str, remote: _Remote, dest: Path) -> None:
             if dest.is_file():  # another process finished it meanwhile
                 return
             _transfer(repo, name, remote.size, partial)
-            digest = _sha256(partial)
+            digest = sha256_file(partial)
             if digest != sha:
                 partial.unlink(missing_ok=True)
                 raise ModelLoadError(f"{name} from {repo} has sha256 {digest[:16]}..., the Hub says {sha[:16]}...; "
@@ -211,14 +211,6 @@ def _transfer(repo: str, name: str, size: int | None, partial: Path) -> None:
             fh.truncate()
             have = 0
         http_get(url, fh, resume_size=have, headers=build_hf_headers(), expected_size=size, displayed_filename=name)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @contextmanager
