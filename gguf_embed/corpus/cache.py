@@ -96,7 +96,7 @@ class VectorCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                        check_same_thread=False)
-            self._open()
+            self._open_retrying()
         except sqlite3.DatabaseError as exc:
             raise CacheError(f"cannot use the cache {self.path}: {exc}") from None
         except OSError as exc:
@@ -107,6 +107,26 @@ class VectorCache:
 
     def _tables(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def _open_retrying(self) -> None:
+        """Open, waiting out another process that is creating or converting the same file.
+
+        Switching a file to WAL takes an exclusive lock and SQLite answers "locked" at once
+        rather than through the busy timeout, so two jobs starting together on a new cache
+        would otherwise fail. Retry with a short backoff up to the busy timeout.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        delay = 0.01
+        while True:
+            try:
+                return self._open()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
 
     def _open(self) -> None:
         db = self._db
