@@ -201,3 +201,24 @@ def test_lone_surrogates_are_named_in_the_python_api(minilm_embedder, cross_rera
         cross_reranker.score("query", ["\udfff"])
     with pytest.raises(InvalidTextError, match="the query has a lone UTF-16 surrogate"):
         cross_reranker.score("q \ud800", ["doc"])
+
+
+@pytest.mark.parametrize("which", ["minilm_embedder", "qwen_embedder"])
+def test_token_rows_are_what_pooling_reads(request, which, st_minilm):
+    """Every token's hidden state, per text, from one packed run: mean/last pooling over them gives
+    the pooled vector (on the Qwen3 fast path too, which outputs only last tokens itself); for
+    MiniLM they are sentence-transformers' token embeddings."""
+    emb = request.getfixturevalue(which)
+    texts = ["hello world", "a longer sentence about local retrieval " * 6, "x", VARIED_TEXTS[3]]
+    seqs = emb.tokenize(texts)
+    rows = emb.session.token_rows(seqs)
+    pooled = emb.session.rows(seqs)
+    assert [r.shape for r in rows] == [(len(s), emb.session.n_embd) for s in seqs]
+    got = np.stack([r.mean(0) if emb.info.pooling == "mean" else r[-1] for r in rows])
+    assert cos(got, pooled).min() >= 0.99999
+    if which == "minilm_embedder":
+        ids = torch.tensor([seqs[1].tolist()])
+        feats = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+        with torch.no_grad():
+            ref = st_minilm[0].forward(feats)["token_embeddings"][0].numpy()
+        assert cos(rows[1], ref).min() >= 0.9999

@@ -49,6 +49,7 @@ class BatchRunner:
         self._params = params
         self._lock = threading.Lock()
         self.fast_path_note = ""
+        self._plain: _llama.Context | None = None  # every-token context beside a fast-path one
         want_fast = fast_path_enabled(fast_path) and causal and pooling == "last"
         self.ctx = _llama.Context(model, params, last_only=want_fast)
         if want_fast:
@@ -71,12 +72,17 @@ class BatchRunner:
 
     def close(self) -> None:
         self.ctx.close()
+        if self._plain is not None:
+            self._plain.close()
 
     def rebuild(self) -> None:
         """A fresh context with the same parameters and path, in place of the current one (closed
         first: there may be no room for two)."""
         last_only = self.ctx.last_only
         self.ctx.close()
+        if self._plain is not None:
+            self._plain.close()
+            self._plain = None
         try:
             self.ctx = _llama.Context(self.model, self._params, last_only=last_only)
         except GGUFEmbedError as exc:
@@ -131,15 +137,17 @@ class BatchRunner:
             groups.append(np.array(cur))
         return groups
 
-    def _run_group(self, seqs: list[np.ndarray]) -> np.ndarray:
+    def _run_group(self, seqs: list[np.ndarray], every_token: bool = False) -> np.ndarray:
+        """Pooled rows of one packed group; with ``every_token``, every token's row instead."""
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         tokens = np.concatenate(seqs)
         pos = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
         seq = np.repeat(np.arange(len(seqs), dtype=np.int32), lengths)
-        wanted = needed_rows(lengths, self.pooling)
-        step = self.ctx.n_batch
+        wanted = None if every_token else needed_rows(lengths, self.pooling)
+        ctx = self._token_context() if every_token else self.ctx
+        step = ctx.n_batch
         rows = []
-        fast = self.ctx.last_only
+        fast = ctx.last_only
         if fast:
             out = np.zeros(len(tokens), dtype=bool)
             out[wanted] = True
@@ -147,9 +155,9 @@ class BatchRunner:
             for a in range(0, len(tokens), step):
                 b = min(a + step, len(tokens))
                 if fast:
-                    rows.append(self.ctx.run(tokens[a:b], pos[a:b], seq[a:b], out[a:b]))
+                    rows.append(ctx.run(tokens[a:b], pos[a:b], seq[a:b], out[a:b]))
                     continue
-                view = self.ctx.run(tokens[a:b], pos[a:b], seq[a:b])
+                view = ctx.run(tokens[a:b], pos[a:b], seq[a:b])
                 if wanted is None:
                     rows.append(view.copy())
                 else:
@@ -157,8 +165,18 @@ class BatchRunner:
                     if len(sel):
                         rows.append(view[sel])
         finally:
-            self.ctx.clear()
-        return pool(np.concatenate(rows), lengths, self.pooling)
+            ctx.clear()
+        hidden = np.concatenate(rows)
+        return hidden if every_token else pool(hidden, lengths, self.pooling)
+
+    def _token_context(self) -> _llama.Context:
+        """The context that returns every token's row: the main one, or (for a last-token
+        fast-path context, which outputs only last tokens) a plain one made on first use."""
+        if not self.ctx.last_only:
+            return self.ctx
+        if self._plain is None or not self._plain.ptr:
+            self._plain = _llama.Context(self.model, self._params, last_only=False)
+        return self._plain
 
     def run(self, seqs: list[np.ndarray], n_embd: int, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Pooled, unnormalised rows (n, n_embd) for framed token sequences, in input order."""
@@ -178,6 +196,29 @@ class BatchRunner:
                     self.rebuild()
                     raise NonFiniteOutputError.for_input(int(group[~finite].min()))
                 result[group] = rows
+                if progress is not None:
+                    progress(len(group))
+        return result
+
+    def run_tokens(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+        """Every token's hidden state (len_i, n_embd), unpooled and unnormalised, per framed
+        sequence, in input order: the raw material of token-level, sparse, multi-vector and
+        late-chunked outputs."""
+        result: list[np.ndarray] = [np.empty((0, 0), np.float32)] * len(seqs)
+        if not seqs:
+            return result
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        with self._lock:
+            self._check_open()
+            for group in self.groups(lengths):
+                hidden = self._run_group([seqs[i] for i in group], every_token=True)
+                ends = np.cumsum(lengths[group])
+                for idx, part in zip(group, np.split(hidden, ends[:-1])):
+                    if not np.isfinite(part).all():
+                        log.warning("non-finite token rows for input %d; rebuilding the llama.cpp context", idx)
+                        self.rebuild()
+                        raise NonFiniteOutputError.for_input(int(idx))
+                    result[idx] = part.astype(np.float32, copy=True)
                 if progress is not None:
                     progress(len(group))
         return result

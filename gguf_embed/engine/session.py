@@ -150,6 +150,10 @@ class Session:
         """Pooled, unnormalised rows (n, n_embd) for framed token sequences, in input order."""
         return self.runner.run(seqs, self.info.n_embd, progress)
 
+    def token_rows(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+        """Every token's unnormalised hidden state, (len_i, n_embd) per framed sequence, in input order."""
+        return self.runner.run_tokens(seqs, progress)
+
     def close(self) -> None:
         self.runner.close()
         self.model.close()
