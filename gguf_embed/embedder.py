@@ -19,11 +19,11 @@ import numpy as np
 
 from .engine.session import Session, open_session
 from .engine.settings import RuntimeSettings
-from .errors import InvalidInputError, ModelLoadError, check_text
+from .errors import InputTooLongError, InvalidInputError, ModelLoadError, check_text
 from .heads.pooling import postprocess
 from .registry import Registry
 from .text import normalize, templates
-from .text.frame import EMPTY, check_truncate, common_prefix
+from .text.frame import CLIP_MARGIN, EMPTY, EXACT_COUNT_CHARS, check_truncate, clip_chars, common_prefix
 
 __all__ = ["Embedder", "EmbedResult"]
 
@@ -122,7 +122,7 @@ class Embedder:
             if not isinstance(text, str):
                 raise InvalidInputError(f"input {i} is not a string", param="input")
             check_text(text, f"input {i}", param="input", index=i)
-            toks = s.frame_text(normalize.apply(norm, prompt + text))
+            toks = self._framed(i, text, prompt, truncate)
             keep = 0
             if len(prompt_ids) and len(toks) > limit:
                 # the prompt's tokens, up to where the text's first word merges into them
@@ -131,6 +131,22 @@ class Embedder:
             if s.eos_id is not None and out[-1][-1] != s.eos_id:  # last-token pooling reads it
                 raise ModelLoadError(f"input {i} does not end with {self.info.eos!r} after framing")
         return out
+
+    def _framed(self, index: int, text: str, prompt: str, truncate: str) -> np.ndarray:
+        """A text's framed tokens. A text far longer than the model takes (a 50 MB line) is not
+        tokenized whole when the part of it that can matter already exceeds the limit: the end
+        (or start) it is cut to, or, to refuse one of over a million characters, a prefix that alone
+        has too many tokens (shorter ones are counted exactly, so the error says by how much)."""
+        s, norm, limit = self.session, self.info.text_normalizer, self.max_tokens
+        clip = clip_chars(limit, s.max_piece_bytes) if len(text) > limit else len(text)
+        if len(text) > clip and (truncate != "error" or len(text) > EXACT_COUNT_CHARS):
+            part = text[-clip:] if truncate == "start" else text[:clip]
+            toks = s.frame_text(normalize.apply(norm, prompt + part))
+            if len(toks) > limit + CLIP_MARGIN:
+                if truncate == "error":
+                    raise InputTooLongError.for_input(index, len(toks), limit, at_least=True)
+                return toks
+        return s.frame_text(normalize.apply(norm, prompt + text))
 
     def frame_tokens(self, ids: Sequence[int], index: int = 0, truncate: str = "error") -> np.ndarray:
         """Token ids from a client: checked against the vocabulary, special tokens added unless present."""

@@ -65,12 +65,17 @@ class InputTooLongError(InvalidInputError):
         self.n_tokens, self.limit, self.index = n_tokens, limit, index
 
     @classmethod
-    def for_input(cls, index: int, n_tokens: int, limit: int, *, what: str | None = None,
+    def for_input(cls, index: int, n_tokens: int, limit: int, *, what: str | None = None, at_least: bool = False,
                   param: str = "input", fix: str = "set truncate to 'end' or 'start'") -> "InputTooLongError":
-        """The one wording: "input 3 has 600 tokens, more than the model's limit of 512; ..."."""
+        """The one wording: "input 3 has 600 tokens, more than the model's limit of 512; ..."
+        (``at_least``: only a part of the input was counted, "has at least 600 tokens")."""
         what = what or f"input {index}"
-        return cls(f"{what} has {n_tokens} tokens, more than the model's limit of {limit}; shorten it or {fix}",
-                   n_tokens=n_tokens, limit=limit, index=index, param=param)
+        err = cls(f"{what} has {'at least ' if at_least else ''}{n_tokens} tokens, more than the model's limit of "
+                  f"{limit}; shorten it or {fix}", n_tokens=n_tokens, limit=limit, index=index, param=param)
+        err.at_least = at_least
+        return err
+
+    at_least = False
 
 
 class InvalidTextError(InvalidInputError):

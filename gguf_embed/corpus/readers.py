@@ -93,6 +93,8 @@ class _Collector:
             return self.bad(where, rid, "empty text")
         if why := text_problem(text):
             return self.bad(where, rid, f"field {self.text_field!r} {why}")
+        if (nul := text.find("\x00")) >= 0:  # valid JSON ("\u0000"), but a sign of binary data or a broken extraction
+            return self.bad(where, rid, f"field {self.text_field!r} has a NUL character at character {nul}")
         if rid in self.seen:
             return self.bad(where, rid, f"duplicate id {rid!r} (first at {self.seen[rid]})")
         self.seen[rid] = where
@@ -225,16 +227,18 @@ def read_documents(name: str, text_field: str = "text", stdin=None) -> list[str]
 
 def _read_csv(name: str, col: _Collector, stdin, text_field: str, id_field: str) -> Iterator[Record | None]:
     csv.field_size_limit(1 << 30)
-    reader = csv.DictReader(_text_lines(name, stdin))
+    reader = csv.DictReader(_text_lines(name, stdin), strict=True)  # an unclosed quote is an error, not a merged record
     columns = reader.fieldnames or []
     if text_field not in columns:
         raise BadInputError(f"{name}: no column {text_field!r} (columns: {', '.join(columns) or 'none'})")
+    start = reader.line_num + 1  # a quoted field may span lines: a record is named by its first line
     try:
         for row in reader:
-            rid = row.get(id_field) if id_field in columns else reader.line_num
-            yield col.add(f"{name} line {reader.line_num}", rid if rid is not None else reader.line_num, row[text_field])
+            rid = row.get(id_field) if id_field in columns else start
+            yield col.add(f"{name} line {start}", rid if rid is not None else start, row[text_field])
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise BadInputError(f"{name} line {reader.line_num}: malformed CSV ({exc})") from None
+        raise BadInputError(f"{name} line {start}: malformed CSV ({exc})") from None
 
 
 def _read_parquet(name: str, col: _Collector, text_field: str, id_field: str) -> Iterator[Record | None]:

@@ -156,6 +156,11 @@ class Model(_Owned):
             n = ll.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
         return np.frombuffer(buf, dtype=np.int32, count=n).copy()
 
+    def max_piece_bytes(self) -> int:
+        """The longest vocabulary piece, in UTF-8 bytes: no token covers more characters of a text."""
+        get = ll.llama_vocab_get_text
+        return max((len(get(self.vocab, i) or b"") for i in range(self.n_vocab)), default=1)
+
     def close(self) -> None:
         if getattr(self, "ptr", None):
             ll.llama_model_free(self.ptr)

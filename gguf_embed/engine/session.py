@@ -9,6 +9,8 @@ the sequences and finish the rows.
 
 from __future__ import annotations
 
+import functools
+
 import re
 from pathlib import Path
 from typing import Callable
@@ -149,6 +151,12 @@ class Session:
     def rows(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Pooled, unnormalised rows (n, n_embd) for framed token sequences, in input order."""
         return self.runner.run(seqs, self.info.n_embd, progress)
+
+    @functools.cached_property
+    def max_piece_bytes(self) -> int:
+        """The longest piece of the vocabulary, in bytes (read on first use; the WordPiece route
+        shares the file's vocabulary)."""
+        return self.model.max_piece_bytes()
 
     def token_rows(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
         """Every token's unnormalised hidden state, (len_i, n_embd) per framed sequence, in input order."""

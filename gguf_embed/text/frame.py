@@ -43,6 +43,16 @@ def fit_body(tokens: np.ndarray, n_head: int, n_tail: int, limit: int, truncate:
     return np.concatenate([tokens[:n_head], kept, tokens[len(tokens) - n_tail:]]).astype(np.int32)
 
 
+EXACT_COUNT_CHARS = 1 << 20  # a text refused as too long is counted exactly up to this many characters
+CLIP_MARGIN = 64  # tokens past the limit a cut text keeps, so the cut never reaches the tokens that are kept
+
+
+def clip_chars(limit: int, max_piece_bytes: int) -> int:
+    """How many characters of a text can reach a model that takes ``limit`` tokens: no token
+    covers more characters than its vocabulary piece has bytes."""
+    return (limit + 2 * CLIP_MARGIN) * max(int(max_piece_bytes), 1)
+
+
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     """How many leading tokens ``a`` and ``b`` share."""
     n = min(len(a), len(b))
