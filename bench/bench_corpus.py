@@ -1,7 +1,7 @@
 """Corpus jobs against plain encoding, on the same GGUF, texts and thread count.
 
     python bench/bench_corpus.py --gguf all-minilm-l6-v2-F16.gguf [--overhead-docs 4000] [--cached-docs 20000]
-                                 [--big-docs 100000] [--skip overhead,cached,big,scale]
+                                 [--big-docs 100000] [--skip overhead,cached,big,kill,scale]
     python bench/bench_corpus.py --wide 1024 --skip overhead,cached,big --scale-docs 10000,100000 [--distinct 2000]
     python bench/bench_corpus.py --wide 1024 --skip overhead,cached,big --scale-docs 10000,100000,1000000
 
@@ -19,7 +19,10 @@
    grew with the corpus would show; ``--distinct N`` cycles the documents through N distinct texts
    (the rest come from the cache as duplicates), to measure the streaming path at sizes whose
    embedding would take hours on a small machine.
-5. search (no model needed; ``--skip overhead,cached,big`` runs it alone): a Parquet index of
+5. kill: ``kill -9`` a default-settings ``gguf-embed encode`` of ``--kill-docs`` documents
+   ``--kill-after`` seconds after it starts (model load included), re-run it: what it reused,
+   and its output against an uninterrupted run's (ids in order, cosine).
+6. search (no model needed; ``--skip overhead,cached,big`` runs it alone): a Parquet index of
    ``--search-rows`` clustered unit vectors of ``--search-dims`` dims (default 1M x 384) with a
    manifest; exact search latency for 1 and 16 queries (median of 3) and its peak RSS (a fresh
    process), then per ``--search-faiss`` kind the FAISS build time, query latency and recall@10
@@ -32,6 +35,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -61,9 +65,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def bench_overhead(gguf: str, n: int, threads: int, tmp: Path) -> dict:
     from gguf_embed import Embedder
-    from gguf_embed.corpus import JobSpec, VectorCache, read_corpus, run_job
-    from gguf_embed.corpus.manifest import build_manifest, utc_now
-    from gguf_embed.corpus.writers import write_rows
+    from gguf_embed.corpus import JobSpec
+    from gguf_embed.corpus.pipeline import CorpusRequest, run_corpus
 
     rows = make_docs(n)
     src = write_jsonl(tmp / "overhead.jsonl", rows)
@@ -74,18 +77,10 @@ def bench_overhead(gguf: str, n: int, threads: int, tmp: Path) -> dict:
     def plain() -> None:
         emb.embed(texts)
 
-    def corpus(cache: Path | None) -> None:
-        started = utc_now()
-        records = read_corpus([str(src)]).records
-        store = VectorCache(cache) if cache else None
-        spec = JobSpec()
-        out, stats, _ = run_job(records, emb, spec, store=store)
-        write_rows("parquet", tmp / "overhead.parquet", out)
-        sha = store.file_sha256(gguf) if store else "-"
-        (tmp / "overhead.manifest.json").write_text(json.dumps(build_manifest(
-            emb, spec, stats, model_sha256=sha, inputs=[str(src)], output="o", fmt="parquet", started=started)))
-        if store:
-            store.close()
+    def corpus(cache: Path | None) -> None:  # the streamed job `gguf-embed encode` runs, end to end
+        req = CorpusRequest(inputs=(str(src),), output=tmp / "overhead.parquet", fmt="parquet", cache=cache,
+                            no_cache=cache is None)
+        run_corpus(req, emb, JobSpec())
 
     times = {"plain": [], "corpus_no_cache": [], "corpus_cold_cache": []}
     for rep in range(3):
@@ -143,6 +138,38 @@ def bench_big(gguf: str, n: int, threads: int, tmp: Path, plain: bool = True) ->
     return {"docs": n, "wall_s": wall, "docs_per_s": n / wall, "peak_rss_mib": rss, "tokens": m["tokens"],
             "cache_mib": (tmp / "big.sqlite").stat().st_size / 2**20, "output_mib": out.stat().st_size / 2**20,
             "plain_txt_to_npy_no_cache_wall_s": plain_wall, "plain_peak_rss_mib": plain_rss}
+
+
+def bench_kill(gguf: str, n: int, after_s: float, tmp: Path) -> dict:
+    """``kill -9`` a default-settings ``gguf-embed encode`` ``after_s`` seconds in (model load
+    included), re-run it, and compare with an uninterrupted run on a fresh cache."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    src = write_jsonl(tmp / "kill.jsonl", make_docs(n, seed=4))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    base = [sys.executable, "-m", "gguf_embed.cli", "encode", str(src), "-m", gguf, "-q"]
+    out, cache = tmp / "kill.parquet", tmp / "kill.sqlite"
+    proc = subprocess.Popen(base + ["-o", str(out), "--cache", str(cache)], env=env, stderr=subprocess.DEVNULL)
+    time.sleep(after_s)
+    finished_first = proc.poll() is not None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    t0 = time.perf_counter()
+    subprocess.run(base + ["-o", str(out), "--cache", str(cache)], env=env, check=True)
+    rerun_s = time.perf_counter() - t0
+    m = json.loads((tmp / "kill.parquet.manifest.json").read_text())
+    ref = tmp / "kill-ref.parquet"
+    t0 = time.perf_counter()
+    subprocess.run(base + ["-o", str(ref), "--cache", str(tmp / "kill-ref.sqlite")], env=env, check=True)
+    full_s = time.perf_counter() - t0
+    a, b = pq.read_table(out), pq.read_table(ref)
+    va, vb = (np.array(t.column("embedding").to_pylist(), np.float64) for t in (a, b))
+    cos = (va * vb).sum(1) / (np.linalg.norm(va, axis=1) * np.linalg.norm(vb, axis=1))
+    return {"docs": n, "killed_after_s": after_s, "had_finished_before_kill": finished_first,
+            "rerun_reused": m["reused"], "rerun_embedded": m["embedded"], "rerun_s": rerun_s,
+            "uninterrupted_s": full_s, "ids_equal": a.column("id").to_pylist() == b.column("id").to_pylist(),
+            "min_cos_to_uninterrupted": float(cos.min())}
 
 
 def build_wide(hidden: int, tmp: Path) -> str:
@@ -264,6 +291,8 @@ def main() -> None:
     ap.add_argument("--cached-docs", type=int, default=20000)
     ap.add_argument("--big-docs", type=int, default=100_000)
     ap.add_argument("--skip", default="")
+    ap.add_argument("--kill-docs", type=int, default=2000)
+    ap.add_argument("--kill-after", type=float, default=15.0, help="Seconds after the start to kill -9 the job.")
     ap.add_argument("--search-rows", type=int, default=1_000_000)
     ap.add_argument("--search-dims", type=int, default=384)
     ap.add_argument("--search-faiss", default="ivf,hnsw", help="FAISS index kinds to measure ('' for none).")
@@ -288,6 +317,9 @@ def main() -> None:
         if "big" not in skip:
             results["big"] = bench_big(args.gguf, args.big_docs, args.threads, tmp, not args.no_big_plain)
             print(json.dumps(results["big"], indent=1), flush=True)
+        if "kill" not in skip:
+            results["kill"] = bench_kill(args.gguf, args.kill_docs, args.kill_after, tmp)
+            print(json.dumps(results["kill"], indent=1), flush=True)
         if "scale" not in skip:
             sizes = [int(x) for x in args.scale_docs.split(",") if x]
             results["scale"] = bench_scale(args.gguf, sizes, args.threads, tmp, args.distinct)

@@ -147,3 +147,57 @@ def test_a_folder_with_unreadable_and_odd_files(tmp_path, qwen):
     assert res.exit_code == 0, res.output
     assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["a.txt", "sub/b.md"]
     assert manifest_of(out)["count"] == 2
+
+
+# --- what a run remembers stays bounded -------------------------------------------------------
+
+
+def test_duplicate_ids_are_found_after_the_id_index_moves_to_disk(tmp_path, qwen, monkeypatch):
+    from gguf_embed.corpus import seen
+
+    monkeypatch.setattr(seen, "MEMORY_IDS", 50)
+    rows = [{"id": f"d{i}", "text": f"text {i}"} for i in range(300)] + [{"id": "d7", "text": "again"}]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "o.jsonl"
+    line = one_line(encode(src, "-m", qwen, "-o", out, "--no-cache"))
+    assert f"{src} line 301: duplicate id 'd7' (first at {src} line 8)" in line, line
+
+
+def test_bad_records_past_the_memory_limit_reach_the_errors_file_in_order(tmp_path, qwen, monkeypatch):
+    from gguf_embed.corpus import seen
+
+    monkeypatch.setattr(seen, "MEMORY_BAD", 5)
+    lines = []
+    for i in range(40):
+        lines.append(json.dumps({"id": f"ok{i}", "text": f"fine {i}"}))
+        lines.append(json.dumps({"id": f"bad{i}", "text": "  "}))
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o.jsonl"
+    res = encode(src, "-m", qwen, "-o", out, "--no-cache", "--skip-bad")
+    assert res.exit_code == 0, res.output
+    errors = [json.loads(x) for x in out.with_name(out.name + ".errors.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in errors] == [f"bad{i}" for i in range(40)]
+    assert all(e["error"] == "empty text" for e in errors)
+    assert manifest_of(out)["skipped"] == 40 and manifest_of(out)["count"] == 40
+
+
+def test_seen_ids_and_bad_log_clean_up():
+    from gguf_embed.corpus.readers import BadRecord
+    from gguf_embed.corpus.seen import BadLog, SeenIds
+
+    ids = SeenIds(limit=3)
+    for i in range(10):
+        ids[f"k{i}"] = f"line {i}"
+    assert ids.path and os.path.exists(ids.path) and len(ids.recent) == 1
+    assert [ids.get(f"k{i}") for i in range(10)] == [f"line {i}" for i in range(10)] and "k99" not in ids
+    path = ids.path
+    ids.close()
+    assert not os.path.exists(path)
+    log = BadLog(limit=2)
+    log.extend(BadRecord(f"w{i}", f"i{i}", "e") for i in range(5))
+    assert len(log) == 5 and [b.where for b in log] == [f"w{i}" for i in range(5)]
+    path = log.path
+    log.close()
+    assert not os.path.exists(path)

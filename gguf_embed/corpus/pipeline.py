@@ -17,6 +17,7 @@ from .cache import VectorCache, default_cache_path
 from .job import JobSpec, JobStats
 from .manifest import build_manifest, utc_now
 from .readers import BadInputError, BadRecord, iter_corpus
+from .seen import BadLog
 from .stream import stream_job, temporary_store
 from .writers import RowSink, Rows, atomic_path, publish, sidecar, write_rows
 
@@ -116,7 +117,7 @@ def _stream(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, sink: RowSi
     backend = _ray_backend(emb, spec, req.ray, sha) if req.ray is not None else None
     records = iter_corpus(req.inputs, text_field=req.text_field, id_field=req.id_field, skip_bad=req.skip_bad,
                           input_format_name=req.input_format, bad=bad)
-    job_bad: list = []
+    job_bad = BadLog()
     with progress(None) as step:
         for rows in stream_job(records, emb, spec, store, backend=backend, model_sha256=sha, reuse=not req.restart,
                                skip_bad=req.skip_bad, keep_text=req.keep_text, progress=step, stats=stats,
@@ -145,7 +146,7 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
     progress = progress or (lambda total: nullcontext(None))
     check_chunking(emb, spec)
     emb.check_dimensions(spec.dimensions)
-    stats, bad, dims = JobStats(), [], spec.dimensions or emb.dimensions
+    stats, bad, dims = JobStats(), BadLog(), spec.dimensions or emb.dimensions
     store = _open_store(req)
     with ExitStack() as stack:
         if store is None:

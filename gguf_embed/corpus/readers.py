@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import InvalidInputError, text_problem
+from .seen import SeenIds
 
 __all__ = ["Record", "BadRecord", "Corpus", "BadInputError", "read_corpus", "iter_corpus", "read_lines", "read_documents",
            "input_format", "INPUT_FORMATS"]
@@ -70,7 +71,7 @@ class _Collector:
 
     def __init__(self, bad: list[BadRecord], skip_bad: bool, prefix: str, text_field: str):
         self.bad_records, self.skip_bad, self.prefix, self.text_field = bad, skip_bad, prefix, text_field
-        self.seen: dict[str, str] = {}
+        self.seen: SeenIds | dict[str, str] = {}
 
     def bad(self, where: str, rid: str | None, error: str) -> None:
         if not self.skip_bad:
@@ -341,14 +342,17 @@ def iter_corpus(inputs: Sequence[str], *, text_field: str = "text", id_field: st
     """Read and check every input lazily, record by record; bad ones go to ``bad`` with ``skip_bad``.
     Ids get a ``NAME:`` prefix when there is more than one input."""
     bad = [] if bad is None else bad
-    seen: dict[str, str] = {}
-    for name in inputs:
-        kind = input_format(name, input_format_name)
-        col = _Collector(bad, skip_bad, f"{name}:" if len(inputs) > 1 else "", text_field)
-        col.seen = seen
-        for record in _records_of(kind, name, col, stdin, text_field, id_field):
-            if record is not None:
-                yield record
+    seen = SeenIds()  # the duplicate-id check, in bounded memory
+    try:
+        for name in inputs:
+            kind = input_format(name, input_format_name)
+            col = _Collector(bad, skip_bad, f"{name}:" if len(inputs) > 1 else "", text_field)
+            col.seen = seen
+            for record in _records_of(kind, name, col, stdin, text_field, id_field):
+                if record is not None:
+                    yield record
+    finally:
+        seen.close()
 
 
 def read_corpus(inputs: Sequence[str], *, text_field: str = "text", id_field: str = "id", skip_bad: bool = False,

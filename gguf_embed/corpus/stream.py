@@ -11,8 +11,6 @@ exact ``duplicates`` and ``reused`` counts) is a set of digests in a temporary S
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import tempfile
 import time
 from collections import Counter
@@ -29,42 +27,13 @@ from .cache import Space, VectorCache, text_key
 from .chunking import chunk_spans
 from .job import Backend, Batch, JobSpec, JobStats, _token_counter, finite_rows, job_params, tokenize_checked
 from .readers import BadInputError, BadRecord, Record
+from .seen import SeenSet
 from .writers import Rows
 
 __all__ = ["COMMIT_SECONDS", "stream_job", "timed_backend", "SeenSet", "temporary_store"]
 
 COMMIT_SECONDS = 10.0  # finished work is committed at least this often
 FIRST_BATCH = 128  # texts in the first batch of a job, before its speed is known (at most the window)
-SEEN_BATCH = 500
-
-
-class SeenSet:
-    """Digests of the texts met so far in this run, on disk (a temporary SQLite file)."""
-
-    def __init__(self):
-        fd, self.path = tempfile.mkstemp(prefix="gguf-embed-seen-", suffix=".sqlite")
-        os.close(fd)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=OFF")
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("PRAGMA cache_size=-1024")
-        self._db.execute("CREATE TABLE seen (hash BLOB PRIMARY KEY) WITHOUT ROWID")
-
-    def add(self, keys: Sequence[bytes]) -> set[bytes]:
-        """Add ``keys`` (distinct); return those that were there before."""
-        before: set[bytes] = set()
-        for a in range(0, len(keys), SEEN_BATCH):
-            part = keys[a:a + SEEN_BATCH]
-            before.update(bytes(r[0]) for r in self._db.execute(
-                f"SELECT hash FROM seen WHERE hash IN ({','.join('?' * len(part))})", part))
-        self._db.execute("BEGIN")
-        self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", [(k,) for k in keys if k not in before])
-        self._db.execute("COMMIT")
-        return before
-
-    def close(self) -> None:
-        self._db.close()
-        os.unlink(self.path)
 
 
 @contextmanager
