@@ -28,7 +28,7 @@ from .model.info import resolve_model
 if TYPE_CHECKING:  # pragma: no cover
     import ray.data
 
-__all__ = ["EmbedBatch", "embed_dataset", "fetch_model", "ray_encoder"]
+__all__ = ["EmbedBatch", "RayBackend", "embed_dataset", "fetch_model", "ray_encoder"]
 
 
 class RayNotInstalledError(GGUFEmbedError):
@@ -118,63 +118,97 @@ def embed_dataset(ds: "ray.data.Dataset", model: str, *, text_column: str = "tex
                           num_gpus=num_gpus or None)
 
 
+class _EmbedActor:
+    """One Ray actor of a corpus job: loads the model once (``EmbedBatch``) and embeds every chunk of
+    every window it is handed, as (positions, vectors, token counts)."""
+
+    def __init__(self, **ctor):
+        self.batch = EmbedBatch(**ctor)
+
+    def embed(self, positions: np.ndarray, texts: list[str]):
+        out = self.batch({"text": np.asarray(texts, dtype=object)})
+        return positions, np.asarray(out["embedding"], np.float32), np.asarray(out["tokens"], np.int64)
+
+
+class RayBackend:
+    """A corpus-job backend (see ``corpus.stream.stream_job``) that validates in this process and
+    embeds on a pool of Ray actors started on the first window and kept for the whole job, yielding
+    batches as they return. ``close`` ends the actors (and the Ray session, if it started it)."""
+
+    def __init__(self, emb: Embedder, spec, *, model: str, model_sha256: str, address: str, workers: int,
+                 num_gpus: float = 0, settings: RuntimeSettings, threads: int | None, models_dir: Path | None):
+        self.emb, self.spec, self.workers = emb, spec, max(1, int(workers))
+        self.ctor = dict(model=str(model), models_dir=str(models_dir) if models_dir else None,
+                         local_path=str(Path(emb.info.path).resolve()), expected_sha256=model_sha256,
+                         n_threads=threads, settings=settings.with_(n_threads=None),
+                         input_type=spec.input_type, instruction=spec.instruction, dimensions=spec.dimensions,
+                         normalize=spec.normalize, truncate=spec.truncate)
+        self.cpus, self.gpus, self.address = float(threads or 1), num_gpus, address
+        self.started_here, self.pool, self.actors = False, None, []
+
+    def _start(self):
+        ray = _ray()
+        if not ray.is_initialized():
+            if self.address == "local":
+                ray.init(include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=self.address, log_to_driver=False)
+            self.started_here = True
+        from ray.util import ActorPool
+
+        remote = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus or None)(_EmbedActor)
+        self.actors = [remote.remote(**self.ctor) for _ in range(self.workers)]
+        self.pool = ActorPool(self.actors)
+
+    def __call__(self, texts: Sequence[str]) -> Iterator[Batch]:
+        from .corpus.job import Batch, tokenize_checked
+
+        bad: dict[int, str] = {}
+        for a in range(0, len(texts), self.spec.window):  # refuse over-long inputs here, before the cluster works
+            _, why = tokenize_checked(self.emb, texts[a:a + self.spec.window], self.spec)
+            bad.update({a + i: m for i, m in why.items()})
+        if bad:
+            yield Batch(np.zeros(0, np.int64), np.zeros((0, self.spec.dimensions or self.emb.dimensions), np.float32),
+                        np.zeros(0, np.int64), bad)
+        ok = np.array([i for i in range(len(texts)) if i not in bad], dtype=np.int64)
+        if not len(ok):
+            return
+        if self.pool is None:
+            self._start()
+        step = max(1, min(256, -(-len(ok) // (self.workers * 2))))  # every actor busy, results back early
+        chunks = [(ok[a:a + step], [texts[i] for i in ok[a:a + step]]) for a in range(0, len(ok), step)]
+        try:
+            for positions, vectors, tokens in self.pool.map_unordered(lambda actor, c: actor.embed.remote(*c), chunks):
+                yield Batch(positions, vectors, tokens)
+        except Exception as exc:  # an actor's error comes back wrapped; say what it was in one line
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, GGUFEmbedError):
+                raise cause from None
+            raise
+
+    def close(self) -> None:
+        ray = _ray()
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors, self.pool = [], None
+        if self.started_here and ray.is_initialized():
+            ray.shutdown()
+        self.started_here = False
+
+
 def ray_encoder(emb: Embedder, spec, *, model: str, model_sha256: str, address: str, workers: int,
                 num_gpus: float = 0, settings: RuntimeSettings | None = None, models_dir: Path | None = None,
-                threads: int | None = None, embedder_kwargs: dict | None = None):
-    """A corpus-job backend (see ``corpus.job.run_job``) that validates in this process and embeds on Ray
-    actors, yielding as batches return. The actors run with ``settings`` (or the older ``models_dir``,
-    ``threads`` and ``embedder_kwargs``)."""
-    from .corpus.job import Batch, tokenize_checked
-
+                threads: int | None = None, embedder_kwargs: dict | None = None) -> RayBackend:
+    """The Ray backend of a corpus job. The actors run with ``settings`` (or the older ``models_dir``,
+    ``threads`` and ``embedder_kwargs``); with no thread count, a local cluster's cores are shared out."""
     ray = _ray()
-    started_here = False
-    if not ray.is_initialized():
-        if address == "local":
-            ray.init(include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
-        started_here = True
     settings = (settings or RuntimeSettings()).with_(**{k: v for k, v in (embedder_kwargs or {}).items()
                                                          if v is not None})
     models_dir, threads = models_dir or settings.models_dir, threads or settings.n_threads
-    if threads is None:
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        threads = max(1, cpus // max(1, workers)) if address == "local" else None
-    local = str(Path(emb.info.path).resolve())
-    ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI shows its own
+    if threads is None and address == "local":
+        import os
 
-    def encode(texts: Sequence[str]) -> Iterator[Batch]:
-        import pyarrow as pa
-
-        try:
-            bad: dict[int, str] = {}
-            for a in range(0, len(texts), spec.window):  # refuse over-long inputs here, before the cluster works
-                seqs, why = tokenize_checked(emb, texts[a:a + spec.window], spec)
-                bad.update({a + i: m for i, m in why.items()})
-            if bad:
-                yield Batch(np.zeros(0, np.int64), np.zeros((0, spec.dimensions or emb.dimensions), np.float32),
-                            np.zeros(0, np.int64), bad)
-            ok = np.array([i for i in range(len(texts)) if i not in bad], dtype=np.int64)
-            if not len(ok):
-                return
-            table = pa.table({"position": ok, "text": pa.array([texts[i] for i in ok], pa.string())})
-            # blocks made here (a repartition would need free CPUs while the actors hold them)
-            step = max(1, -(-len(ok) // max(workers * 4, min(len(ok) // 256, workers * 64), 1)))
-            ds = ray.data.from_arrow([table.slice(a, step) for a in range(0, len(ok), step)])
-            out = embed_dataset(ds, model, concurrency=workers, num_gpus=num_gpus, n_threads=threads,
-                                models_dir=str(models_dir) if models_dir else None, local_path=local,
-                                expected_sha256=model_sha256, settings=settings.with_(n_threads=None),
-                                batch_size=min(spec.window, 256), input_type=spec.input_type,
-                                instruction=spec.instruction, dimensions=spec.dimensions,
-                                normalize=spec.normalize, truncate=spec.truncate)
-            for b in out.iter_batches(batch_size=None, batch_format="numpy"):
-                yield Batch(np.asarray(b["position"], dtype=np.int64),
-                            np.asarray(np.stack(b["embedding"]) if b["embedding"].dtype == object else b["embedding"],
-                                       dtype=np.float32),
-                            np.asarray(b["tokens"], dtype=np.int64))
-        finally:
-            if started_here:
-                ray.shutdown()
-
-    return encode
-
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    return RayBackend(emb, spec, model=model, model_sha256=model_sha256, address=address, workers=workers,
+                      num_gpus=num_gpus, settings=settings, threads=threads, models_dir=models_dir)

@@ -48,7 +48,8 @@ def test_encode_on_ray_equals_in_process(local_ray, tmp_path, tiny_qwen_gguf):
     runner = CliRunner()
     on_ray, local = tmp_path / "ray.parquet", tmp_path / "local.parquet"
     res = runner.invoke(main, ["encode", str(src), "-m", model, "-o", str(on_ray), "-q", "--cache",
-                               str(tmp_path / "ray.db"), "--ray", "local", "--ray-workers", "2", "--threads", "1"])
+                               str(tmp_path / "ray.db"), "--ray", "local", "--ray-workers", "2", "--threads", "1",
+                               "--commit-every", "64"])  # five windows, one pool of actors
     assert res.exit_code == 0, res.output
     assert runner.invoke(main, ["encode", str(src), "-m", model, "-o", str(local), "-q", "--no-cache"]).exit_code == 0
     a, b = pq.read_table(on_ray), pq.read_table(local)

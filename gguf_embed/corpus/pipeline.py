@@ -118,11 +118,15 @@ def _stream(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, sink: RowSi
     records = iter_corpus(req.inputs, text_field=req.text_field, id_field=req.id_field, skip_bad=req.skip_bad,
                           input_format_name=req.input_format, bad=bad)
     job_bad = BadLog()
-    with progress(None) as step:
-        for rows in stream_job(records, emb, spec, store, backend=backend, model_sha256=sha, reuse=not req.restart,
-                               skip_bad=req.skip_bad, keep_text=req.keep_text, progress=step, stats=stats,
-                               bad=job_bad):
-            sink.write(rows)
+    try:
+        with progress(None) as step:
+            for rows in stream_job(records, emb, spec, store, backend=backend, model_sha256=sha,
+                                   reuse=not req.restart, skip_bad=req.skip_bad, keep_text=req.keep_text,
+                                   progress=step, stats=stats, bad=job_bad):
+                sink.write(rows)
+    finally:
+        if backend is not None:
+            backend.close()
     if not stats.documents:
         raise BadInputError(f"no text to embed in {', '.join(req.inputs)}")
     bad.extend(job_bad)
