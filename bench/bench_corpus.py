@@ -83,17 +83,22 @@ def bench_overhead(gguf: str, n: int, threads: int, tmp: Path) -> dict:
         run_corpus(req, emb, JobSpec())
 
     times = {"plain": [], "corpus_no_cache": [], "corpus_cold_cache": []}
+    cpu = {k: [] for k in times}  # this process's CPU seconds (every thread): steadier than wall time on a busy machine
     for rep in range(3):
         for name, fn in (("plain", plain), ("corpus_no_cache", lambda: corpus(None)),
                          ("corpus_cold_cache", lambda: corpus(tmp / f"cold-{rep}.sqlite"))):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
     emb.close()
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"docs": n, "seconds": med, "runs": times,
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    return {"docs": n, "seconds": med, "runs": times, "cpu_seconds": med_cpu, "cpu_runs": cpu,
             "overhead_no_cache": med["corpus_no_cache"] / med["plain"] - 1,
-            "overhead_cold_cache": med["corpus_cold_cache"] / med["plain"] - 1}
+            "overhead_cold_cache": med["corpus_cold_cache"] / med["plain"] - 1,
+            "cpu_overhead_no_cache": med_cpu["corpus_no_cache"] / med_cpu["plain"] - 1,
+            "cpu_overhead_cold_cache": med_cpu["corpus_cold_cache"] / med_cpu["plain"] - 1}
 
 
 def run_cli(args: list[str]) -> tuple[float, float]:
