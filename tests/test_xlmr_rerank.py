@@ -122,6 +122,22 @@ def test_scores_equal_llama_cpp_rank_pooling(reranker):
     np.testing.assert_allclose(reranker.score(QUERY, DOCUMENTS, raw_scores=True).scores, theirs[:, 0], atol=1e-4)
 
 
+def test_q8_0_the_registry_default(src, tmp_path, reranker, cross_encoder):
+    """llama.cpp's quantizer writes the one-row cls.output as a vector; the head still reads it,
+    and agrees with llama.cpp's RANK pooling on the same file."""
+    from gguf_embed.engine import llama as _llama
+
+    path = convert_model(str(src), tmp_path / "rr-Q8_0.gguf", "Q8_0").path
+    assert read_gguf_kv(path)["__tensors__"]["cls.output.weight"] == (32,)
+    with Reranker(path) as rr:
+        seqs = rr.tokenize_pairs(QUERY, DOCUMENTS)
+        raw = rr.score(QUERY, DOCUMENTS, raw_scores=True).scores
+        # llama.cpp rounds the head's input to Q8_0 for the quantised cls matrix; numpy does not
+        np.testing.assert_allclose(raw, _llama.rank_scores(rr.session.model, seqs)[:, 0], atol=3e-2)
+        probs = cross_encoder.predict([(QUERY, d) for d in DOCUMENTS])
+        np.testing.assert_allclose(rr.score(QUERY, DOCUMENTS).scores, probs, atol=3e-2)
+
+
 def test_long_pairs_cut_the_document_only(src, tmp_path, reranker, cross_encoder):
     limit = 96
     small = convert_model(str(src), tmp_path / "rr-96.gguf", "F32", max_tokens=limit).path
