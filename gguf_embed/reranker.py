@@ -9,6 +9,11 @@
 * the session returns the hidden state the head reads (the last token's final-norm state of a
   decoder, [CLS] of an encoder); no logits are computed.
 * finish: the head in numpy (``heads.rerank``), then sort best first.
+
+XLM-R cross-encoders (bge-reranker-v2-m3, bge-reranker-base/large) take
+``<s> query </s></s> document </s>``: the file's ``add_sep_token`` adds a separator after the
+query's frame, as llama-server's rerank prompt does (WordPiece files end every text with
+[SEP] already, so theirs is ``[CLS] query [SEP] document [SEP]``).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from .registry import Registry
 from .text import normalize, templates
 from .text.frame import EMPTY, check_truncate, common_prefix, fit_body
 
-__all__ = ["Reranker", "RerankResult", "check_top_n"]
+__all__ = ["Reranker", "RerankResult", "check_top_n", "pair_separator"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,16 @@ def check_top_n(top_n) -> None:
         raise InvalidInputError(f"top_n must be a positive integer (got {top_n!r})", param="top_n")
 
 
+def pair_separator(meta) -> np.ndarray:
+    """Tokens between a cross-encoder's framed query and its document: the separator token where
+    the file says ``add_sep_token`` (XLM-R's second ``</s>``); none for WordPiece vocabularies,
+    whose frame ends with [SEP] already (llama.cpp appends it to every WPM text)."""
+    if not meta.get(vocab.LLAMA_ADD_SEP) or meta.get(vocab.LLAMA_TOKENIZER) == "bert":
+        return EMPTY
+    sep = meta.get(vocab.LLAMA_SEP_ID, meta.get(vocab.LLAMA_EOS_ID))
+    return EMPTY if sep is None else np.array([int(sep)], np.int32)
+
+
 class Reranker:
     """A GGUF reranker on llama.cpp. ``model``: a .gguf path or a converted models.toml name;
     ``settings`` / keyword arguments as for ``Embedder``; ``session=`` shares a loaded model."""
@@ -70,6 +85,7 @@ class Reranker:
         self.head = RerankHead.from_tensors(s.gguf.read_tensors("cls."), str(s.info.path),
                                             labels=s.gguf.meta.get(vocab.arch_key(s.info.arch, "classifier.output_labels")))
         self.template = s.info.rerank
+        self._sep = pair_separator(s.gguf.meta)
         if self.template is not None:
             self._prefix = self._tok(self.template.prefix, special=False)
             self._suffix = self._tok(self.template.suffix, special=False)
@@ -144,7 +160,7 @@ class Reranker:
 
     def _pair_segments(self, query: str, doc: str, index: int, truncate: str) -> np.ndarray:
         suffix = self.session.frame.suffix
-        q = self._tok(query, special=True)
+        q = np.concatenate([self._tok(query, special=True), self._sep]).astype(np.int32)
         toks = np.concatenate([q, self._tok(doc, special=False), suffix]).astype(np.int32)
         if len(toks) > self.max_tokens:
             if truncate == "error":

@@ -57,6 +57,11 @@ ARCH = "general.architecture"
 FILE_TYPE = "general.file_type"
 #: the rerank prompt (llama-server --rerank fills {query} and {document})
 LLAMA_RERANK_TEMPLATE = "tokenizer.chat_template.rerank"
+#: a cross-encoder's pair gets a separator after the query's closing token (XLM-R: </s></s>)
+LLAMA_ADD_SEP = "tokenizer.ggml.add_sep_token"
+LLAMA_SEP_ID = "tokenizer.ggml.seperator_token_id"  # sic: gguf's spelling
+LLAMA_EOS_ID = "tokenizer.ggml.eos_token_id"
+LLAMA_TOKENIZER = "tokenizer.ggml.model"
 
 
 def arch_key(arch: str, name: str) -> str:

@@ -233,11 +233,6 @@ def test_registry_rerank_entries():
     assert reg.get("all-minilm-l6-v2").task == "embed"
 
 
-def test_xlmr_reranker_is_refused_before_download():
-    with pytest.raises(ConversionError, match="bge-reranker-v2-m3: .*xlm-roberta.* not supported"):
-        convert_model("bge-reranker-v2-m3", "/nonexistent/x.gguf")
-
-
 def test_task_rerank_on_an_embedding_folder_is_refused(minilm_src, tmp_path):
     with pytest.raises(ConversionError):
         convert_model(str(minilm_src), tmp_path / "x.gguf", "F32", task="rerank")  # no classifier head

@@ -17,7 +17,7 @@ from ..registry import QUANT_TYPES, ModelEntry, Registry, load_registry
 from .hf import REGISTRY_ARCHS, read_folder
 
 SUPPORTED_ARCHS = REGISTRY_ARCHS
-RERANK_ARCHS = ("qwen3", "bert")
+RERANK_ARCHS = ("qwen3", "bert", "xlm-roberta")
 from .writer import DIRECT_TYPES, Overrides, quantize, separate_head_for, source_float_type, write_gguf
 
 __all__ = ["convert_model", "resolve_source", "ConversionResult", "HF_ALLOW_PATTERNS"]

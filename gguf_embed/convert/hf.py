@@ -19,7 +19,7 @@ from ..model.archs import HF_MODEL_TYPES as MODEL_TYPES
 # models.toml architecture names the converter handles (XLM-R runs as llama.cpp's BERT)
 REGISTRY_ARCHS = frozenset(FAMILY_ARCH)
 # RoBERTa-style models number positions from padding_idx + 1
-_OFFSET_POSITIONS = ("XLMRobertaModel", "XLMRobertaForMaskedLM")
+_OFFSET_POSITIONS = ("XLMRobertaModel", "XLMRobertaForMaskedLM", "XLMRobertaForSequenceClassification")
 
 # BPE pre-tokenizer split patterns (as written in tokenizer.json) -> llama.cpp's name.
 _QWEN2_RE = (

@@ -12,6 +12,11 @@
   vocabulary size) is token ``t`` with the segment-1 embedding folded in
   (row_t + type_1 - type_0). gguf-embed gives the document's tokens (and their closing
   [SEP]) those ids; llama.cpp itself never produces them, so other runtimes score as before.
+* XLM-R cross-encoders (``XLMRobertaForSequenceClassification``: bge-reranker-v2-m3,
+  bge-reranker-base/large): RoBERTa's classification head on ``<s>``, ``classifier.dense``
+  (+ tanh) as ``cls`` and ``classifier.out_proj`` as ``cls.output``, as llama.cpp's own
+  converter names them. One token type: nothing to extend; the pair is
+  ``<s> query </s></s> document </s>`` (the tokenizer's pair template, ``add_sep_token``).
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ DEFAULT_MAX_TOKENS = {"qwen3": 8192}  # the recipe's max_length
 
 CLS = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.CLS]
 CLS_OUT = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.CLS_OUT]
-RERANK_HF_ARCHS = ("Qwen3ForSequenceClassification", "BertForSequenceClassification")
+XLMR_RERANKER = "XLMRobertaForSequenceClassification"
+RERANK_HF_ARCHS = ("Qwen3ForSequenceClassification", "BertForSequenceClassification", XLMR_RERANKER)
 
 
 def is_qwen3_reranker(hf: HFModel) -> bool:
@@ -117,14 +123,32 @@ def _qwen3_head(hf: HFModel, by_name: dict[str, TensorRef]) -> TensorRef:
     return _derived(CLS_OUT + ".weight", (2, head.shape[1]), load_rows)
 
 
-def _bert_refs(hf: HFModel, by_name: dict[str, TensorRef]) -> tuple[list[TensorRef], dict[str, TensorRef]]:
+def _getter(by_name: dict[str, TensorRef], prefix: str):
     def get(*names):
         for n in names:
             if n in by_name:
                 return by_name[n]
-            if "bert." + n in by_name:
-                return by_name["bert." + n]
+            if prefix + n in by_name:
+                return by_name[prefix + n]
         raise ConversionError(f"the cross-encoder has no {names[0]}")
+
+    return get
+
+
+def _f32(ref: TensorRef):
+    return lambda: to_float32(ref.load(), ref.dtype).astype(np.float32)
+
+
+def _xlmr_refs(by_name: dict[str, TensorRef]) -> list[TensorRef]:
+    """RoBERTa's head: dense + tanh (``cls``), then out_proj (``cls.output``)."""
+    get = _getter(by_name, "roberta.")
+    pairs = ((CLS, "classifier.dense"), (CLS_OUT, "classifier.out_proj"))
+    refs = [(gguf_name + suffix, get(hf_name + suffix)) for gguf_name, hf_name in pairs for suffix in (".weight", ".bias")]
+    return [_derived(name, ref.shape, _f32(ref)) for name, ref in refs]
+
+
+def _bert_refs(hf: HFModel, by_name: dict[str, TensorRef]) -> tuple[list[TensorRef], dict[str, TensorRef]]:
+    get = _getter(by_name, "bert.")
 
     pooler_w, pooler_b = get("pooler.dense.weight"), get("pooler.dense.bias")
     cls_w, cls_b = get("classifier.weight"), get("classifier.bias")
@@ -132,19 +156,16 @@ def _bert_refs(hf: HFModel, by_name: dict[str, TensorRef]) -> tuple[list[TensorR
     if types.shape[0] < 2:
         raise ConversionError("the cross-encoder has a single token type; nothing to extend")
 
-    def f32(ref):
-        return lambda: to_float32(ref.load(), ref.dtype).astype(np.float32)
-
     def load_words():
         w = to_float32(words.load(), words.dtype).astype(np.float32)
         t = to_float32(types.load(), types.dtype).astype(np.float32)
         return np.concatenate([w, w + (t[1] - t[0])])
 
     heads = [
-        _derived(CLS + ".weight", pooler_w.shape, f32(pooler_w)),
-        _derived(CLS + ".bias", pooler_b.shape, f32(pooler_b)),
-        _derived(CLS_OUT + ".weight", cls_w.shape, f32(cls_w)),
-        _derived(CLS_OUT + ".bias", cls_b.shape, f32(cls_b)),
+        _derived(CLS + ".weight", pooler_w.shape, _f32(pooler_w)),
+        _derived(CLS + ".bias", pooler_b.shape, _f32(pooler_b)),
+        _derived(CLS_OUT + ".weight", cls_w.shape, _f32(cls_w)),
+        _derived(CLS_OUT + ".bias", cls_b.shape, _f32(cls_b)),
     ]
     replace = {words.name: TensorRef(words.name, "F32", (2 * words.shape[0], words.shape[1]), load_words)}
     return heads, replace
@@ -157,6 +178,9 @@ def rerank_refs(hf: HFModel, refs: list[TensorRef]) -> tuple[list[TensorRef], li
         head = _qwen3_head(hf, by_name)
         body = [r for r in refs if r.name not in ("score.weight", "lm_head.weight")]
         return body, [head]
+    if hf.hf_architecture == XLMR_RERANKER:
+        heads = _xlmr_refs(by_name)
+        return [r for r in refs if not r.name.startswith(("classifier.", "roberta.pooler.", "pooler."))], heads
     heads, replace = _bert_refs(hf, by_name)
     drop = ("pooler.", "classifier.", "bert.pooler.")
     body = [replace.get(r.name, r) for r in refs if not r.name.startswith(drop)]
@@ -165,7 +189,7 @@ def rerank_refs(hf: HFModel, refs: list[TensorRef]) -> tuple[list[TensorRef], li
 
 def type1_token_count(hf: HFModel) -> int:
     """Tokens appended for segment 1 (BERT cross-encoders), 0 otherwise."""
-    return int(hf.config["vocab_size"]) if hf.arch == "bert" else 0
+    return int(hf.config["vocab_size"]) if hf.arch == "bert" and hf.hf_architecture != XLMR_RERANKER else 0
 
 
 def labels(hf: HFModel) -> list[str]:

@@ -59,6 +59,8 @@ class RerankHead:
             raise ModelLoadError(f"{where} has no rerank head (cls.output.weight); convert it again with gguf-embed convert")
         get = tensors.get
         out_w, out_b = get("cls.output.weight"), get("cls.output.bias")
+        if out_w.ndim == 1:  # llama.cpp's quantizer writes a one-row matrix (1, d) as a vector (d,)
+            out_w = out_w.reshape(1, -1)
         if isinstance(labels, list) and [str(x).lower() for x in labels] == ["no", "yes"] and len(out_w) == 2:
             out_w, out_b = out_w[::-1].copy(), None if out_b is None else out_b[::-1].copy()
         return cls(out_w, out_b, get("cls.weight"), get("cls.bias"))

@@ -54,6 +54,7 @@ HF_ARCHITECTURES = {
     "XLMRobertaForMaskedLM": "bert",
     "Qwen3ForSequenceClassification": "qwen3",
     "BertForSequenceClassification": "bert",
+    "XLMRobertaForSequenceClassification": "bert",
 }
 #: config.json ``model_type`` -> GGUF architecture, when ``architectures`` says nothing known
 HF_MODEL_TYPES = {"qwen3": "qwen3", "bert": "bert", "xlm-roberta": "bert"}

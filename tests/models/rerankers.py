@@ -110,3 +110,34 @@ def build_minilm_cross_encoder(dest: Path, seed: int = 0) -> Path:
         if (src / name).is_file():
             shutil.copy(src / name, dest / name)
     return dest
+
+
+def build_tiny_xlmr_reranker(dest: Path, tok: dict, *, hidden: int = 32, layers: int = 2, seed: int = 0,
+                             max_positions: int = 8194, spm_model: bool = False, init_range: float = 0.2) -> Path:
+    """``XLMRobertaForSequenceClassification`` laid out like BAAI/bge-reranker-v2-m3 (one label, one
+    token type, positions from padding_idx + 1, 8194 of them) around XLM-R's real vocabulary ``tok``
+    (``multilingual.xlmr_tokenizer_json``); ``max_positions=514``: bge-reranker-base/large.
+    ``spm_model``: also write ``sentencepiece.bpe.model``, as the real repos ship it; ``init_range``:
+    the weights' standard deviation."""
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    from .foreign_models import xlmr_sentencepiece_model
+    from .multilingual import write_xlmr_tokenizer
+
+    dest.mkdir(parents=True, exist_ok=True)
+    config = XLMRobertaConfig(
+        vocab_size=len(tok["model"]["vocab"]), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
+        intermediate_size=hidden * 2, max_position_embeddings=max_positions, type_vocab_size=1, pad_token_id=1,
+        bos_token_id=0, eos_token_id=2, initializer_range=init_range, layer_norm_eps=1e-5, num_labels=1,
+    )
+    torch.manual_seed(seed)
+    model = XLMRobertaForSequenceClassification(config).to(torch.float32).eval()
+    with torch.no_grad():  # a head whose logits spread, so the probabilities order the documents clearly
+        model.classifier.out_proj.weight.mul_(3.0)
+        model.classifier.out_proj.bias.fill_(0.1)
+    model.save_pretrained(dest, safe_serialization=True)
+    write_xlmr_tokenizer(dest, tok, max_positions - 2)
+    if spm_model:
+        (dest / "sentencepiece.bpe.model").write_bytes(xlmr_sentencepiece_model(tok))
+    return dest
