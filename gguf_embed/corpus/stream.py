@@ -33,7 +33,7 @@ from .writers import Rows
 __all__ = ["COMMIT_SECONDS", "stream_job", "timed_backend", "SeenSet", "temporary_store"]
 
 COMMIT_SECONDS = 10.0  # finished work is committed at least this often
-FIRST_BATCH = 128  # texts in the first batch of a job, before its speed is known (at most the window)
+FIRST_BATCH = 32  # texts in the first batch of a job, before its speed is known: committed within seconds even on a slow machine
 
 
 @contextmanager
