@@ -225,8 +225,12 @@ def test_cli_rows_spans_manifest_and_cache(tmp_path, minilm_embedder):
 def test_cli_late_chunking_needs_chunks(tmp_path, minilm_embedder):
     src = tmp_path / "in.txt"
     src.write_text("hello\n")
-    res = CliRunner().invoke(main, ["encode", str(src), "-m", str(minilm_embedder.info.path), "--late-chunking"])
+    model = str(minilm_embedder.info.path)
+    res = CliRunner().invoke(main, ["encode", str(src), "-m", model, "--late-chunking"])
     assert res.exit_code != 0 and "--late-chunking needs --chunk-tokens" in res.output
+    res = CliRunner().invoke(main, ["encode", str(src), "-m", model, "--late-chunking", "--chunk-tokens", "16",
+                                    "--ray", "local", "--no-cache", "-q"])
+    assert res.exit_code != 0 and "does not run on Ray yet" in res.output and "Traceback" not in res.output
 
 
 # --- HTTP -------------------------------------------------------------------------------------
