@@ -257,3 +257,35 @@ def test_http_late_chunking_flag(minilm_embedder, qwen_embedder):
         ]:
             r = httpx.post(url, json=body, timeout=60)
             assert r.status_code == status and why in r.json()["error"]["message"], r.text
+
+
+# --- the pass planning on its own (one token per word) ----------------------------------------
+
+
+def test_passes_cut_at_chunk_boundaries():
+    from gguf_embed.text.late import plan_late
+
+    words = [f"w{i}" for i in range(40)]
+    text = " ".join(words)
+    starts = [text.index(w + " ") if w != words[-1] else text.rindex(w) for w in words]
+
+    def tok(s: str) -> np.ndarray:
+        return np.array([int(w[1:]) + 10 for w in s.split()], dtype=np.int32)
+
+    def span(i: int, j: int) -> tuple[int, int]:  # words i..j-1
+        return starts[i], starts[j - 1] + len(words[j - 1])
+
+    spans = [span(0, 6), span(4, 12), span(10, 18), span(16, 30), span(30, 40)]
+    plan = plan_late(tok, text, spans, prompt="", prefix=np.array([1]), suffix=np.array([2]), limit=16)
+    assert all(len(w) <= 16 and w[0] == 1 and w[-1] == 2 for w in plan.windows)
+    # passes of whole chunks: [0..12) (chunks 0, 1), [10..18) (chunk 2), chunk 3 (14 words) alone, chunk 4 alone
+    assert [w[1:-1].tolist() for w in plan.windows] == [
+        list(range(10, 22)), list(range(20, 28)), list(range(26, 40)), list(range(40, 50))]
+    got = [(w, plan.windows[w][rows].tolist()) for w, rows in plan.chunks]
+    assert got[0] == (0, [1, *range(10, 16)])  # [CLS] with the pass's first chunk
+    assert got[1] == (0, [*range(14, 22), 2])  # [SEP] with its last
+    assert got[2] == (1, [1, *range(20, 28), 2])
+    assert got[3][0] == 2 and got[4][0] == 3
+    # a chunk longer than a pass is cut to one pass
+    plan = plan_late(tok, text, [span(0, 40)], prompt="", prefix=np.array([1]), suffix=np.array([2]), limit=16)
+    assert [w.tolist() for w in plan.windows] == [[1, *range(10, 24), 2]]
