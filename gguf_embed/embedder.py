@@ -20,10 +20,11 @@ import numpy as np
 from .engine.session import Session, open_session
 from .engine.settings import RuntimeSettings
 from .errors import InputTooLongError, InvalidInputError, ModelLoadError, check_text
-from .heads.pooling import postprocess
+from .heads.pooling import pool_picked, postprocess
 from .registry import Registry
 from .text import normalize, templates
 from .text.frame import CLIP_MARGIN, EMPTY, EXACT_COUNT_CHARS, check_truncate, clip_chars, common_prefix
+from .text.late import LatePlan, join_chunks, plan_late
 
 __all__ = ["Embedder", "EmbedResult"]
 
@@ -196,3 +197,64 @@ class Embedder:
 
     def embed_one(self, text: str, **kwargs) -> np.ndarray:
         return self.embed([text], **kwargs).embeddings[0]
+
+    # --- late chunking: one pass over a document, pooled per chunk span (see text/late.py) ---
+
+    def check_late_chunking(self) -> None:
+        """Late chunking needs a bidirectional encoder (mean or CLS pooling); refuse anything else."""
+        info = self.info
+        if info.task != "embed":
+            why = "is a reranker"
+        elif info.pooling == "last" or info.causal:
+            why = (f"pools its last token ({info.pooling} pooling, a decoder): a chunk's tokens see only "
+                   "the text before them")
+        else:
+            return
+        raise InvalidInputError(f"model {self.name} {why}; late chunking needs a mean- or CLS-pooled encoder",
+                                param="late_chunking")
+
+    def plan_late(self, document: str, spans, *, input_type: str | None = None,
+                  instruction: str | None = None) -> LatePlan:
+        """The model passes for ``document`` and the token rows each of its chunk ``spans`` pools."""
+        self.check_late_chunking()
+        check_text(document, "the document", param="input")
+        s, norm = self.session, self.info.text_normalizer
+        try:
+            return plan_late(lambda t: s.tokenize(normalize.apply(norm, t), add_special=False), document, spans,
+                             prompt=self.prompt_for(input_type, instruction), prefix=s.frame.prefix,
+                             suffix=s.frame.suffix, limit=self.max_tokens)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc), param="input") from None
+
+    def embed_late_chunks_many(self, documents: Sequence[str], spans: Sequence, *, input_type: str | None = None,
+                               instruction: str | None = None, dimensions: int | None = None,
+                               normalize: bool = True) -> list[EmbedResult]:
+        """Late-chunked vectors of several documents (``spans[i]``: document i's (start, end) character
+        spans, in order), all their passes run together; ``token_counts``: the tokens each chunk pools."""
+        self.check_dimensions(dimensions)
+        plans = [self.plan_late(d, sp, input_type=input_type, instruction=instruction)
+                 for d, sp in zip(documents, spans, strict=True)]
+        passes = self.session.token_rows([w for p in plans for w in p.windows])
+        out, first = [], 0
+        for p in plans:
+            mine = passes[first:first + len(p.windows)]
+            first += len(p.windows)
+            counts = np.array([len(rows) for _, rows in p.chunks], dtype=np.int64)
+            out.append(EmbedResult(postprocess(pool_picked(mine, p.chunks), dimensions, normalize), counts))
+        return out
+
+    def embed_late_chunks(self, document: str, spans, **kwargs) -> EmbedResult:
+        """One vector per chunk span of ``document`` from one pass over it (passes of the model's
+        limit when it is longer): each chunk's tokens are mean-pooled where they saw the whole text."""
+        return self.embed_late_chunks_many([document], [spans], **kwargs)[0]
+
+    def embed_chunks_late(self, chunks: Sequence[str], **kwargs) -> EmbedResult:
+        """Jina's ``late_chunking``: ``chunks`` are one document's pieces in order, joined (a space
+        between two that have no whitespace at the seam) and embedded as ``embed_late_chunks``."""
+        if isinstance(chunks, str) or not chunks:
+            raise InvalidInputError("chunks must be a non-empty list of strings", param="input")
+        for i, c in enumerate(chunks):
+            if not isinstance(c, str) or not c.strip():
+                raise InvalidInputError(f"input {i} is not a string with text", param="input")
+        document, spans = join_chunks(chunks)
+        return self.embed_late_chunks(document, spans, **kwargs)

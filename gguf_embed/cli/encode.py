@@ -20,7 +20,10 @@ __all__ = ["encode_cmd"]
 PROGRESS_MIN_ITEMS = 100
 
 
-def _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text=False) -> None:
+def _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text=False,
+                 late=False) -> None:
+    if late and chunk_tokens is None:
+        raise click.UsageError("--late-chunking needs --chunk-tokens (the chunks it pools)")
     if keep_text and fmt == "npy":
         raise click.UsageError("npy output has no room for texts; use --format parquet or jsonl with --keep-text")
     if fmt != "jsonl" and output is None:
@@ -88,6 +91,8 @@ def _progress(quiet: bool):
 @click.option("--truncate", type=click.Choice(vocab.TRUNCATE_POLICIES), default="error", show_default=True)
 @click.option("--chunk-tokens", type=click.IntRange(min=2), help="Split long documents into chunks of at most N tokens.")
 @click.option("--chunk-overlap", type=click.IntRange(min=0), default=0, show_default=True, help="Tokens shared by neighbouring chunks.")
+@click.option("--late-chunking", is_flag=True,
+              help="Embed each document once (in passes of the model's limit) and mean-pool each chunk's tokens.")
 @click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), help="Vector cache file (default: $GGUF_EMBED_CACHE or ~/.cache/gguf-embed/vectors.sqlite).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the vector cache.")
 @click.option("--commit-every", type=click.IntRange(min=1), default=DEFAULT_WINDOW, show_default=True,
@@ -99,13 +104,14 @@ def _progress(quiet: bool):
 @click.option("--keep-text", is_flag=True, help="Add each row's text: a text column (Parquet), a text field (JSONL).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def encode_cmd(files, model, settings, output, fmt, input_format, text_field, id_field, skip_bad, input_type,
-               instruction, dimensions, no_normalize, truncate, chunk_tokens, chunk_overlap, cache, no_cache,
-               commit_every, restart, ray_address, ray_workers, ray_gpus, keep_text, quiet):
+               instruction, dimensions, no_normalize, truncate, chunk_tokens, chunk_overlap, late_chunking, cache,
+               no_cache, commit_every, restart, ray_address, ray_workers, ray_gpus, keep_text, quiet):
     """Embed a corpus: FILES are .txt (one text per line), .jsonl, .csv, .parquet or folders of .txt/.md."""
     fmt = output_format(output, fmt)
-    _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text)
+    _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text, late_chunking)
     spec = JobSpec(input_type=input_type, instruction=instruction, dimensions=dimensions, normalize=not no_normalize,
-                   truncate=truncate, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, window=commit_every)
+                   truncate=truncate, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, window=commit_every,
+                   late_chunking=late_chunking)
     ray = None
     if ray_address is not None:  # the driver tokenises and checks; the actors embed with the user's settings
         ray = RayOptions(ray_address, ray_workers, ray_gpus, model, settings.with_(vram=None))

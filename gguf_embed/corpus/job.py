@@ -38,6 +38,7 @@ class JobSpec:
     chunk_tokens: int | None = None
     chunk_overlap: int = 0
     window: int = DEFAULT_WINDOW
+    late_chunking: bool = False  # each chunk pooled from one pass over its whole document (corpus/late.py)
 
     def embed_kwargs(self) -> dict:
         return {"input_type": self.input_type, "instruction": self.instruction, "truncate": self.truncate}
@@ -81,10 +82,13 @@ class UnitPlan:
 
 def job_params(emb: Embedder, spec: JobSpec, model_sha256: str) -> dict:
     emb.check_dimensions(spec.dimensions)
-    return space_params(
+    params = space_params(
         model_sha256, prompt=emb.prompt_for(spec.input_type, spec.instruction), input_type=spec.input_type,
         instruction=spec.instruction, pooling=emb.info.pooling, dimensions=spec.dimensions or emb.dimensions,
         normalize=spec.normalize, truncate=spec.truncate, max_tokens=emb.max_tokens)
+    if spec.late_chunking:  # a late chunk's vector depends on how its whole document was chunked
+        params.update(late_chunking=True, chunk_tokens=spec.chunk_tokens, chunk_overlap=spec.chunk_overlap)
+    return params
 
 
 def _token_counter(emb: Embedder, spec: JobSpec) -> Callable[[str], int]:

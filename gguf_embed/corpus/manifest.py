@@ -48,6 +48,7 @@ def build_manifest(emb: Embedder, spec: JobSpec, stats: JobStats, *, model_sha25
         "max_tokens": emb.max_tokens,
         "chunk_tokens": spec.chunk_tokens,
         "chunk_overlap": spec.chunk_overlap if spec.chunk_tokens else None,
+        "late_chunking": spec.late_chunking,
         **counts,
         "inputs": inputs,
         "output": output,

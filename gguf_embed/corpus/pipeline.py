@@ -15,6 +15,7 @@ from typing import IO, Callable, ContextManager
 from ..errors import InvalidInputError
 from .cache import VectorCache, default_cache_path
 from .job import JobSpec, JobStats
+from .late import check_late
 from .manifest import build_manifest, utc_now
 from .readers import BadInputError, BadRecord, iter_corpus
 from .seen import BadLog
@@ -149,6 +150,7 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
     started = utc_now()
     progress = progress or (lambda total: nullcontext(None))
     check_chunking(emb, spec)
+    check_late(emb, spec, req.ray is not None)
     emb.check_dimensions(spec.dimensions)
     stats, bad, dims = JobStats(), BadLog(), spec.dimensions or emb.dimensions
     store = _open_store(req)

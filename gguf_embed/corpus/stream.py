@@ -25,6 +25,7 @@ from ..embedder import Embedder
 from ..heads.pooling import postprocess
 from .cache import Space, VectorCache, text_key
 from .chunking import chunk_spans
+from .late import LateUnit, late_backend, span_key
 from .job import Backend, Batch, JobSpec, JobStats, _token_counter, finite_rows, job_params, tokenize_checked
 from .readers import BadInputError, BadRecord, Record
 from .seen import SeenSet
@@ -78,6 +79,8 @@ class _Window:
     start: list[int] = field(default_factory=list)
     end: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
+    units: list[LateUnit] = field(default_factory=list)  # late chunking: what each row pools
+    keys: list[bytes] = field(default_factory=list)  # late chunking: each row's cache key
 
 
 def _windows(records: Iterable[Record], spec: JobSpec, emb: Embedder, stats: JobStats) -> Iterator[_Window]:
@@ -87,6 +90,10 @@ def _windows(records: Iterable[Record], spec: JobSpec, emb: Embedder, stats: Job
         stats.documents += 1
         spans = chunk_spans(record.text, count, spec.chunk_tokens, spec.chunk_overlap) if count else [(0, None)]
         win.records.append(record)
+        if spec.late_chunking:
+            spans = tuple((a, len(record.text) if b is None else b) for a, b in spans)
+            win.units += [LateUnit(record.text, spans, c) for c in range(len(spans))]
+            win.keys += [span_key(record.text, a, b) for a, b in spans]
         for c, (a, b) in enumerate(spans):
             win.rec.append(len(win.records) - 1)
             win.chunk.append(c)
@@ -131,7 +138,8 @@ def _embed_missing(run: _Run, win: _Window, keys: list[bytes], missing: list[byt
     first = {}
     for i, k in enumerate(keys):
         first.setdefault(k, i)
-    for batch in run.backend([win.texts[first[k]] for k in missing]):
+    items = win.units if run.spec.late_chunking else win.texts
+    for batch in run.backend([items[first[k]] for k in missing]):
         ks = [missing[p] for p in batch.positions]
         if ks:
             run.store.put_many(run.space, ks, batch.vectors, batch.tokens)
@@ -148,7 +156,7 @@ def _embed_missing(run: _Run, win: _Window, keys: list[bytes], missing: list[byt
 
 
 def _window_rows(run: _Run, win: _Window, bad: list[BadRecord]) -> Rows:
-    keys = [text_key(t) for t in win.texts]
+    keys = win.keys if run.spec.late_chunking else [text_key(t) for t in win.texts]
     weight = Counter(keys)
     distinct = list(weight)
     found, earlier = _lookup(run, distinct)
@@ -184,8 +192,10 @@ def stream_job(records: Iterable[Record], emb: Embedder, spec: JobSpec, store: V
     t0 = time.perf_counter()
     emb.check_dimensions(spec.dimensions)
     space = store.space(emb.name, job_params(emb, spec, model_sha256 or store.file_sha256(emb.info.path)))
-    run = _Run(emb, spec, store, space, backend or timed_backend(emb, spec, retry_bad=skip_bad), SeenSet(), stats,
-               reuse, skip_bad, keep_text, progress)
+    if backend is None:
+        make = late_backend if spec.late_chunking else timed_backend
+        backend = make(emb, spec, retry_bad=skip_bad)
+    run = _Run(emb, spec, store, space, backend, SeenSet(), stats, reuse, skip_bad, keep_text, progress)
     try:
         for win in _windows(records, spec, emb, stats):
             yield _window_rows(run, win, bad)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..vocab import POOLINGS
 
-__all__ = ["POOLINGS", "needed_rows", "pool", "cut_dimensions", "l2_normalize", "postprocess", "cosine",
+__all__ = ["POOLINGS", "needed_rows", "pool", "pool_picked", "cut_dimensions", "l2_normalize", "postprocess", "cosine",
            "row_cosines"]
 
 
@@ -41,6 +41,14 @@ def pool(hidden: np.ndarray, lengths: np.ndarray, pooling: str) -> np.ndarray:
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     sums = np.add.reduceat(hidden.astype(np.float64, copy=False), starts, axis=0)
     return (sums / lengths[:, None]).astype(np.float32)
+
+
+def pool_picked(passes: list[np.ndarray], picks: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    """Late chunking: for each (pass, row indices), the mean of those token rows of that pass."""
+    out = np.empty((len(picks), passes[0].shape[1] if passes else 0), dtype=np.float32)
+    for i, (w, rows) in enumerate(picks):
+        out[i] = passes[w][rows].astype(np.float64).mean(axis=0)
+    return out
 
 
 def cut_dimensions(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:

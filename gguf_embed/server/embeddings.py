@@ -17,7 +17,8 @@ import numpy as np
 from ..errors import InvalidInputError, TooManyInputsError, check_text
 from ..vocab import ENCODING_FORMATS, INPUT_TYPES, TRUNCATE_POLICIES
 
-KNOWN_FIELDS = {"input", "model", "encoding_format", "dimensions", "user", "input_type", "instruction", "truncate"}
+KNOWN_FIELDS = {"input", "model", "encoding_format", "dimensions", "user", "input_type", "instruction", "truncate",
+                "late_chunking"}
 MAX_TOKEN_ID = 2**31 - 1  # llama.cpp's token ids are int32; the model's vocabulary is checked later
 
 
@@ -31,6 +32,7 @@ class EmbeddingRequest:
     input_type: str | None
     instruction: str | None
     truncate: str
+    late_chunking: bool = False  # Jina's: the inputs are one document's chunks, in order
 
     @property
     def n_inputs(self) -> int:
@@ -121,6 +123,12 @@ def parse_request(raw: bytes, *, max_inputs: int, default_truncate: str) -> Embe
     if dims is not None and not _is_int(dims):
         raise InvalidInputError("'dimensions' must be an integer", param="dimensions")
     optional_str(body, "user")  # accepted and ignored
+    late = body.get("late_chunking")
+    if late is not None and not isinstance(late, bool):
+        raise InvalidInputError("'late_chunking' must be true or false", param="late_chunking")
+    if late and texts is None:
+        raise InvalidInputError("late_chunking takes text input (one document's chunks), not token ids",
+                                param="late_chunking")
     return EmbeddingRequest(
         model=optional_str(body, "model"),
         texts=texts,
@@ -130,6 +138,7 @@ def parse_request(raw: bytes, *, max_inputs: int, default_truncate: str) -> Embe
         input_type=_choice(body, "input_type", INPUT_TYPES, None),
         instruction=optional_str(body, "instruction"),
         truncate=_choice(body, "truncate", TRUNCATE_POLICIES, default_truncate),
+        late_chunking=bool(late),
     )
 
 

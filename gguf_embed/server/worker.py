@@ -79,6 +79,8 @@ class Worker:
         if self.reranker is not None:
             raise InvalidInputError(f"model {self.name} is a reranker; use /v1/rerank", param="model")
         emb.check_dimensions(req.dimensions)
+        if req.late_chunking:
+            return await self.embed_late(req)
         if req.texts is not None:
             seqs = await asyncio.to_thread(emb.tokenize, req.texts, input_type=req.input_type,
                                            instruction=req.instruction, truncate=req.truncate)
@@ -94,6 +96,18 @@ class Worker:
         else:
             vectors = emb.finish(await self.scheduler.rows(seqs), seqs, req.dimensions).embeddings
         return vectors, int(sum(len(s) for s in seqs))
+
+    async def embed_late(self, req: EmbeddingRequest) -> tuple[np.ndarray, int]:
+        """Jina's ``late_chunking``: the inputs are one document's chunks, joined and run once (in passes
+        of the model's limit past it); each chunk that alone exceeds the limit is refused unless truncated.
+        Not cached: a chunk's vector depends on the whole request."""
+        emb = self.embedder
+        emb.check_late_chunking()
+        await asyncio.to_thread(emb.tokenize, req.texts, input_type=req.input_type, instruction=req.instruction,
+                                truncate=req.truncate)  # the limit checked chunk by chunk, naming the input
+        res = await asyncio.to_thread(emb.embed_chunks_late, req.texts, input_type=req.input_type,
+                                      instruction=req.instruction, dimensions=req.dimensions)
+        return res.embeddings, res.total_tokens
 
     async def rerank(self, req: RerankRequest, default_truncate: str) -> RerankResult:
         rr = self.reranker
