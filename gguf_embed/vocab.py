@@ -29,6 +29,8 @@ FAISS_INDEXES = ("hnsw", "ivf")
 #: stored and returned vector types (``heads.precision``): float32; int8/uint8 codes per dimension
 #: over ranges fixed per model; one bit per dimension, packed eight to a byte (signed / unsigned)
 PRECISIONS = ("float", "int8", "uint8", "binary", "ubinary")
+#: what a binary index may keep beside its bits for rescoring its Hamming candidates
+RESCORE_PRECISIONS = ("int8", "float")
 #: Cohere's ``embedding_types``: the precisions and base64 (the float32 bytes)
 COHERE_EMBEDDING_TYPES = PRECISIONS + ("base64",)
 #: Cohere's ``input_type`` -> the prompt gguf-embed applies (symmetric tasks embed as documents)

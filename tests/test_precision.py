@@ -118,14 +118,17 @@ def test_unknown_precision_and_bits_that_do_not_fill_bytes(qwen_embedder, tmp_pa
     assert len(res.output.strip().splitlines()) == 1
     res = CliRunner().invoke(main, ["encode", str(src), "-m", str(qwen_embedder.info.path), "--precision", "int4"])
     assert res.exit_code == 2 and "int4" in res.output
+    res = CliRunner().invoke(main, ["encode", str(src), "-m", str(qwen_embedder.info.path), "--precision", "int8",
+                                    "--rescore-vectors", "int8", "-o", str(tmp_path / "o.parquet"), "-q"])
+    assert res.exit_code == 1 and "binary or ubinary" in res.output and len(res.output.strip().splitlines()) == 1
 
 
 # --- encode and search -----------------------------------------------------------------------------
 
 
-def _encode(src: Path, model: Path, out: Path, precision: str, cache: Path) -> dict:
+def _encode(src: Path, model: Path, out: Path, precision: str, cache: Path, *extra: str) -> dict:
     res = CliRunner().invoke(main, ["encode", str(src), "-m", str(model), "-o", str(out), "--precision", precision,
-                                    "--cache", str(cache), "-q"])
+                                    "--cache", str(cache), "-q", *extra])
     assert res.exit_code == 0, res.output
     return json.loads(out.with_name(out.name + ".manifest.json").read_text())
 
@@ -163,8 +166,13 @@ def test_binary_search_with_rescoring_finds_the_exact_top_hit(minilm_embedder, m
     for precision in ("float", "binary", "int8"):
         _encode(src, model, tmp_path / f"{precision}.parquet", precision, cache)
         tops[precision] = search(tmp_path / f"{precision}.parquet", queries, minilm_embedder, top_k=3)
+    man = _encode(src, model, tmp_path / "b8.parquet", "binary", cache, "--rescore-vectors", "int8")
+    assert man["precision"] == "binary" and man["rescore"]["precision"] == "int8" and "ranges" in man["rescore"]
+    tops["b8"] = search(tmp_path / "b8.parquet", queries, minilm_embedder, top_k=3)
     for qi in range(len(queries)):
-        assert tops["binary"][qi][0].id == tops["int8"][qi][0].id == tops["float"][qi][0].id
+        assert tops["binary"][qi][0].id == tops["int8"][qi][0].id == tops["float"][qi][0].id == tops["b8"][qi][0].id
+        # rescored with the stored int8 codes: the int8 index's own score for that row
+        assert tops["b8"][qi][0].score == pytest.approx(tops["int8"][qi][0].score, abs=1e-5)
     # the rescored score is the cosine between the float query and the hit's sign vector
     q = minilm_embedder.embed(queries[:1], input_type="query").embeddings[0]
     hit = tops["binary"][0][0]

@@ -2,9 +2,10 @@
 
 The query's sign bits are compared with every row's by popcount, streaming the Parquet in
 batches and keeping each query's ``rescore * k`` nearest rows; those are then scored by the float
-query against the rows' +1/-1 vectors (the dot product over sqrt(d): the cosine between the query
-and the row's sign vector) and the best ``k`` kept, as sentence-transformers' rescoring does.
-Memory holds the candidates, never the index.
+query against the rows' stored rescore vectors (``encode --rescore-vectors int8|float``: read only
+for the candidates) or, without them, against the rows' +1/-1 vectors (the dot product over
+sqrt(d): the cosine between the query and the row's sign vector), as sentence-transformers'
+rescoring does, and the best ``k`` kept. Memory holds the candidates, never the index.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .search import MAX_BATCH_ROWS, SearchError, SearchIndex
 
 __all__ = ["top_k_hamming", "DEFAULT_RESCORE"]
 
-DEFAULT_RESCORE = 4  # candidates per result rescored with the float query (see README)
+DEFAULT_RESCORE = 10  # candidates per result rescored with the float query (see README)
 
 
 def _as_unsigned(codes: np.ndarray) -> np.ndarray:
@@ -51,7 +52,11 @@ def top_k_hamming(index: SearchIndex, queries: np.ndarray, k: int, rescore: int 
         raise SearchError(f"query vectors have {q.shape[1]} dims, the index {index.dims}")
     k = min(k, index.n_rows)
     rows, codes = _candidates(index, pack_bits(q), min(index.n_rows, k * rescore))
-    signs = unpack_signs(codes.reshape(-1, index.width), index.dims).reshape(len(q), rows.shape[1], index.dims)
-    scores = np.einsum("qd,qnd->qn", q, signs) / np.float32(np.sqrt(index.dims))
+    shape = (len(q), rows.shape[1], index.dims)
+    if index.rescore is not None:  # the int8 codes or floats stored beside the bits
+        scores = np.einsum("qd,qnd->qn", q, index.rescore_vectors(rows.ravel()).reshape(shape))
+    else:
+        signs = unpack_signs(codes.reshape(-1, index.width), index.dims).reshape(shape)
+        scores = np.einsum("qd,qnd->qn", q, signs) / np.float32(np.sqrt(index.dims))
     order = np.lexsort((rows, -scores), axis=-1)[:, :k]
     return np.take_along_axis(scores, order, 1).astype(np.float32), np.take_along_axis(rows, order, 1)

@@ -52,6 +52,7 @@ class CorpusRequest:
     ray: RayOptions | None = None
     keep_text: bool = False  # a text column (Parquet) / field (JSONL) with each row's text
     precision: str = "float"  # vectors as written: float32, int8/uint8 codes or packed bits (heads.precision)
+    rescore: str | None = None  # with packed bits, Parquet: int8 codes or float32 beside them, to rescore with
 
 
 @dataclass
@@ -114,7 +115,7 @@ def _write_errors(output: Path, bad: list | None) -> None:
 
 
 def _stream(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, sink: RowSink, progress: ProgressFactory,
-            stats: JobStats, bad: list, quantizer: Quantizer | None = None) -> None:
+            stats: JobStats, bad: list, quantizer: Quantizer | None = None, rescore: Quantizer | None = None) -> None:
     """Read, embed and write, one window at a time (the store keeps floats; codes are made here)."""
     backend = _ray_backend(emb, spec, req.ray, sha) if req.ray is not None else None
     records = iter_corpus(req.inputs, text_field=req.text_field, id_field=req.id_field, skip_bad=req.skip_bad,
@@ -124,7 +125,10 @@ def _stream(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, sink: RowSi
         for rows in stream_job(records, emb, spec, store, backend=backend, model_sha256=sha, reuse=not req.restart,
                                skip_bad=req.skip_bad, keep_text=req.keep_text, progress=step, stats=stats,
                                bad=job_bad):
-            sink.write(rows if quantizer is None else replace(rows, vectors=quantizer(rows.vectors)))
+            if quantizer is not None:
+                rows = replace(rows, vectors=quantizer(rows.vectors),
+                               rescore=None if rescore is None else rescore(rows.vectors))
+            sink.write(rows)
     if not stats.documents:
         raise BadInputError(f"no text to embed in {', '.join(req.inputs)}")
     bad.extend(job_bad)
@@ -132,12 +136,14 @@ def _stream(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, sink: RowSi
 
 
 def _manifest(req: CorpusRequest, emb, spec: JobSpec, stats: JobStats, store, sha: str, started: str,
-              quantizer: Quantizer | None = None) -> dict:
+              quantizer: Quantizer | None = None, rescore: Quantizer | None = None) -> dict:
     cache = None if req.no_cache else str(store.path)
     ray = req.ray and {"address": req.ray.address, "workers": req.ray.workers}
     precision = {"precision": quantizer.precision if quantizer else "float"}
     if quantizer is not None:
         precision["quantization"] = quantizer.describe()
+    if rescore is not None:
+        precision["rescore"] = rescore.describe()
     return build_manifest(emb, spec, stats, model_sha256=sha, inputs=list(req.inputs), output=req.output.name,
                           fmt=req.fmt, started=started,
                           extra={"cache": cache, "ray": ray, "keep_text": req.keep_text, "text_field": req.text_field,
@@ -154,6 +160,9 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
     emb.check_dimensions(spec.dimensions)
     stats, bad, dims = JobStats(), [], spec.dimensions or emb.dimensions
     check_precision(req.precision, dims)
+    if req.rescore and (not req.precision.endswith("binary") or req.fmt != "parquet" or req.output is None):
+        raise InvalidInputError("rescore vectors go beside binary or ubinary vectors in a Parquet index "
+                                "(--precision binary|ubinary -o OUT.parquet)")
     store = _open_store(req)
     with ExitStack() as stack:
         if store is None:
@@ -164,6 +173,8 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
         q = None if req.precision == "float" else model_quantizer(emb, req.precision, dimensions=spec.dimensions,
                                                                     normalize=spec.normalize, model_sha256=sha)
         width, dtype = (q.width, q.dtype) if q else (dims, "float32")
+        rq = req.rescore and model_quantizer(emb, req.rescore, dimensions=spec.dimensions, normalize=spec.normalize,
+                                             model_sha256=sha)
         if req.output is None:
             sink = RowSink("jsonl", stdout, width, dtype)
             _stream(req, emb, spec, store, sha, sink, progress, stats, bad, q)
@@ -173,10 +184,10 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
             man_tmp = stack.enter_context(atomic_path(sidecar(req.output, ".manifest.json")))
             sink = RowSink(req.fmt, out_tmp, width, dtype)
             stack.callback(sink.close)
-            _stream(req, emb, spec, store, sha, sink, progress, stats, bad, q)
+            _stream(req, emb, spec, store, sha, sink, progress, stats, bad, q, rq)
             sink.finish()
             _write_errors(req.output, bad if req.skip_bad else None)
-            manifest = _manifest(req, emb, spec, stats, store, sha, started, q)
+            manifest = _manifest(req, emb, spec, stats, store, sha, started, q, rq)
             man_tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             publish(man_tmp, sidecar(req.output, ".manifest.json"))
             publish(out_tmp, req.output)

@@ -103,6 +103,9 @@ class SearchIndex:
         if not isinstance(self.dims, int) or code_width(self.precision, self.dims) != self.width:
             raise SearchError(f"{self.path} holds {self.width}-value {self.precision} rows but its manifest says "
                               f"{self.dims} dimensions; the two files are from different runs")
+        r = self.manifest.get("rescore") or {}  # int8 codes or floats beside packed bits
+        self.rescore = stored_precision({"precision": r.get("precision"), "quantization": r}, man_name(self.path)) \
+            if "rescore" in schema.names else None
         meta = self._pf.metadata
         self.n_rows = meta.num_rows
         self._group_starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
@@ -142,6 +145,19 @@ class SearchIndex:
             for pos, rec in zip(mine.tolist(), table.to_pylist()):
                 out[pos] = rec
         return out
+
+
+    def rescore_vectors(self, positions: np.ndarray) -> np.ndarray:
+        """float32 unit vectors (len(positions), dims) from the ``rescore`` column, in the order given."""
+        uniq, inverse = np.unique(np.asarray(positions, dtype=np.int64), return_inverse=True)
+        groups = np.searchsorted(self._group_starts, uniq, side="right") - 1
+        parts = []
+        for g in np.unique(groups):
+            col = self._pf.read_row_group(int(g), columns=["rescore"]).column(0)
+            col = col.take(uniq[groups == g] - self._group_starts[g]).combine_chunks()
+            parts.append(col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), self.dims))
+        precision, ranges = self.rescore
+        return l2_normalize(dequantize(np.concatenate(parts), precision, ranges))[inverse.ravel()]
 
 
 def _read_manifest(path: Path) -> dict:

@@ -36,6 +36,7 @@ class Rows:
     start: np.ndarray | None = None
     end: np.ndarray | None = None
     texts: list[str] | None = None  # with keep_text
+    rescore: np.ndarray | None = None  # beside packed bits: int8 codes or float32 (n, d) to rescore with
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -78,7 +79,8 @@ def concat_rows(parts: list[Rows], dims: int) -> Rows:
     vectors = np.concatenate([p.vectors for p in parts]) if parts else np.zeros((0, dims), np.float32)
     texts = None if not parts or parts[0].texts is None else [t for p in parts for t in p.texts]
     return Rows([i for p in parts for i in p.ids], vectors,
-                cat("tokens") if parts else np.zeros(0, np.int64), cat("chunk"), cat("start"), cat("end"), texts)
+                cat("tokens") if parts else np.zeros(0, np.int64), cat("chunk"), cat("start"), cat("end"), texts,
+                cat("rescore"))
 
 
 def stored(vectors: np.ndarray) -> np.ndarray:
@@ -110,6 +112,11 @@ def _parquet_table(rows: Rows, d: int):
                     end=pa.array(rows.end, pa.int64()))
     if rows.texts is not None:
         cols["text"] = pa.array(rows.texts, type=pa.string())
+    if rows.rescore is not None:
+        extra = stored(rows.rescore)
+        cols["rescore"] = pa.FixedSizeListArray.from_arrays(pa.array(extra.reshape(-1),
+                                                                     type=pa.from_numpy_dtype(extra.dtype)),
+                                                            extra.shape[1])
     return pa.table(cols)
 
 
