@@ -90,6 +90,25 @@ def main() -> None:
         c = row_cosines(dequantize(codes, p, idx[p].ranges), floats)
         print(f"{p}: cos(dequantised, float) over the corpus: min {c.min():.5f}, p1 {np.percentile(c, 1):.5f}, "
               f"mean {c.mean():.5f}")
+    ranges_choices(floats, idx["int8"])
+
+
+def ranges_choices(floats: np.ndarray, index) -> None:
+    """How the way int8 ranges are taken from the calibration rows shows on the corpus's vectors."""
+    from gguf_embed.heads.pooling import postprocess, row_cosines
+    from gguf_embed.heads.precision import dequantize, quantize, ranges_from
+
+    cal = postprocess(np.load(index.manifest["quantization"]["calibration_file"]), None, True)
+    choices = {f"min/max widened by {m:g} of the width": ranges_from(cal, m) for m in (0.0, 0.1, 0.2, 0.5)}
+    for lo in (0.5, 2.0):
+        choices[f"percentiles {lo:g}-{100 - lo:g}"] = np.percentile(cal, [lo, 100 - lo], axis=0).astype(np.float32)
+    print(f"int8 ranges from the {len(cal)} calibration vectors, cos(dequantised, float) over the corpus:")
+    print("| ranges | min | p1 | mean | components clipped |")
+    print("|---|---|---|---|---|")
+    for name, r in choices.items():
+        c = row_cosines(dequantize(quantize(floats, "int8", r), "int8", r), floats)
+        clipped = float(((floats < r[0]) | (floats > r[1])).mean())
+        print(f"| {name} | {c.min():.5f} | {np.percentile(c, 1):.5f} | {c.mean():.5f} | {clipped:.2%} |")
 
 
 if __name__ == "__main__":
