@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..heads.pooling import l2_normalize
-from ..heads.precision import hamming, pack_bits, unpack_signs
+from ..heads.precision import dequantize, hamming, pack_bits, unpack_signs
 from .search import MAX_BATCH_ROWS, SearchError, SearchIndex
 
 __all__ = ["top_k_hamming", "DEFAULT_RESCORE"]
@@ -25,23 +25,18 @@ def _as_unsigned(codes: np.ndarray) -> np.ndarray:
     return (codes.astype(np.int16) + 128).astype(np.uint8) if codes.dtype == np.int8 else codes
 
 
-def _candidates(index: SearchIndex, qbits: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows (q, n), their packed codes (q, n, width)): the ``n`` nearest by Hamming distance, ties by row."""
+def _candidates(index: SearchIndex, qbits: np.ndarray, n: int) -> np.ndarray:
+    """rows (q, n): each query's ``n`` nearest by Hamming distance, ties in row order."""
     nq = len(qbits)
-    best_d = np.zeros((nq, 0), np.int32)
-    best_r = np.zeros((nq, 0), np.int64)
-    best_c = np.zeros((nq, 0, index.width), np.uint8)
+    best_d, best_r = np.zeros((nq, 0), np.int32), np.zeros((nq, 0), np.int64)
     for offset, block in index.code_batches(MAX_BATCH_ROWS):
-        block = _as_unsigned(block)
-        d = np.concatenate([best_d, hamming(qbits, block)], axis=1)
+        d = np.concatenate([best_d, hamming(qbits, _as_unsigned(block))], axis=1)
         r = np.concatenate([best_r, np.broadcast_to(np.arange(offset, offset + len(block)), (nq, len(block)))], axis=1)
-        c = np.concatenate([best_c, np.broadcast_to(block, (nq, *block.shape))], axis=1)
         if d.shape[1] > n:
             keep = np.lexsort((r, d), axis=-1)[:, :n]
             d, r = np.take_along_axis(d, keep, 1), np.take_along_axis(r, keep, 1)
-            c = np.take_along_axis(c, keep[:, :, None], 1)
-        best_d, best_r, best_c = d, r, np.ascontiguousarray(c)
-    return best_r, best_c
+        best_d, best_r = d, r
+    return best_r
 
 
 def top_k_hamming(index: SearchIndex, queries: np.ndarray, k: int, rescore: int = DEFAULT_RESCORE
@@ -51,12 +46,14 @@ def top_k_hamming(index: SearchIndex, queries: np.ndarray, k: int, rescore: int 
     if q.shape[1] != index.dims:
         raise SearchError(f"query vectors have {q.shape[1]} dims, the index {index.dims}")
     k = min(k, index.n_rows)
-    rows, codes = _candidates(index, pack_bits(q), min(index.n_rows, k * rescore))
+    rows = _candidates(index, pack_bits(q), min(index.n_rows, k * rescore))
     shape = (len(q), rows.shape[1], index.dims)
     if index.rescore is not None:  # the int8 codes or floats stored beside the bits
-        scores = np.einsum("qd,qnd->qn", q, index.rescore_vectors(rows.ravel()).reshape(shape))
+        precision, ranges = index.rescore
+        vecs = l2_normalize(dequantize(index.read_at(rows.ravel(), "rescore"), precision, ranges))
+        scores = np.einsum("qd,qnd->qn", q, vecs.reshape(shape))
     else:
-        signs = unpack_signs(codes.reshape(-1, index.width), index.dims).reshape(shape)
+        signs = unpack_signs(index.read_at(rows.ravel(), "embedding"), index.dims).reshape(shape)
         scores = np.einsum("qd,qnd->qn", q, signs) / np.float32(np.sqrt(index.dims))
     order = np.lexsort((rows, -scores), axis=-1)[:, :k]
     return np.take_along_axis(scores, order, 1).astype(np.float32), np.take_along_axis(rows, order, 1)

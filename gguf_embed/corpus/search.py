@@ -147,17 +147,16 @@ class SearchIndex:
         return out
 
 
-    def rescore_vectors(self, positions: np.ndarray) -> np.ndarray:
-        """float32 unit vectors (len(positions), dims) from the ``rescore`` column, in the order given."""
+    def read_at(self, positions: np.ndarray, column: str) -> np.ndarray:
+        """The rows of a fixed-size list column (``embedding``, ``rescore``) at ``positions``, in that order."""
         uniq, inverse = np.unique(np.asarray(positions, dtype=np.int64), return_inverse=True)
         groups = np.searchsorted(self._group_starts, uniq, side="right") - 1
         parts = []
         for g in np.unique(groups):
-            col = self._pf.read_row_group(int(g), columns=["rescore"]).column(0)
+            col = self._pf.read_row_group(int(g), columns=[column]).column(0)
             col = col.take(uniq[groups == g] - self._group_starts[g]).combine_chunks()
-            parts.append(col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), self.dims))
-        precision, ranges = self.rescore
-        return l2_normalize(dequantize(np.concatenate(parts), precision, ranges))[inverse.ravel()]
+            parts.append(col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size))
+        return np.concatenate(parts)[inverse.ravel()]
 
 
 def _read_manifest(path: Path) -> dict:
