@@ -70,6 +70,7 @@ def main() -> None:
             idx[name] = SearchIndex(out)
         print(f"encoded in {time.perf_counter() - t0:.0f} s")
         qv = embed_queries(emb, idx["float"], queries)
+        batch_noise(emb, corpus[:40], idx["int8"].ranges)
     floats = np.concatenate([b for _, b in idx["float"].batches(8192)])
     exact = search_vectors(idx["float"], qv, 100)
     print("| index | bytes per vector | recall@10 vs exact float | recall@1 |")
@@ -91,6 +92,17 @@ def main() -> None:
         print(f"{p}: cos(dequantised, float) over the corpus: min {c.min():.5f}, p1 {np.percentile(c, 1):.5f}, "
               f"mean {c.mean():.5f}")
     ranges_choices(floats, idx["int8"])
+
+
+def batch_noise(emb, texts: list[str], ranges: np.ndarray) -> None:
+    """A text embedded alone vs inside a batch: how far the floats move, and the int8 codes with them."""
+    from gguf_embed.heads.precision import quantize
+
+    batch = emb.embed(texts, truncate="end").embeddings
+    alone = np.stack([emb.embed([t], truncate="end").embeddings[0] for t in texts])
+    a, b = quantize(alone, "int8", ranges), quantize(batch, "int8", ranges)
+    print(f"{len(texts)} texts alone vs in one batch: max |float difference| {np.abs(alone - batch).max():.2e}; "
+          f"int8 codes that differ {float((a != b).mean()):.2%}, by at most {int(np.abs(a.astype(int) - b).max())}")
 
 
 def ranges_choices(floats: np.ndarray, index) -> None:
