@@ -26,6 +26,18 @@ ENCODING_FORMATS = ("float", "base64")
 LISTING_FORMATS = ("table", "jsonl")
 #: approximate search indexes ``gguf-embed search --faiss`` builds (inner product): graph or inverted lists
 FAISS_INDEXES = ("hnsw", "ivf")
+#: stored and returned vector types (``heads.precision``): float32; int8/uint8 codes per dimension
+#: over ranges fixed per model; one bit per dimension, packed eight to a byte (signed / unsigned)
+PRECISIONS = ("float", "int8", "uint8", "binary", "ubinary")
+#: what a binary index may keep beside its bits for rescoring its Hamming candidates
+RESCORE_PRECISIONS = ("int8", "float")
+#: Cohere's ``embedding_types``: the precisions and base64 (the float32 bytes)
+COHERE_EMBEDDING_TYPES = PRECISIONS + ("base64",)
+#: Cohere's ``input_type`` -> the prompt gguf-embed applies (symmetric tasks embed as documents)
+COHERE_INPUT_TYPES = {"search_query": "query", "search_document": "document", "classification": "document",
+                      "clustering": "document"}
+#: Cohere's ``truncate`` -> gguf-embed's truncation policy
+COHERE_TRUNCATE = {"NONE": "error", "START": "start", "END": "end"}
 
 # llama.cpp's enum llama_pooling_type, as written in "{arch}.pooling_type"
 POOLING_IDS = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}

@@ -101,11 +101,16 @@ def _progress(quiet: bool):
 @click.option("--ray", "ray_address", help="Run on a Ray cluster: its address, or 'local' to start one here.")
 @click.option("--ray-workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray actors, each with its own model.")
 @click.option("--ray-gpus", type=click.FloatRange(min=0), default=0, show_default=True, help="GPUs per Ray actor.")
+@click.option("--precision", type=click.Choice(vocab.PRECISIONS), default="float", show_default=True,
+              help="Vectors as written: float32, int8/uint8 codes (ranges fixed per model) or packed bits (binary, ubinary).")
+@click.option("--rescore-vectors", "rescore", type=click.Choice(vocab.RESCORE_PRECISIONS),
+              help="With --precision binary|ubinary (Parquet): also store int8 codes or float32 vectors, read only to rescore search candidates.")
 @click.option("--keep-text", is_flag=True, help="Add each row's text: a text column (Parquet), a text field (JSONL).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def encode_cmd(files, model, settings, output, fmt, input_format, text_field, id_field, skip_bad, input_type,
                instruction, dimensions, no_normalize, truncate, chunk_tokens, chunk_overlap, late_chunking, cache,
-               no_cache, commit_every, restart, ray_address, ray_workers, ray_gpus, keep_text, quiet):
+               no_cache, commit_every, restart, ray_address, ray_workers, ray_gpus, precision, rescore, keep_text,
+               quiet):
     """Embed a corpus: FILES are .txt (one text per line), .jsonl, .csv, .parquet or folders of .txt/.md."""
     fmt = output_format(output, fmt)
     _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text, late_chunking)
@@ -117,11 +122,12 @@ def encode_cmd(files, model, settings, output, fmt, input_format, text_field, id
         ray = RayOptions(ray_address, ray_workers, ray_gpus, model, settings.with_(vram=None))
         settings = settings.with_(n_threads=1, n_gpu_layers=0, vram=None)
     req = CorpusRequest(tuple(files), output, fmt, text_field, id_field, input_format, skip_bad, cache, no_cache,
-                        restart, ray, keep_text)
+                        restart, ray, keep_text, precision, rescore)
     with user_errors(), open_model(model, settings) as emb:
         done = run_corpus(req, emb, spec, progress=_progress(quiet), stdout=Echo())
     if output is not None and not quiet:
         bad = done.bad
         extra = f"; {len(bad)} bad records in {sidecar(output, '.errors.jsonl').name}" if bad else ""
-        stderr.print(f"wrote {done.count} vectors of {done.dims} dims to {output} "
+        kind = "" if precision == "float" else f"{precision} "
+        stderr.print(f"wrote {done.count} {kind}vectors of {done.dims} dims to {output} "
                       f"({done.stats.embedded} embedded, {done.stats.reused} from the cache){extra}")

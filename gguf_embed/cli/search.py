@@ -59,8 +59,9 @@ def _print_table(queries: list[str], blocks, reranked: bool) -> None:
 @click.option("--faiss-index", "faiss_kind", type=click.Choice(vocab.FAISS_INDEXES), default="hnsw", show_default=True,
               help="With --faiss: the FAISS index kind.")
 @click.option("--faiss-probe", type=click.IntRange(min=1), help="With --faiss: efSearch (hnsw) or nprobe (ivf); more is slower and finds more.")
+@click.option("--rescore", type=click.IntRange(min=1), help="Binary indexes: rescore the N x top-k nearest by Hamming distance with the float query (default 10).")
 def search_cmd(query, index_path, model, settings, top_k, reranker_model, top_n, fmt, queries_file, instruction,
-               rerank_instruction, use_faiss, faiss_kind, faiss_probe):
+               rerank_instruction, use_faiss, faiss_kind, faiss_probe, rescore):
     """Find the rows of an encoded corpus nearest to QUERY (exact by default)."""
     from ..corpus.search import SearchIndex, index_model, search
     from ..reranker import Reranker
@@ -74,7 +75,7 @@ def search_cmd(query, index_path, model, settings, top_k, reranker_model, top_n,
         reranker = stack.enter_context(open_model(reranker_model, settings, Reranker)) if reranker_model else None
         blocks = search(index, queries, emb, top_k, reranker, top_n, instruction=instruction,
                         rerank_instruction=rerank_instruction, faiss=faiss_kind if use_faiss else None,
-                        probe=faiss_probe)
+                        probe=faiss_probe, rescore=rescore)
     fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
     if fmt == "table":
         _print_table(queries, blocks, reranker is not None)

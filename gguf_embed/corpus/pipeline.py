@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Callable, ContextManager
 
 from ..errors import InvalidInputError
+from ..heads.precision import check_precision
 from .cache import VectorCache, default_cache_path
 from .job import JobSpec, JobStats
 from .late import check_late
 from .manifest import build_manifest, utc_now
+from .precision import Quantizer, model_quantizer
 from .readers import BadInputError, BadRecord, iter_corpus
 from .seen import BadLog
 from .stream import stream_job, temporary_store
@@ -51,6 +53,8 @@ class CorpusRequest:
     restart: bool = False
     ray: RayOptions | None = None
     keep_text: bool = False  # a text column (Parquet) / field (JSONL) with each row's text
+    precision: str = "float"  # vectors as written: float32, int8/uint8 codes or packed bits (heads.precision)
+    rescore: str | None = None  # with packed bits, Parquet: int8 codes or float32 beside them, to rescore with
 
 
 @dataclass
@@ -113,8 +117,8 @@ def _write_errors(output: Path, bad: list | None) -> None:
 
 
 def _stream(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, sink: RowSink, progress: ProgressFactory,
-            stats: JobStats, bad: list) -> None:
-    """Read, embed and write, one window at a time."""
+            stats: JobStats, bad: list, quantizer: Quantizer | None = None, rescore: Quantizer | None = None) -> None:
+    """Read, embed and write, one window at a time (the store keeps floats; codes are made here)."""
     backend = _ray_backend(emb, spec, req.ray, sha) if req.ray is not None else None
     records = iter_corpus(req.inputs, text_field=req.text_field, id_field=req.id_field, skip_bad=req.skip_bad,
                           input_format_name=req.input_format, bad=bad)
@@ -124,6 +128,9 @@ def _stream(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, sink: RowSi
             for rows in stream_job(records, emb, spec, store, backend=backend, model_sha256=sha,
                                    reuse=not req.restart, skip_bad=req.skip_bad, keep_text=req.keep_text,
                                    progress=step, stats=stats, bad=job_bad):
+                if quantizer is not None:
+                    rows = replace(rows, vectors=quantizer(rows.vectors),
+                                   rescore=None if rescore is None else rescore(rows.vectors))
                 sink.write(rows)
     finally:
         if backend is not None:
@@ -134,13 +141,19 @@ def _stream(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, sink: RowSi
     stats.skipped = len(bad)
 
 
-def _manifest(req: CorpusRequest, emb, spec: JobSpec, stats: JobStats, store, sha: str, started: str) -> dict:
+def _manifest(req: CorpusRequest, emb, spec: JobSpec, stats: JobStats, store, sha: str, started: str,
+              quantizer: Quantizer | None = None, rescore: Quantizer | None = None) -> dict:
     cache = None if req.no_cache else str(store.path)
     ray = req.ray and {"address": req.ray.address, "workers": req.ray.workers}
+    precision = {"precision": quantizer.precision if quantizer else "float"}
+    if quantizer is not None:
+        precision["quantization"] = quantizer.describe()
+    if rescore is not None:
+        precision["rescore"] = rescore.describe()
     return build_manifest(emb, spec, stats, model_sha256=sha, inputs=list(req.inputs), output=req.output.name,
                           fmt=req.fmt, started=started,
                           extra={"cache": cache, "ray": ray, "keep_text": req.keep_text, "text_field": req.text_field,
-                                 "id_field": req.id_field, "input_format": req.input_format})
+                                 "id_field": req.id_field, "input_format": req.input_format, **precision})
 
 
 def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFactory | None = None,
@@ -153,6 +166,10 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
     check_late(emb, spec, req.ray is not None)
     emb.check_dimensions(spec.dimensions)
     stats, bad, dims = JobStats(), BadLog(), spec.dimensions or emb.dimensions
+    check_precision(req.precision, dims)
+    if req.rescore and (not req.precision.endswith("binary") or req.fmt != "parquet" or req.output is None):
+        raise InvalidInputError("rescore vectors go beside binary or ubinary vectors in a Parquet index "
+                                "(--precision binary|ubinary -o OUT.parquet)")
     store = _open_store(req)
     with ExitStack() as stack:
         if store is None:
@@ -160,19 +177,24 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
         else:
             stack.callback(store.close)
         sha = store.file_sha256(emb.info.path)
+        q = None if req.precision == "float" else model_quantizer(emb, req.precision, dimensions=spec.dimensions,
+                                                                    normalize=spec.normalize, model_sha256=sha)
+        width, dtype = (q.width, q.dtype) if q else (dims, "float32")
+        rq = req.rescore and model_quantizer(emb, req.rescore, dimensions=spec.dimensions, normalize=spec.normalize,
+                                             model_sha256=sha)
         if req.output is None:
-            sink = RowSink("jsonl", stdout, dims)
-            _stream(req, emb, spec, store, sha, sink, progress, stats, bad)
+            sink = RowSink("jsonl", stdout, width, dtype)
+            _stream(req, emb, spec, store, sha, sink, progress, stats, bad, q)
             sink.finish()
         else:
             out_tmp = stack.enter_context(atomic_path(req.output))
             man_tmp = stack.enter_context(atomic_path(sidecar(req.output, ".manifest.json")))
-            sink = RowSink(req.fmt, out_tmp, dims)
+            sink = RowSink(req.fmt, out_tmp, width, dtype)
             stack.callback(sink.close)
-            _stream(req, emb, spec, store, sha, sink, progress, stats, bad)
+            _stream(req, emb, spec, store, sha, sink, progress, stats, bad, q, rq)
             sink.finish()
             _write_errors(req.output, bad if req.skip_bad else None)
-            manifest = _manifest(req, emb, spec, stats, store, sha, started)
+            manifest = _manifest(req, emb, spec, stats, store, sha, started, q, rq)
             man_tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             publish(man_tmp, sidecar(req.output, ".manifest.json"))
             publish(out_tmp, req.output)

@@ -24,6 +24,8 @@ import numpy as np
 
 from ..errors import GGUFEmbedError, InvalidInputError
 from ..heads.pooling import l2_normalize
+from ..heads.precision import code_dtype, code_width, dequantize, ranges_digest
+from ..vocab import PRECISIONS
 from .cache import remembered_sha256
 
 __all__ = ["Hit", "SearchIndex", "SearchError", "search", "search_vectors", "top_k_exact", "embed_queries",
@@ -89,15 +91,21 @@ class SearchIndex:
             raise SearchError(f"{self.path} is not a Parquet file: {str(exc).splitlines()[0]}") from None
         schema = self._pf.schema_arrow
         etype = schema.field("embedding").type if "embedding" in schema.names else None
+        self.precision, self.ranges = stored_precision(self.manifest, man_name(self.path))
+        want = pa.from_numpy_dtype(code_dtype(self.precision))
         if "id" not in schema.names or etype is None or not pa.types.is_fixed_size_list(etype) \
-                or etype.value_type != pa.float32():
-            raise SearchError(f"{self.path} has no 'id' and fixed-size float32 'embedding' columns "
+                or etype.value_type != want:
+            raise SearchError(f"{self.path} has no 'id' and fixed-size {want} 'embedding' columns "
                               "(not written by gguf-embed encode)")
-        self.dims = etype.list_size
+        self.width = etype.list_size  # values per row: the dimensions, or bytes of packed bits
+        self.dims = self.manifest.get("dimensions")
         self.columns = [c for c in META_COLUMNS if c in schema.names]
-        if self.manifest.get("dimensions") != self.dims:
-            raise SearchError(f"{self.path} holds {self.dims}-dim vectors but its manifest says "
-                              f"{self.manifest.get('dimensions')}; the two files are from different runs")
+        if not isinstance(self.dims, int) or code_width(self.precision, self.dims) != self.width:
+            raise SearchError(f"{self.path} holds {self.width}-value {self.precision} rows but its manifest says "
+                              f"{self.dims} dimensions; the two files are from different runs")
+        r = self.manifest.get("rescore") or {}  # int8 codes or floats beside packed bits
+        self.rescore = stored_precision({"precision": r.get("precision"), "quantization": r}, man_name(self.path)) \
+            if "rescore" in schema.names else None
         meta = self._pf.metadata
         self.n_rows = meta.num_rows
         self._group_starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
@@ -110,14 +118,21 @@ class SearchIndex:
     def has_text(self) -> bool:
         return "text" in self.columns
 
-    def batches(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
-        """(first row, float32 (n, dims) unit vectors) over the whole index, ``rows`` at a time."""
+    def code_batches(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, the stored rows as they are: float32, int8/uint8 codes or packed bits)."""
         offset = 0
         for batch in self._pf.iter_batches(batch_size=rows, columns=["embedding"]):
             col = batch.column(0)
-            vecs = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), self.dims)
-            yield offset, (vecs if self.normalized else l2_normalize(vecs))
+            yield offset, col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), self.width)
             offset += len(col)
+
+    def batches(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, float32 (n, dims) unit vectors) over the whole index, ``rows`` at a time: codes
+        are dequantised (bucket centres, or +1/-1 per bit) and normalised."""
+        for offset, vecs in self.code_batches(rows):
+            if self.precision != "float":
+                vecs = l2_normalize(dequantize(vecs, self.precision, self.ranges, self.dims))
+            yield offset, (vecs if self.normalized or self.precision != "float" else l2_normalize(vecs))
 
     def rows(self, positions: Sequence[int]) -> dict[int, dict]:
         """The id (and chunk, start, end, text where stored) of each row in ``positions``."""
@@ -130,6 +145,18 @@ class SearchIndex:
             for pos, rec in zip(mine.tolist(), table.to_pylist()):
                 out[pos] = rec
         return out
+
+
+    def read_at(self, positions: np.ndarray, column: str) -> np.ndarray:
+        """The rows of a fixed-size list column (``embedding``, ``rescore``) at ``positions``, in that order."""
+        uniq, inverse = np.unique(np.asarray(positions, dtype=np.int64), return_inverse=True)
+        groups = np.searchsorted(self._group_starts, uniq, side="right") - 1
+        parts = []
+        for g in np.unique(groups):
+            col = self._pf.read_row_group(int(g), columns=[column]).column(0)
+            col = col.take(uniq[groups == g] - self._group_starts[g]).combine_chunks()
+            parts.append(col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size))
+        return np.concatenate(parts)[inverse.ravel()]
 
 
 def _read_manifest(path: Path) -> dict:
@@ -147,6 +174,27 @@ def _read_manifest(path: Path) -> dict:
     if manifest.get("format", "parquet") != "parquet":
         raise SearchError(f"{man} describes a {manifest['format']} output; search reads Parquet indexes")
     return manifest
+
+
+def man_name(path: Path) -> str:
+    return path.name + MANIFEST_SUFFIX
+
+
+def stored_precision(manifest: dict, name: str) -> tuple[str, np.ndarray | None]:
+    """The precision an index was written in, and its int8/uint8 ranges (checked against their sha256)."""
+    precision = manifest.get("precision", "float")
+    if precision not in PRECISIONS:
+        raise SearchError(f"{name} names an unknown precision {precision!r}")
+    if precision not in ("int8", "uint8"):
+        return precision, None
+    q = manifest.get("quantization") or {}
+    try:
+        ranges = np.array([q["ranges"]["min"], q["ranges"]["max"]], dtype=np.float32)
+    except (KeyError, TypeError, ValueError):
+        raise SearchError(f"{name} has no readable {precision} ranges (quantization.ranges)") from None
+    if ranges_digest(ranges) != q.get("ranges_sha256"):
+        raise SearchError(f"{name}: the {precision} ranges do not match their ranges_sha256; the manifest was edited")
+    return precision, ranges
 
 
 # --- exact search ----------------------------------------------------------------------------
@@ -194,13 +242,20 @@ def _hits(index: SearchIndex, scores: np.ndarray, rows: np.ndarray) -> list[list
 
 
 def search_vectors(index: SearchIndex | str | Path, queries: np.ndarray, top_k: int = 10, *,
-                   faiss: str | None = None, probe: int | None = None) -> list[list[Hit]]:
-    """Search with query vectors already in the index's space; ``faiss``: an index kind (hnsw, ivf)."""
+                   faiss: str | None = None, probe: int | None = None, rescore: int | None = None) -> list[list[Hit]]:
+    """Search with query vectors already in the index's space; ``faiss``: an index kind (hnsw, ivf).
+    A binary index is searched by Hamming distance, its ``rescore`` x ``top_k`` nearest rescored
+    with the float queries (``corpus.binary``)."""
     index = index if isinstance(index, SearchIndex) else SearchIndex(index)
     check_count(top_k, "top_k")
+    check_count(rescore, "rescore")
     if index.n_rows == 0:
         return [[] for _ in np.atleast_2d(queries)]
-    if faiss is not None:
+    if faiss is None and index.precision.endswith("binary"):
+        from .binary import DEFAULT_RESCORE, top_k_hamming
+
+        scores, rows = top_k_hamming(index, queries, top_k, rescore or DEFAULT_RESCORE)
+    elif faiss is not None:
         from .ann import faiss_top_k
 
         scores, rows = faiss_top_k(index, queries, top_k, kind=faiss, probe=probe)
@@ -309,6 +364,7 @@ def rerank_hits(query: str, hits: list[Hit], reranker, top_n: int | None = None,
 def search(index: SearchIndex | str | Path, queries: str | Sequence[str], embedder=None, top_k: int = 10,
            reranker=None, top_n: int | None = None, *, instruction: str | None = None,
            rerank_instruction: str | None = None, faiss: str | None = None, probe: int | None = None,
+           rescore: int | None = None,
            models_dir: str | Path | None = None) -> list[list[Hit]]:
     """One block of hits per query, best first. ``embedder``: an open Embedder (default: the index's
     model, found by its manifest); ``reranker``: a Reranker or a model for one, rescoring the top-k
@@ -326,7 +382,7 @@ def search(index: SearchIndex | str | Path, queries: str | Sequence[str], embedd
         emb = embedder or stack.enter_context(Embedder(index_model(index, models_dir)))
         check_embedder(emb, index)
         vectors = embed_queries(emb, index, queries, instruction)
-        blocks = search_vectors(index, vectors, top_k, faiss=faiss, probe=probe)
+        blocks = search_vectors(index, vectors, top_k, faiss=faiss, probe=probe, rescore=rescore)
         if reranker is None:
             return blocks
         if isinstance(reranker, (str, Path)):

@@ -19,7 +19,7 @@ from typing import IO, Iterator
 import numpy as np
 
 __all__ = ["Rows", "OUTPUT_FORMATS", "output_format", "atomic_path", "write_rows", "sidecar", "publish",
-           "RowSink", "concat_rows"]
+           "RowSink", "concat_rows", "stored"]
 
 OUTPUT_FORMATS = ("jsonl", "npy", "parquet")
 PARQUET_ROW_GROUP = 65536
@@ -30,12 +30,13 @@ class Rows:
     """The finished output, in input order (chunks of one document in document order)."""
 
     ids: list[str]
-    vectors: np.ndarray  # float32 (n, d)
+    vectors: np.ndarray  # float32 (n, d), or codes: int8/uint8 (n, d) or packed bits (n, d/8)
     tokens: np.ndarray  # int64 (n,)
     chunk: np.ndarray | None = None  # int32 (n,) when chunking
     start: np.ndarray | None = None
     end: np.ndarray | None = None
     texts: list[str] | None = None  # with keep_text
+    rescore: np.ndarray | None = None  # beside packed bits: int8 codes or float32 (n, d) to rescore with
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -78,7 +79,15 @@ def concat_rows(parts: list[Rows], dims: int) -> Rows:
     vectors = np.concatenate([p.vectors for p in parts]) if parts else np.zeros((0, dims), np.float32)
     texts = None if not parts or parts[0].texts is None else [t for p in parts for t in p.texts]
     return Rows([i for p in parts for i in p.ids], vectors,
-                cat("tokens") if parts else np.zeros(0, np.int64), cat("chunk"), cat("start"), cat("end"), texts)
+                cat("tokens") if parts else np.zeros(0, np.int64), cat("chunk"), cat("start"), cat("end"), texts,
+                cat("rescore"))
+
+
+def stored(vectors: np.ndarray) -> np.ndarray:
+    """Vectors as they are written: float32, or the int8/uint8 codes unchanged (little-endian either way)."""
+    if vectors.dtype in (np.int8, np.uint8):
+        return np.ascontiguousarray(vectors)
+    return np.ascontiguousarray(vectors, dtype="<f4")
 
 
 def _jsonl_lines(rows: Rows, first: int = 0) -> Iterator[str]:
@@ -95,13 +104,19 @@ def _jsonl_lines(rows: Rows, first: int = 0) -> Iterator[str]:
 def _parquet_table(rows: Rows, d: int):
     import pyarrow as pa
 
-    flat = pa.array(np.ascontiguousarray(rows.vectors, dtype=np.float32).reshape(-1), type=pa.float32())
+    vecs = stored(rows.vectors)
+    flat = pa.array(vecs.reshape(-1), type=pa.from_numpy_dtype(vecs.dtype))
     cols = {"id": pa.array(rows.ids, type=pa.string()), "embedding": pa.FixedSizeListArray.from_arrays(flat, d)}
     if rows.chunk is not None:
         cols.update(chunk=pa.array(rows.chunk, pa.int32()), start=pa.array(rows.start, pa.int64()),
                     end=pa.array(rows.end, pa.int64()))
     if rows.texts is not None:
         cols["text"] = pa.array(rows.texts, type=pa.string())
+    if rows.rescore is not None:
+        extra = stored(rows.rescore)
+        cols["rescore"] = pa.FixedSizeListArray.from_arrays(pa.array(extra.reshape(-1),
+                                                                     type=pa.from_numpy_dtype(extra.dtype)),
+                                                            extra.shape[1])
     return pa.table(cols)
 
 
@@ -115,8 +130,9 @@ class RowSink:
     """Rows written a window at a time to ``dest`` (a path, or a text stream for jsonl); ``finish()``
     completes the file (the npy header), ``close()`` releases it either way."""
 
-    def __init__(self, fmt: str, dest: Path | IO[str], dims: int):
+    def __init__(self, fmt: str, dest: Path | IO[str], dims: int, dtype=np.float32):
         self.fmt, self.dest, self.dims, self.count = fmt, dest, dims, 0
+        self.dtype = np.dtype(dtype)
         self._pq = self._fh = None
         if fmt == "jsonl":
             self._fh = dest if hasattr(dest, "write") else open(dest, "w", encoding="utf-8")
@@ -132,7 +148,7 @@ class RowSink:
             for line in _jsonl_lines(rows, self.count):
                 self._fh.write(line)
         elif self.fmt == "npy":
-            self._fh.write(np.ascontiguousarray(rows.vectors, dtype="<f4").tobytes())
+            self._fh.write(stored(rows.vectors).tobytes())
         elif len(rows):
             import pyarrow.parquet as pq
 
@@ -144,11 +160,12 @@ class RowSink:
 
     def finish(self, empty: Rows | None = None) -> None:
         if self.fmt == "parquet" and self._pq is None:  # no rows at all: the schema still
-            _write_parquet(self.dest, empty or Rows([], np.zeros((0, self.dims), np.float32), np.zeros(0, np.int64)))
+            _write_parquet(self.dest, empty or Rows([], np.zeros((0, self.dims), self.dtype), np.zeros(0, np.int64)))
         self._release()
         if self.fmt == "npy":
             with open(self.dest, "wb") as out, open(self._raw, "rb") as raw:
-                np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False,
+                descr = np.lib.format.dtype_to_descr(stored(np.zeros(0, self.dtype)).dtype)
+                np.lib.format.write_array_header_1_0(out, {"descr": descr, "fortran_order": False,
                                                            "shape": (self.count, self.dims)})
                 shutil.copyfileobj(raw, out, 16 << 20)
             self._raw.unlink()
@@ -174,7 +191,7 @@ def write_rows(fmt: str, dest: Path | IO[str], rows: Rows) -> None:
     """Write ``rows`` to a path (npy, parquet, jsonl) or a text stream (jsonl)."""
     if fmt == "npy":
         with open(dest, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(rows.vectors, dtype=np.float32))
+            np.save(fh, stored(rows.vectors))
     elif fmt == "parquet":
         _write_parquet(dest, rows)
     elif fmt == "jsonl":

@@ -8,6 +8,7 @@ import asyncio
 import hmac
 import logging
 import time
+import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from ..errors import (
     PayloadTooLargeError,
     ServiceUnavailableError,
 )
+from .cohere import cohere_embed_route
 from .embeddings import embeddings_route
 from .metrics import Metrics
 from .rerank import rerank_route
@@ -102,6 +104,11 @@ def _error_response(exc: GGUFEmbedError) -> JSONResponse:
     return JSONResponse(exc.to_openai(), status_code=exc.status_code)
 
 
+def _cohere_error(exc: GGUFEmbedError) -> JSONResponse:
+    """Cohere's error shape: ``{"id": ..., "message": ...}``."""
+    return JSONResponse({"id": str(uuid.uuid4()), "message": exc.message}, status_code=exc.status_code)
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -139,7 +146,7 @@ class Guard:
 
 
 def _endpoint(state: State, options: ServerOptions, guard: Guard,
-              handler: Callable[[Call, bytes], Awaitable[Any]]) -> Callable:
+              handler: Callable[[Call, bytes], Awaitable[Any]], errors: Callable = _error_response) -> Callable:
     """A POST route: guard, read the body, run ``handler``, count it; client errors as 4xx."""
 
     async def route(request: Request):
@@ -150,7 +157,7 @@ def _endpoint(state: State, options: ServerOptions, guard: Guard,
         except GGUFEmbedError as exc:
             state.metrics.error(exc.code or "invalid_request")
             state.metrics.request(call.model, exc.status_code, time.perf_counter() - t0)
-            return _error_response(exc)
+            return errors(exc)
         state.metrics.request(call.model, 200, time.perf_counter() - t0, call.n_inputs, call.n_tokens)
         return JSONResponse(body)
 
@@ -261,5 +268,8 @@ def create_app(models: Sequence, *, api_key: str | None = None, max_batch_tokens
         app.add_api_route(path, v1, methods=["POST"])
     app.add_api_route("/v2/rerank", _endpoint(state, options, guard, lambda c, r: rerank_route(c, r, "v2")),
                       methods=["POST"])
+    for version in ("v1", "v2"):
+        route = _endpoint(state, options, guard, lambda c, r, v=version: cohere_embed_route(c, r, v), _cohere_error)
+        app.add_api_route(f"/{version}/embed", route, methods=["POST"])
     _add_info_routes(app, state, guard)
     return app

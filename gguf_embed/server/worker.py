@@ -8,13 +8,14 @@ encode`` keys them, and only the misses reach the scheduler.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..corpus.cache import VectorCache, text_key
 from ..corpus.job import JobSpec, job_params
+from ..corpus.precision import CalibrationStore, Quantizer, calibration_seqs, quantizer_from_rows, remembered_sha256
 from ..embedder import Embedder
 from ..engine.scheduler import Scheduler
 from ..errors import InvalidInputError, NonFiniteOutputError
@@ -68,6 +69,8 @@ class Worker:
     owned: bool  # loaded by the app, so closed by it
     reranker: Reranker | None = None  # when the model's task is rerank
     cache: ServerCache | None = None
+    _calibration: list = field(default_factory=list)  # [rows, path] once known (int8 / uint8 ranges)
+    _calibrating: asyncio.Lock | None = None
 
     @property
     def task(self) -> str:
@@ -108,6 +111,28 @@ class Worker:
         res = await asyncio.to_thread(emb.embed_chunks_late, req.texts, input_type=req.input_type,
                                       instruction=req.instruction, dimensions=req.dimensions)
         return res.embeddings, res.total_tokens
+
+    async def quantizer(self, precision: str, dimensions: int | None) -> Quantizer:
+        """The model's fixed-range quantizer; the calibration set runs through the scheduler (shared with
+        the requests) only when no process has stored this model file's calibration rows yet."""
+        emb = self.embedder
+        dims = dimensions or emb.dimensions
+        if precision in ("int8", "uint8") and not self._calibration:
+            self._calibrating = self._calibrating or asyncio.Lock()
+            async with self._calibrating:
+                if not self._calibration:
+                    self._calibration[:] = await self._calibrate()
+        rows, path = self._calibration or (None, None)
+        return quantizer_from_rows(precision, rows, dims, True, path)
+
+    async def _calibrate(self) -> list:
+        emb, store = self.embedder, CalibrationStore()
+        sha = await asyncio.to_thread(remembered_sha256, emb.info.path)
+        rows = await asyncio.to_thread(store.load, sha, emb.dimensions)
+        if rows is None:
+            rows = await self.scheduler.rows(await asyncio.to_thread(calibration_seqs, emb))
+            await asyncio.to_thread(store.save, sha, rows)
+        return [rows, store.path(sha)]
 
     async def rerank(self, req: RerankRequest, default_truncate: str) -> RerankResult:
         rr = self.reranker

@@ -1,0 +1,127 @@
+"""Compressed vectors: what int8 and binary cost in retrieval, measured against exact float search.
+
+The corpus is every sentence of gensim's Lee background corpus (about 2,500 news sentences);
+the queries are the sentences of the Lee benchmark's 50 documents (another set of news texts).
+Each index is written by ``encode --precision`` through one vector cache (so all are made from
+the same float vectors) and searched through ``corpus.search.search_vectors``; recall@10 is the
+share of the float index's exact top 10 that each finds. Also: cosine of dequantised int8/uint8
+vectors to the float ones, and bytes per vector.
+
+    python bench/bench_precision.py [--model all-minilm-l6-v2.gguf] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+
+def sentences(path: Path, encoding: str = "utf-8") -> list[str]:
+    docs = path.read_text(encoding=encoding).splitlines()
+    return list(dict.fromkeys(s.strip() for d in docs for s in re.split(r"(?<=[.!?])\s+", d) if len(s.strip()) > 20))
+
+
+def recall(found: list, exact: list, k: int) -> float:
+    return float(np.mean([len({h.row for h in f[:k]} & {h.row for h in e[:k]}) / k for f, e in zip(found, exact)]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", help="a MiniLM GGUF (default: convert all-minilm-l6-v2 at F16 into a temp dir)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", help="a folder for the indexes and their vector cache (default: a new temp dir)")
+    args = ap.parse_args()
+    import gensim
+
+    from gguf_embed import Embedder
+    from gguf_embed.convert import convert_model
+    from gguf_embed.corpus.job import JobSpec
+    from gguf_embed.corpus.pipeline import CorpusRequest, run_corpus
+    from gguf_embed.corpus.search import SearchIndex, embed_queries, search_vectors
+    from gguf_embed.heads.pooling import row_cosines
+    from gguf_embed.heads.precision import dequantize
+
+    data = Path(gensim.__file__).parent / "test" / "test_data"
+    corpus, queries = sentences(data / "lee_background.cor"), sentences(data / "lee.cor", "latin-1")
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-precision-"))
+    os.environ.setdefault("GGUF_EMBED_RANGES", str(work / "ranges"))
+    model = args.model or str(convert_model("all-minilm-l6-v2", work / "minilm-F16.gguf", "F16").path)
+    src = work / "corpus.txt"
+    src.write_text("\n".join(corpus) + "\n", encoding="utf-8")
+    print(f"corpus: {len(corpus)} sentences (lee_background.cor), queries: {len(queries)} (lee.cor), model {model}")
+    with Embedder(model, n_threads=args.threads) as emb:
+        idx, t0 = {}, time.perf_counter()
+        for p, rescore in (("float", None), ("int8", None), ("uint8", None), ("binary", None),
+                           ("binary", "int8"), ("binary", "float")):
+            name = p + (f"+{rescore}" if rescore else "")
+            out = work / f"{name}.parquet"
+            run_corpus(CorpusRequest((str(src),), out, "parquet", cache=work / "cache.sqlite", precision=p,
+                                     rescore=rescore), emb, JobSpec(truncate="end"))
+            idx[name] = SearchIndex(out)
+        print(f"encoded in {time.perf_counter() - t0:.0f} s")
+        qv = embed_queries(emb, idx["float"], queries)
+        batch_noise(emb, corpus[:40], idx["int8"].ranges)
+    floats = np.concatenate([b for _, b in idx["float"].batches(8192)])
+    exact = search_vectors(idx["float"], qv, 100)
+    print("| index | bytes per vector | recall@10 vs exact float | recall@1 |")
+    print("|---|---|---|---|")
+    print(f"| float32 | {4 * idx['float'].dims} | 1 | 1 |")
+    for p in ("int8", "uint8"):
+        found = search_vectors(idx[p], qv, 10)
+        print(f"| {p} (dequantised, exact) | {idx[p].width} | {recall(found, exact, 10):.4f} | "
+              f"{recall(found, exact, 1):.4f} |")
+    for name, with_ in (("binary", "its sign vectors"), ("binary+int8", "int8 codes"), ("binary+float", "floats")):
+        extra = {"binary": 0, "binary+int8": idx["float"].dims, "binary+float": 4 * idx["float"].dims}[name]
+        for m in (1, 2, 4, 10, 25):
+            found = search_vectors(idx[name], qv, 10, rescore=m)
+            print(f"| binary, Hamming top {10 * m} rescored with {with_} | {idx[name].width} (+{extra} on disk) | "
+                  f"{recall(found, exact, 10):.4f} | {recall(found, exact, 1):.4f} |")
+    for p in ("int8", "uint8"):
+        codes = np.concatenate([b for _, b in idx[p].code_batches(8192)])
+        c = row_cosines(dequantize(codes, p, idx[p].ranges), floats)
+        print(f"{p}: cos(dequantised, float) over the corpus: min {c.min():.5f}, p1 {np.percentile(c, 1):.5f}, "
+              f"mean {c.mean():.5f}")
+    ranges_choices(floats, idx["int8"])
+
+
+def batch_noise(emb, texts: list[str], ranges: np.ndarray) -> None:
+    """A text embedded alone vs inside a batch: how far the floats move, and the int8 codes with them."""
+    from gguf_embed.heads.precision import quantize
+
+    batch = emb.embed(texts, truncate="end").embeddings
+    alone = np.stack([emb.embed([t], truncate="end").embeddings[0] for t in texts])
+    a, b = quantize(alone, "int8", ranges), quantize(batch, "int8", ranges)
+    print(f"{len(texts)} texts alone vs in one batch: max |float difference| {np.abs(alone - batch).max():.2e}; "
+          f"int8 codes that differ {float((a != b).mean()):.2%}, by at most {int(np.abs(a.astype(int) - b).max())}")
+
+
+def ranges_choices(floats: np.ndarray, index) -> None:
+    """How the way int8 ranges are taken from the calibration rows shows on the corpus's vectors."""
+    from gguf_embed.heads.pooling import postprocess, row_cosines
+    from gguf_embed.heads.precision import dequantize, quantize, ranges_from
+
+    cal = postprocess(np.load(index.manifest["quantization"]["calibration_file"]), None, True)
+    choices = {f"min/max widened by {m:g} of the width": ranges_from(cal, m) for m in (0.0, 0.1, 0.2, 0.5)}
+    for lo in (0.5, 2.0):
+        choices[f"percentiles {lo:g}-{100 - lo:g}"] = np.percentile(cal, [lo, 100 - lo], axis=0).astype(np.float32)
+    print(f"int8 ranges from the {len(cal)} calibration vectors, cos(dequantised, float) over the corpus:")
+    print("| ranges | min | p1 | mean | components clipped |")
+    print("|---|---|---|---|---|")
+    for name, r in choices.items():
+        c = row_cosines(dequantize(quantize(floats, "int8", r), "int8", r), floats)
+        clipped = float(((floats < r[0]) | (floats > r[1])).mean())
+        print(f"| {name} | {c.min():.5f} | {np.percentile(c, 1):.5f} | {c.mean():.5f} | {clipped:.2%} |")
+
+
+if __name__ == "__main__":
+    main()

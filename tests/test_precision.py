@@ -1,0 +1,253 @@
+"""Compressed vectors: int8 / uint8 / binary / ubinary codes against their definition and
+sentence-transformers' ``quantize_embeddings``, ranges fixed per model, ``encode --precision``,
+search over packed bits, and Cohere's embed routes answering the real Cohere SDK."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from gguf_embed.cli import main
+from gguf_embed.corpus.precision import CalibrationStore, embed_codes, model_quantizer
+from gguf_embed.corpus.search import search
+from gguf_embed.errors import InvalidInputError
+from gguf_embed.heads.precision import dequantize, hamming, quantize, ranges_from
+from gguf_embed.server.app import create_app
+
+from .helpers import RunningServer, cos
+from .texts import VARIED_TEXTS
+
+REPO = Path(__file__).resolve().parent.parent
+st_quantize = pytest.importorskip("sentence_transformers.util.quantization").quantize_embeddings
+
+
+@pytest.fixture(scope="module")
+def minilm_q(minilm_embedder):
+    """MiniLM's int8 quantizer (the calibration set runs once per test session, then is read back)."""
+    return model_quantizer(minilm_embedder, "int8")
+
+
+# --- the definitions -------------------------------------------------------------------------------
+
+
+def test_bits_and_codes_match_the_definition_and_sentence_transformers(minilm_embedder, minilm_q):
+    v = minilm_embedder.embed(VARIED_TEXTS).embeddings
+    bits = np.packbits(v > 0, axis=-1)  # most significant bit first
+    assert np.array_equal(quantize(v, "ubinary"), bits)
+    assert np.array_equal(quantize(v, "binary"), (bits.astype(np.int16) - 128).astype(np.int8))
+    for precision in ("binary", "ubinary"):
+        assert np.array_equal(quantize(v, precision), st_quantize(v, precision))
+    for precision in ("int8", "uint8"):
+        ours = quantize(v, precision, minilm_q.ranges)
+        assert ours.dtype == st_quantize(v, precision, ranges=minilm_q.ranges).dtype
+        assert np.array_equal(ours, st_quantize(v, precision, ranges=minilm_q.ranges))
+    # Hamming distance is the count of differing sign bits
+    signs = v > 0
+    assert np.array_equal(hamming(bits[:3], bits), (signs[:3, None, :] != signs[None, :, :]).sum(-1))
+
+
+def test_int8_dequantised_keeps_the_direction_on_real_texts(minilm_embedder, minilm_q):
+    v = minilm_embedder.embed(VARIED_TEXTS).embeddings
+    for precision in ("int8", "uint8"):
+        back = dequantize(quantize(v, precision, minilm_q.ranges), precision, minilm_q.ranges)
+        assert cos(back, v).min() >= 0.99
+    # the calibration set's own min/max (no margin) clips real texts more than the wider ranges do
+    tight = ranges_from(np.load(minilm_q.calibration), margin=0.0)
+    assert ((v < tight[0]) | (v > tight[1])).sum() > ((v < minilm_q.ranges[0]) | (v > minilm_q.ranges[1])).sum()
+
+
+def test_codes_of_a_text_do_not_depend_on_its_batch(minilm_embedder, minilm_q):
+    """The ranges are the model's, not the batch's: the codes of a row are a function of that row
+    alone (sentence-transformers' batch-computed ranges give the same text other codes)."""
+    v = minilm_embedder.embed(VARIED_TEXTS).embeddings
+    batch = quantize(v, "int8", minilm_q.ranges)
+    for i in (0, 7, len(v) - 1):
+        assert np.array_equal(quantize(v[i:i + 1], "int8", minilm_q.ranges)[0], batch[i])
+    assert not np.array_equal(st_quantize(v[:8], "int8")[0], st_quantize(v, "int8")[0])
+    # embedded alone, a text's float vector differs from its in-batch one by float noise only;
+    # a code moves only where that noise crosses a bucket edge, and then by one
+    alone = np.stack([minilm_embedder.embed([t]).embeddings[0] for t in VARIED_TEXTS[:6]])
+    a, b = quantize(alone, "int8", minilm_q.ranges), batch[:6]
+    assert np.all((a == b) | (alone != v[:6]))
+    assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_ranges_are_the_same_in_another_process(minilm_embedder, minilm_q, minilm_gguf):
+    codes = embed_codes(minilm_embedder, VARIED_TEXTS[:5], "int8")
+    script = ("import sys, numpy as np\nfrom gguf_embed import Embedder\n"
+              "from gguf_embed.corpus.precision import embed_codes, model_quantizer\n"
+              f"emb = Embedder({str(minilm_gguf('F16'))!r})\n"
+              f"np.save(sys.argv[1], embed_codes(emb, {VARIED_TEXTS[:5]!r}, 'int8'))\n"
+              "np.save(sys.argv[2], model_quantizer(emb, 'int8').ranges)\n")
+    out = Path(minilm_q.calibration).parent
+    subprocess.run([sys.executable, "-c", script, str(out / "c.npy"), str(out / "r.npy")], check=True, cwd=REPO,
+                   capture_output=True)
+    assert np.array_equal(np.load(out / "r.npy"), minilm_q.ranges)  # read from the store, not recomputed
+    assert np.array_equal(np.load(out / "c.npy"), codes)
+
+
+def test_ranges_follow_dimensions_and_normalisation(qwen_embedder, tmp_path):
+    store = CalibrationStore(tmp_path)
+    full = model_quantizer(qwen_embedder, "int8", store=store)
+    cut = model_quantizer(qwen_embedder, "int8", dimensions=16, store=store)
+    raw = model_quantizer(qwen_embedder, "uint8", normalize=False, store=store)
+    assert cut.ranges.shape == (2, 16) and full.ranges.shape == (2, qwen_embedder.dimensions)
+    assert not np.allclose(cut.ranges, full.ranges[:, :16])  # cut, then normalised again
+    assert not np.allclose(raw.ranges, full.ranges)
+    assert len(list(tmp_path.glob("*.calibration.npy"))) == 1  # one calibration per model file
+
+
+def test_unknown_precision_and_bits_that_do_not_fill_bytes(qwen_embedder, tmp_path):
+    with pytest.raises(InvalidInputError, match="precision must be one of"):
+        embed_codes(qwen_embedder, ["a"], "int4")
+    with pytest.raises(InvalidInputError, match="not a multiple of 8"):
+        embed_codes(qwen_embedder, ["a"], "binary", dimensions=20)
+    src = tmp_path / "a.txt"
+    src.write_text("hello\n")
+    res = CliRunner().invoke(main, ["encode", str(src), "-m", str(qwen_embedder.info.path), "--precision", "ubinary",
+                                    "--dimensions", "20", "-o", str(tmp_path / "o.npy"), "-q"])
+    assert res.exit_code != 0 and "not a multiple of 8" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    res = CliRunner().invoke(main, ["encode", str(src), "-m", str(qwen_embedder.info.path), "--precision", "int4"])
+    assert res.exit_code == 2 and "int4" in res.output
+    res = CliRunner().invoke(main, ["encode", str(src), "-m", str(qwen_embedder.info.path), "--precision", "int8",
+                                    "--rescore-vectors", "int8", "-o", str(tmp_path / "o.parquet"), "-q"])
+    assert res.exit_code == 1 and "binary or ubinary" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+# --- encode and search -----------------------------------------------------------------------------
+
+
+def _encode(src: Path, model: Path, out: Path, precision: str, cache: Path, *extra: str) -> dict:
+    res = CliRunner().invoke(main, ["encode", str(src), "-m", str(model), "-o", str(out), "--precision", precision,
+                                    "--cache", str(cache), "-q", *extra])
+    assert res.exit_code == 0, res.output
+    return json.loads(out.with_name(out.name + ".manifest.json").read_text())
+
+
+def test_encode_writes_what_the_manifest_says(minilm_gguf, minilm_q, tmp_path):
+    model, cache = minilm_gguf("F16"), tmp_path / "c.sqlite"
+    src = tmp_path / "docs.txt"
+    src.write_text("\n".join(t.replace("\n", " ") for t in VARIED_TEXTS) + "\n")
+    _encode(src, model, tmp_path / "f.npy", "float", cache)
+    floats = np.load(tmp_path / "f.npy")
+    for precision, fmt in (("int8", "parquet"), ("uint8", "npy"), ("binary", "npy"), ("ubinary", "parquet")):
+        out = tmp_path / f"v-{precision}.{fmt}"
+        man = _encode(src, model, out, precision, cache)  # the floats come from the cache
+        q = man["quantization"]
+        assert man["precision"] == precision == q["precision"] and q["dimensions"] == floats.shape[1]
+        got = np.load(out) if fmt == "npy" else np.stack(pq.read_table(out).column("embedding").to_numpy(
+            zero_copy_only=False))
+        ranges = np.array([q["ranges"]["min"], q["ranges"]["max"]], np.float32) if "ranges" in q else None
+        assert got.dtype.name == q["dtype"] and got.shape == (len(floats), q["stored_width"])
+        assert np.array_equal(got, st_quantize(floats, precision, ranges=ranges))
+        if ranges is not None:
+            assert np.array_equal(ranges, minilm_q.ranges) and Path(q["calibration_file"]).is_file()
+    lines = CliRunner().invoke(main, ["encode", str(src), "-m", str(model), "--precision", "ubinary", "--cache",
+                                      str(cache), "-q"]).stdout.splitlines()
+    assert json.loads(lines[0])["embedding"] == np.packbits(floats[0] > 0).tolist()
+
+
+def test_binary_search_with_rescoring_finds_the_exact_top_hit(minilm_embedder, minilm_gguf, tmp_path):
+    model, cache = minilm_gguf("F16"), tmp_path / "c.sqlite"
+    src = tmp_path / "docs.txt"
+    src.write_text("\n".join(t.replace("\n", " ") for t in VARIED_TEXTS) + "\n")
+    queries = ["What is the capital of Australia?", "how do plants turn light into energy",
+               "selling sea shells on the beach", "quarterly revenue growth", "page not found error"]
+    tops = {}
+    for precision in ("float", "binary", "int8"):
+        _encode(src, model, tmp_path / f"{precision}.parquet", precision, cache)
+        tops[precision] = search(tmp_path / f"{precision}.parquet", queries, minilm_embedder, top_k=3)
+    man = _encode(src, model, tmp_path / "b8.parquet", "binary", cache, "--rescore-vectors", "int8")
+    assert man["precision"] == "binary" and man["rescore"]["precision"] == "int8" and "ranges" in man["rescore"]
+    tops["b8"] = search(tmp_path / "b8.parquet", queries, minilm_embedder, top_k=3)
+    for qi in range(len(queries)):
+        assert tops["binary"][qi][0].id == tops["int8"][qi][0].id == tops["float"][qi][0].id == tops["b8"][qi][0].id
+        # rescored with the stored int8 codes: the int8 index's own score for that row
+        assert tops["b8"][qi][0].score == pytest.approx(tops["int8"][qi][0].score, abs=1e-5)
+    # the rescored score is the cosine between the float query and the hit's sign vector
+    q = minilm_embedder.embed(queries[:1], input_type="query").embeddings[0]
+    hit = tops["binary"][0][0]
+    row = pq.read_table(tmp_path / "float.parquet").column("embedding")[hit.row].as_py()
+    signs = np.where(np.array(row) > 0, 1.0, -1.0)
+    assert hit.score == pytest.approx(float(q @ signs / np.sqrt(len(q))), abs=1e-5)
+
+
+# --- Cohere's routes ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cohere_server(minilm_embedder, tmp_path_factory):
+    app = create_app([minilm_embedder], cache=tmp_path_factory.mktemp("cohere") / "vectors.sqlite")
+    with RunningServer(app) as srv:
+        yield srv.wait_ready()
+
+
+def test_cohere_sdk_v2_embedding_types(cohere_server, minilm_embedder, minilm_q):
+    cohere = pytest.importorskip("cohere")
+    co = cohere.ClientV2(base_url=cohere_server.url, api_key="x")
+    texts = VARIED_TEXTS[:6]
+    r = co.embed(texts=texts, model=minilm_embedder.name, input_type="search_document",
+                 embedding_types=["float", "int8", "uint8", "binary", "ubinary", "base64"])
+    e = r.embeddings
+    floats = np.array(e.float_, dtype=np.float32)
+    assert cos(floats, minilm_embedder.embed(texts).embeddings).min() > 0.9999
+    for precision in ("int8", "uint8", "binary", "ubinary"):
+        assert np.array_equal(np.array(getattr(e, precision)), st_quantize(floats, precision, ranges=minilm_q.ranges))
+    assert np.array_equal(np.frombuffer(__import__("base64").b64decode(e.base64[0]), "<f4"), floats[0])
+    assert r.texts == texts and r.meta.billed_units.input_tokens > 0
+    # a text alone gets the codes it got inside the batch (the server's vector cache keeps its float)
+    alone = co.embed(texts=[texts[3]], model=minilm_embedder.name, input_type="search_document",
+                     embedding_types=["int8"])
+    assert alone.embeddings.int8[0] == e.int8[3]
+    query = co.embed(texts=["what is a dog?"], model=minilm_embedder.name, input_type="search_query",
+                     embedding_types=["ubinary"], truncate="END")
+    assert len(query.embeddings.ubinary[0]) == minilm_embedder.dimensions // 8
+
+
+def test_cohere_sdk_v1_shapes(cohere_server, minilm_embedder):
+    cohere = pytest.importorskip("cohere")
+    co = cohere.Client(base_url=cohere_server.url, api_key="x")
+    plain = co.embed(texts=["hello", "world"], model=minilm_embedder.name, input_type="search_query")
+    assert plain.response_type == "embeddings_floats" and len(plain.embeddings) == 2
+    typed = co.embed(texts=["hello", "world"], input_type="classification", embedding_types=["int8", "binary"])
+    assert typed.response_type == "embeddings_by_type"
+    assert np.array_equal(np.array(typed.embeddings.binary), quantize(np.array(plain.embeddings, np.float32), "binary"))
+    with pytest.raises(cohere.errors.BadRequestError) as err:
+        co.embed(texts=["x"], embedding_types=["int4"])
+    assert "int4" in err.value.body["message"]
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"texts": ["a"], "embedding_types": ["int4"]}, "int4"),
+    ({"texts": []}, "texts"),
+    ({"texts": ["a"], "input_type": "image"}, "input_type"),
+    ({"texts": ["a"], "truncate": "MIDDLE"}, "truncate"),
+    ({"texts": ["a"], "images": ["data:image/png;base64,AA=="]}, "images"),
+    ({"texts": ["a"], "output_dimension": 100}, "384"),
+    ({"texts": ["a"], "max_tokens": 8}, "max_tokens"),
+    ({"texts": ["a " * 2000], "truncate": "NONE"}, "tokens"),
+])
+def test_cohere_bad_requests_are_4xx_in_cohere_shape(cohere_server, body, param):
+    for version in ("v1", "v2"):
+        r = httpx.post(f"{cohere_server.url}/{version}/embed", json=body)
+        assert 400 <= r.status_code < 500 and set(r.json()) == {"id", "message"} and param in r.json()["message"]
+
+
+def test_cohere_bits_need_whole_bytes(qwen_embedder):
+    with RunningServer(create_app([qwen_embedder])) as srv:
+        srv.wait_ready()
+        r = httpx.post(f"{srv.url}/v2/embed", json={"texts": ["a"], "embedding_types": ["binary"],
+                                                     "output_dimension": 20})
+        assert r.status_code == 400 and "multiple of 8" in r.json()["message"]
+        ok = httpx.post(f"{srv.url}/v2/embed", json={"texts": ["a"], "embedding_types": ["ubinary", "float"],
+                                                      "output_dimension": 16}).json()
+        assert ok["embeddings"]["ubinary"][0] == np.packbits(np.array(ok["embeddings"]["float"][0]) > 0).tolist()
