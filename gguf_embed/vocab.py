@@ -26,6 +26,11 @@ ENCODING_FORMATS = ("float", "base64")
 LISTING_FORMATS = ("table", "jsonl")
 #: approximate search indexes ``gguf-embed search --faiss`` builds (inner product): graph or inverted lists
 FAISS_INDEXES = ("hnsw", "ivf")
+#: what one encoder pass can give per text (``encode --emit``, ``Embedder.embed(outputs=...)``): the pooled
+#: vector, bge-m3's sparse lexical weights and ColBERT multi-vectors, and every token's hidden state
+OUTPUTS = ("dense", "sparse", "colbert", "tokens")
+#: the outputs that need heads stored in the file (the others every model gives)
+HEAD_OUTPUTS = ("sparse", "colbert")
 
 # llama.cpp's enum llama_pooling_type, as written in "{arch}.pooling_type"
 POOLING_IDS = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
@@ -50,6 +55,14 @@ RERANK_BODY = PREFIX + "rerank.body"
 RERANK_SUFFIX = PREFIX + "rerank.suffix"
 RERANK_INSTRUCTION = PREFIX + "rerank.default_instruction"
 TYPE1_OFFSET = PREFIX + "token_type_1_offset"  # token id + offset = the same token in segment 1
+# bge-m3's extra heads, as float32 metadata arrays (llama.cpp refuses a file with tensors its graph does not
+# use, and ignores metadata it does not know): HEADS lists the heads the file has; each head's weight is
+# row-major (out, in), its bias (out,); sparse is out=1 (relu(w.h + b) per token), colbert out=COLBERT_DIM
+HEADS = PREFIX + "heads"
+HEAD_WEIGHT = PREFIX + "head.{}.weight"  # .format("sparse" | "colbert")
+HEAD_BIAS = PREFIX + "head.{}.bias"
+HEAD_ROWS = PREFIX + "head.{}.rows"
+HEAD_SKIP_IDS = PREFIX + "head.sparse.skip_ids"  # token ids without a lexical weight (CLS, EOS, PAD, UNK)
 
 # --- llama.cpp's keys ----------------------------------------------------------------
 

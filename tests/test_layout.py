@@ -131,7 +131,7 @@ def test_sizes():
 
 CHOICE_SETS = {name: frozenset(getattr(vocab, name)) for name in
                ("POOLINGS", "TASKS", "INPUT_TYPES", "TRUNCATE_POLICIES", "KV_TYPES", "FLASH_ATTN_MODES",
-                "QUANT_TYPES", "ENCODING_FORMATS", "LISTING_FORMATS")}
+                "QUANT_TYPES", "ENCODING_FORMATS", "LISTING_FORMATS", "OUTPUTS", "HEAD_OUTPUTS")}
 
 
 @pytest.mark.parametrize("path", [p for p in modules() if p.name != "vocab.py"], ids=rel)
