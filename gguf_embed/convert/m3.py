@@ -29,7 +29,7 @@ __all__ = ["HEAD_FILES", "read_heads", "write_heads", "skip_ids"]
 
 log = logging.getLogger("gguf_embed.convert")
 
-HEAD_FILES = dict(zip(("sparse", "colbert"), HEAD_STEMS))
+HEAD_FILES = dict(zip(keys.HEAD_OUTPUTS, HEAD_STEMS))
 #: the tokenizer's tokens FlagEmbedding drops from the sparse weights
 SKIPPED_SPECIALS = ("cls_token", "eos_token", "pad_token", "unk_token")
 
