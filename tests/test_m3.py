@@ -243,3 +243,150 @@ def test_output_mistakes_are_one_line(m3):
         m3.embed(["x"], outputs=("bm25",))
     with pytest.raises(InvalidInputError, match="non-empty list"):
         m3.embed(["x"], outputs="sparse")
+
+
+# --- token-level output for any model --------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["minilm", "qwen3"])
+def test_tokens_match_sentence_transformers(which, minilm_embedder, qwen_embedder, st_minilm, st_tiny_qwen):
+    emb, st, floor = {"minilm": (minilm_embedder, st_minilm, 0.999),  # the F16 file
+                      "qwen3": (qwen_embedder, st_tiny_qwen, 0.9999)}[which]
+    texts = multilingual.texts()[:12]
+    res = emb.embed(texts, outputs=("tokens",), normalize=False)
+    assert res.embeddings is None
+    # one text at a time: no padding to trim (Qwen3's tokenizer pads on the left)
+    ref = [st.encode([t], output_value="token_embeddings", convert_to_numpy=False)[0] for t in texts]
+    for got, want, text in zip(res.token_vectors, ref, texts):
+        assert list(got.ids) == st.tokenizer(text)["input_ids"]
+        assert cos(got.vectors, want.float().numpy()).min() >= floor
+    dense = emb.embed(texts, outputs=("dense", "tokens")).embeddings
+    assert cos(dense, emb.embed(texts).embeddings).min() >= 0.9999  # mean / last-token pooling of the same pass
+
+
+def test_model_without_heads_names_what_it_has(minilm_embedder):
+    with pytest.raises(InvalidInputError, match=r"has no sparse head; it gives dense, tokens"):
+        minilm_embedder.embed(["x"], outputs=("sparse",))
+
+
+# --- the command line ----------------------------------------------------------------
+
+
+def run_cli(*argv):
+    from click.testing import CliRunner
+
+    from gguf_embed.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m3-corpus") / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": t}, ensure_ascii=False) + "\n"
+                            for i, t in enumerate(DOCS + DOCS[:2])), encoding="utf-8")  # two repeated
+    return path
+
+
+def test_cli_jsonl_rows(m3, m3_gguf, corpus, tmp_path):
+    res = run_cli("encode", corpus, "-m", m3_gguf, "--emit", "sparse,dense,colbert", "-o", tmp_path / "o.jsonl", "-q")
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text(encoding="utf-8").splitlines()]
+    want = m3.embed(DOCS + DOCS[:2], outputs=("dense", "sparse", "colbert"))
+    assert [r["id"] for r in rows] == [f"d{i}" for i in range(len(DOCS) + 2)]
+    assert cos(np.array([r["embedding"] for r in rows]), want.embeddings).min() >= 0.9999
+    for r, sp, cb in zip(rows, want.sparse, want.colbert):
+        assert [e["index"] for e in r["sparse"]] == list(sp.indices)  # TEI's shape, ids ascending
+        assert np.abs(np.array([e["value"] for e in r["sparse"]]) - sp.values).max() <= 1e-4
+        assert cos(np.array(r["colbert"]), cb).min() >= 0.9999
+        assert "token_ids" not in r
+    manifest = json.loads((tmp_path / "o.jsonl.manifest.json").read_text())
+    assert manifest["outputs"] == ["dense", "sparse", "colbert"]
+    assert manifest["cache"].startswith("not used") and manifest["duplicates"] == 2
+    assert manifest["embedded"] == len(DOCS)
+
+
+def test_cli_parquet_columns(m3, m3_gguf, corpus, tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "o.parquet"
+    res = run_cli("encode", corpus, "-m", m3_gguf, "--emit", "sparse,colbert,tokens", "-o", out, "-q", "--keep-text")
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(out)
+    assert table.column_names == ["id", "text", "sparse_indices", "sparse_values", "colbert", "token_ids",
+                                  "token_embeddings"]
+    want = m3.embed(DOCS + DOCS[:2], outputs=("sparse", "colbert", "tokens"))
+    got = table.to_pylist()
+    for r, sp, cb, tv in zip(got, want.sparse, want.colbert, want.token_vectors):
+        assert r["sparse_indices"] == sp.indices.tolist()
+        assert np.abs(np.array(r["sparse_values"]) - sp.values).max() <= 1e-4
+        assert cos(np.array(r["colbert"]), cb).min() >= 0.9999
+        assert r["token_ids"] == tv.ids.tolist()
+        assert cos(np.array(r["token_embeddings"]), tv.vectors).min() >= 0.9999
+    assert json.loads((tmp_path / "o.parquet.manifest.json").read_text())["outputs"] == ["sparse", "colbert", "tokens"]
+
+
+def test_cli_tokens_for_any_model_and_errors(minilm_gguf, corpus, tmp_path, minilm_embedder):
+    res = run_cli("encode", corpus, "-m", minilm_gguf(), "--emit", "tokens", "--no-cache")
+    assert res.exit_code == 0, res.output
+    first = json.loads(res.stdout.splitlines()[0])
+    assert first["token_ids"] == minilm_embedder.tokenize([DOCS[0]])[0].tolist() and "embedding" not in first
+    res = run_cli("encode", corpus, "-m", minilm_gguf(), "--emit", "dense,sparse", "-o", tmp_path / "x.jsonl")
+    assert res.exit_code != 0 and not (tmp_path / "x.jsonl").exists()
+    assert "has no sparse head; it gives dense, tokens" in res.output and "Traceback" not in res.output
+    res = run_cli("encode", corpus, "-m", minilm_gguf(), "--emit", "colbert,bm25")
+    assert res.exit_code == 2 and "'bm25' is not an output" in res.output
+    res = run_cli("encode", corpus, "-m", minilm_gguf(), "--emit", "tokens", "-o", tmp_path / "x.npy")
+    assert res.exit_code == 2 and "npy output holds dense vectors only" in res.output
+
+
+# --- HTTP: TEI's /embed_sparse and /embed_all ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(m3, minilm_embedder):
+    from gguf_embed.server import create_app
+
+    from .helpers import RunningServer
+
+    with RunningServer(create_app([m3, minilm_embedder])) as srv:
+        yield srv.wait_ready()
+
+
+def test_embed_sparse_route(server, m3):
+    import httpx
+
+    r = httpx.post(server.url + "/embed_sparse", json={"inputs": DOCS[:3], "model": m3.name}, timeout=60)
+    assert r.status_code == 200, r.text
+    want = m3.embed(DOCS[:3], outputs=("sparse",)).sparse
+    for got, sp in zip(r.json(), want):
+        assert [e["index"] for e in got] == list(sp.indices)
+        assert np.abs(np.array([e["value"] for e in got]) - sp.values).max() <= 1e-4
+    one = httpx.post(server.url + "/embed_sparse", json={"inputs": DOCS[0], "model": m3.name}, timeout=60).json()
+    assert len(one) == 1 and [e["index"] for e in one[0]] == list(want[0].indices)
+
+
+def test_embed_all_route(server, m3, minilm_embedder):
+    import httpx
+
+    for emb in (m3, minilm_embedder):  # any model
+        r = httpx.post(server.url + "/embed_all", json={"inputs": DOCS[:2], "model": emb.name}, timeout=60)
+        assert r.status_code == 200, r.text
+        want = emb.embed(DOCS[:2], outputs=("tokens",)).token_vectors
+        for got, tv in zip(r.json(), want):
+            assert cos(np.array(got), tv.vectors).min() >= 0.9999
+
+
+def test_route_errors_are_4xx(server, m3, minilm_embedder):
+    import httpx
+
+    r = httpx.post(server.url + "/embed_sparse", json={"inputs": ["x"], "model": minilm_embedder.name}, timeout=60)
+    assert r.status_code == 400 and "has no sparse head; it gives dense, tokens" in r.json()["error"]["message"]
+    for body in ({"model": m3.name}, {"inputs": [], "model": m3.name}, {"inputs": [1], "model": m3.name},
+                 {"inputs": "x", "truncate": "sideways", "model": m3.name}):
+        assert httpx.post(server.url + "/embed_all", json=body, timeout=60).status_code == 400
+    long = " ".join(["word"] * 2000)
+    r = httpx.post(server.url + "/embed_sparse", json={"inputs": long, "model": m3.name}, timeout=60)
+    assert r.status_code == 400
+    r = httpx.post(server.url + "/embed_sparse", json={"inputs": long, "truncate": True, "model": m3.name}, timeout=60)
+    assert r.status_code == 200

@@ -20,6 +20,25 @@ __all__ = ["encode_cmd"]
 PROGRESS_MIN_ITEMS = 100
 
 
+def _outputs(ctx, param, value: str) -> tuple[str, ...]:
+    """``--emit dense,sparse``: outputs named once each, in vocab.OUTPUTS order."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in vocab.OUTPUTS]
+    if unknown or not parts:
+        raise click.BadParameter(f"{unknown[0] if unknown else value!r} is not an output; give a comma-separated "
+                                 f"list of {', '.join(vocab.OUTPUTS)}")
+    return tuple(o for o in vocab.OUTPUTS if o in parts)
+
+
+def _check_emit(outputs: tuple[str, ...], fmt: str, ray_address) -> None:
+    if outputs == ("dense",):
+        return
+    if fmt == "npy":
+        raise click.UsageError("npy output holds dense vectors only; use --format parquet or jsonl with --emit")
+    if ray_address is not None:
+        raise click.UsageError("--emit with sparse, colbert or tokens runs in this process, not on Ray")
+
+
 def _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text=False) -> None:
     if keep_text and fmt == "npy":
         raise click.UsageError("npy output has no room for texts; use --format parquet or jsonl with --keep-text")
@@ -96,16 +115,21 @@ def _progress(quiet: bool):
 @click.option("--ray", "ray_address", help="Run on a Ray cluster: its address, or 'local' to start one here.")
 @click.option("--ray-workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray actors, each with its own model.")
 @click.option("--ray-gpus", type=click.FloatRange(min=0), default=0, show_default=True, help="GPUs per Ray actor.")
+@click.option("--emit", "outputs", default="dense", show_default=True, callback=_outputs,
+              help="Outputs per text, comma-separated: dense (the pooled vector), sparse and colbert (bge-m3's lexical "
+                   "weights and multi-vectors), tokens (every token's id and vector); all from one pass.")
 @click.option("--keep-text", is_flag=True, help="Add each row's text: a text column (Parquet), a text field (JSONL).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def encode_cmd(files, model, settings, output, fmt, input_format, text_field, id_field, skip_bad, input_type,
                instruction, dimensions, no_normalize, truncate, chunk_tokens, chunk_overlap, cache, no_cache,
-               commit_every, restart, ray_address, ray_workers, ray_gpus, keep_text, quiet):
+               commit_every, restart, ray_address, ray_workers, ray_gpus, outputs, keep_text, quiet):
     """Embed a corpus: FILES are .txt (one text per line), .jsonl, .csv, .parquet or folders of .txt/.md."""
     fmt = output_format(output, fmt)
     _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text)
+    _check_emit(outputs, fmt, ray_address)
     spec = JobSpec(input_type=input_type, instruction=instruction, dimensions=dimensions, normalize=not no_normalize,
-                   truncate=truncate, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, window=commit_every)
+                   truncate=truncate, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, window=commit_every,
+                   outputs=outputs)
     ray = None
     if ray_address is not None:  # the driver tokenises and checks; the actors embed with the user's settings
         ray = RayOptions(ray_address, ray_workers, ray_gpus, model, settings.with_(vram=None))
@@ -117,5 +141,6 @@ def encode_cmd(files, model, settings, output, fmt, input_format, text_field, id
     if output is not None and not quiet:
         bad = done.bad
         extra = f"; {len(bad)} bad records in {sidecar(output, '.errors.jsonl').name}" if bad else ""
-        stderr.print(f"wrote {done.count} vectors of {done.dims} dims to {output} "
+        what = f"vectors of {done.dims} dims" if outputs == ("dense",) else f"rows ({', '.join(outputs)})"
+        stderr.print(f"wrote {done.count} {what} to {output} "
                       f"({done.stats.embedded} embedded, {done.stats.reused} from the cache){extra}")

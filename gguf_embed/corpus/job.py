@@ -38,6 +38,11 @@ class JobSpec:
     chunk_tokens: int | None = None
     chunk_overlap: int = 0
     window: int = DEFAULT_WINDOW
+    outputs: tuple[str, ...] = ("dense",)  # vocab.OUTPUTS: anything beyond "dense" is computed per token
+
+    @property
+    def dense_only(self) -> bool:
+        return tuple(self.outputs) == ("dense",)
 
     def embed_kwargs(self) -> dict:
         return {"input_type": self.input_type, "instruction": self.instruction, "truncate": self.truncate}

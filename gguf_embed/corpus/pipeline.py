@@ -16,6 +16,7 @@ from ..errors import InvalidInputError
 from .cache import VectorCache, default_cache_path
 from .job import JobSpec, JobStats
 from .manifest import build_manifest, utc_now
+from .outputs import CACHE_NOTE, stream_outputs
 from .readers import BadInputError, BadRecord, iter_corpus
 from .stream import stream_job, temporary_store
 from .writers import RowSink, Rows, atomic_path, publish, sidecar, write_rows
@@ -118,9 +119,14 @@ def _stream(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, sink: RowSi
                           input_format_name=req.input_format, bad=bad)
     job_bad: list = []
     with progress(None) as step:
-        for rows in stream_job(records, emb, spec, store, backend=backend, model_sha256=sha, reuse=not req.restart,
+        if spec.dense_only:
+            parts = stream_job(records, emb, spec, store, backend=backend, model_sha256=sha, reuse=not req.restart,
                                skip_bad=req.skip_bad, keep_text=req.keep_text, progress=step, stats=stats,
-                               bad=job_bad):
+                               bad=job_bad)
+        else:  # sparse, ColBERT, token vectors: every token's state, not the cache (see corpus.outputs)
+            parts = stream_outputs(records, emb, spec, skip_bad=req.skip_bad, keep_text=req.keep_text,
+                                   progress=step, stats=stats, bad=job_bad)
+        for rows in parts:
             sink.write(rows)
     if not stats.documents:
         raise BadInputError(f"no text to embed in {', '.join(req.inputs)}")
@@ -130,6 +136,8 @@ def _stream(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, sink: RowSi
 
 def _manifest(req: CorpusRequest, emb, spec: JobSpec, stats: JobStats, store, sha: str, started: str) -> dict:
     cache = None if req.no_cache else str(store.path)
+    if not spec.dense_only:
+        cache = CACHE_NOTE
     ray = req.ray and {"address": req.ray.address, "workers": req.ray.workers}
     return build_manifest(emb, spec, stats, model_sha256=sha, inputs=list(req.inputs), output=req.output.name,
                           fmt=req.fmt, started=started,
@@ -145,6 +153,7 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
     progress = progress or (lambda total: nullcontext(None))
     check_chunking(emb, spec)
     emb.check_dimensions(spec.dimensions)
+    emb.check_outputs(spec.outputs)
     stats, bad, dims = JobStats(), [], spec.dimensions or emb.dimensions
     store = _open_store(req)
     with ExitStack() as stack:
