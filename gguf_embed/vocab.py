@@ -55,9 +55,11 @@ RERANK_BODY = PREFIX + "rerank.body"
 RERANK_SUFFIX = PREFIX + "rerank.suffix"
 RERANK_INSTRUCTION = PREFIX + "rerank.default_instruction"
 TYPE1_OFFSET = PREFIX + "token_type_1_offset"  # token id + offset = the same token in segment 1
-# bge-m3's extra heads, as float32 metadata arrays (llama.cpp refuses a file with tensors its graph does not
-# use, and ignores metadata it does not know): HEADS lists the heads the file has; each head's weight is
-# row-major (out, in), its bias (out,); sparse is out=1 (relu(w.h + b) per token), colbert out=COLBERT_DIM
+# bge-m3's extra heads, in metadata (llama.cpp refuses a file with tensors its graph does not create, and
+# ignores metadata it does not know). HEADS lists the heads the file has; each head's weight (rows, n_embd),
+# row-major, and bias (rows,) are little-endian float32 bytes in base64 strings (a float32 metadata array of
+# bge-m3's 1024 x 1024 ColBERT weight adds 1-2 s to every llama.cpp load: it formats every element for its log);
+# sparse has rows=1 (relu(w.h + b) per token), colbert rows=HEAD_ROWS
 HEADS = PREFIX + "heads"
 HEAD_WEIGHT = PREFIX + "head.{}.weight"  # .format("sparse" | "colbert")
 HEAD_BIAS = PREFIX + "head.{}.bias"

@@ -42,8 +42,13 @@ SKIP = ("cls_token", "eos_token", "pad_token", "unk_token")
 
 
 @pytest.fixture(scope="module")
-def m3_src(tmp_path_factory):
-    return build_tiny_m3(tmp_path_factory.mktemp("m3") / "tiny-bge-m3", xlmr_tokenizer_json())
+def xlmr_tok():
+    return xlmr_tokenizer_json()
+
+
+@pytest.fixture(scope="module")
+def m3_src(tmp_path_factory, xlmr_tok):
+    return build_tiny_m3(tmp_path_factory.mktemp("m3") / "tiny-bge-m3", xlmr_tok)
 
 
 @pytest.fixture(scope="module")
@@ -116,14 +121,16 @@ def outputs(m3):
 # --- conversion ------------------------------------------------------------------------
 
 
-def test_heads_are_metadata_and_the_file_runs_in_llama_cpp(m3_gguf, m3_src):
+def test_heads_are_metadata_and_the_file_loads_in_llama_cpp(m3_gguf, m3_src):
     kv = read_gguf_kv(m3_gguf)
     assert list(kv[keys.HEADS]) == ["colbert", "sparse"]
     assert kv[keys.HEAD_ROWS.format("sparse")] == 1 and kv[keys.HEAD_ROWS.format("colbert")] == 32
     assert sorted(int(i) for i in kv[keys.HEAD_SKIP_IDS]) == [0, 1, 2, 3]  # <s>, <pad>, </s>, <unk>
     assert not any(name.startswith(("sparse", "colbert")) for name in kv["__tensors__"])
     heads = load_heads(m3_src)
-    w = np.asarray(kv[keys.HEAD_WEIGHT.format("colbert")]).reshape(32, 32)
+    import base64
+
+    w = np.frombuffer(base64.b64decode(kv[keys.HEAD_WEIGHT.format("colbert")]), "<f4").reshape(32, 32)
     np.testing.assert_array_equal(w, heads["colbert_linear"].weight.detach().numpy())
     from gguf_embed.engine import llama
 
@@ -141,8 +148,8 @@ def test_pickle_heads_need_allow_pickle(m3_src, tmp_path, caplog):
             emb.embed(["x"], outputs=("dense", "sparse", "colbert"))
 
 
-def test_safetensors_heads(tmp_path):
-    src = build_tiny_m3(tmp_path / "st-m3", xlmr_tokenizer_json(), safetensors=True)
+def test_safetensors_heads(tmp_path, xlmr_tok):
+    src = build_tiny_m3(tmp_path / "st-m3", xlmr_tok, safetensors=True)
     out = convert_model(str(src), tmp_path / "st.gguf", "F32").path  # no pickle: no flag needed
     with Embedder(out) as emb:
         assert emb.info.heads == ("sparse", "colbert")

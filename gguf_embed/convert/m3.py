@@ -2,11 +2,14 @@
 (hidden -> hidden), each a torch ``Linear`` state dict (``weight``, ``bias``) beside the model in
 ``sparse_linear.pt`` / ``colbert_linear.pt`` (or ``.safetensors`` copies), as BAAI's repo has them.
 
-They are written as float32 metadata arrays (``gguf_embed.head.{sparse,colbert}.{weight,bias,rows}``,
-and ``gguf_embed.heads`` naming them), not as tensors: llama.cpp refuses a file with tensors its
-graph does not create ("wrong number of tensors"), and it ignores metadata it does not know, so
-the file still loads and embeds the same in stock llama.cpp. Quantising copies metadata as it is,
-so every quantisation keeps the heads at full precision (4 MiB for bge-m3's ColBERT head).
+They are written as metadata (``gguf_embed.head.{sparse,colbert}.{weight,bias}``: little-endian float32
+bytes in base64; ``.rows``; ``gguf_embed.heads`` naming them), not as tensors: llama.cpp refuses a
+file with tensors its graph does not create ("wrong number of tensors"), and it ignores metadata it
+does not know, so the file still loads and embeds the same in stock llama.cpp. (A float32 metadata
+array would be the typed form, but llama.cpp formats every element of every array for its load log:
+1-2 s more per load for bge-m3's 1024 x 1024 ColBERT weight; a string costs nothing.) Quantising
+copies metadata as it is, so every quantisation keeps the heads at full precision (5.3 MiB of base64
+for bge-m3's ColBERT head).
 
 ``.pt`` files are read only with ``--allow-pickle`` (through the converter's unpickler that accepts
 nothing but tensors); without it the conversion goes on without those heads and says so.
@@ -14,6 +17,7 @@ nothing but tensors); without it the conversion goes on without those heads and 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 
@@ -25,7 +29,7 @@ from ..errors import ConversionError
 from .hf import HFModel
 from .weights import HEAD_STEMS, _pickle_refs, _safetensors_refs, to_float32
 
-__all__ = ["HEAD_FILES", "read_heads", "write_heads", "skip_ids"]
+__all__ = ["HEAD_FILES", "read_heads", "write_heads", "skip_ids", "f32_base64"]
 
 log = logging.getLogger("gguf_embed.convert")
 
@@ -95,12 +99,16 @@ def skip_ids(hf: HFModel) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def f32_base64(arr: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(arr, dtype="<f4").tobytes()).decode("ascii")
+
+
 def write_heads(w: gguf.GGUFWriter, hf: HFModel, allow_pickle: bool) -> list[str]:
     """Write the heads the folder has; returns their names."""
     heads = read_heads(hf, allow_pickle)
     for kind, (weight, bias) in heads.items():
-        w.add_array(keys.HEAD_WEIGHT.format(kind), weight.reshape(-1).tolist())
-        w.add_array(keys.HEAD_BIAS.format(kind), bias.tolist())
+        w.add_string(keys.HEAD_WEIGHT.format(kind), f32_base64(weight))
+        w.add_string(keys.HEAD_BIAS.format(kind), f32_base64(bias))
         w.add_uint32(keys.HEAD_ROWS.format(kind), int(weight.shape[0]))
     if "sparse" in heads:
         w.add_array(keys.HEAD_SKIP_IDS, skip_ids(hf))

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..embedder import Embedder, EmbedResult
-from ..errors import NonFiniteOutputError
+from ..errors import ModelRuntimeError, NonFiniteOutputError
 from .job import MAX_NON_FINITE, NON_FINITE, JobSpec, JobStats, tokenize_checked
 from .readers import BadInputError, BadRecord, Record
 from .stream import _Window, _windows
@@ -29,17 +29,20 @@ CACHE_NOTE = ("not used: the cache holds one dense vector per text, so a job wit
               "outputs computes every output afresh (and a killed run starts again)")
 
 
-def _embed(emb: Embedder, spec: JobSpec, seqs: list, bad: dict[int, str], skip_bad: bool) -> tuple[np.ndarray, EmbedResult]:
-    """(positions, outputs) of the sequences that can be embedded; a non-finite one joins ``bad``."""
+def _embed(emb: Embedder, spec: JobSpec, seqs: list, bad: dict[int, str],
+           skip_bad: bool) -> tuple[np.ndarray, EmbedResult]:
+    """(positions, outputs) of the sequences that can be embedded; with ``skip_bad`` a non-finite one joins
+    ``bad`` and the rest run again (without it, the error stands)."""
     for _ in range(MAX_NON_FINITE + 1):
         ok = np.array([i for i, s in enumerate(seqs) if s is not None and i not in bad], dtype=np.int64)
         try:
             return ok, emb.outputs_for([seqs[i] for i in ok], spec.outputs, spec.dimensions, spec.normalize)
         except NonFiniteOutputError as exc:
-            bad[int(ok[exc.index])] = NON_FINITE
             if not skip_bad:
-                break
-    return ok[:0], EmbedResult(None, np.zeros(0, np.int64))
+                raise
+            bad[int(ok[exc.index])] = NON_FINITE
+    raise ModelRuntimeError(f"more than {MAX_NON_FINITE} texts of {len(seqs)} gave outputs that are not finite "
+                            "(NaN or inf); the backend is broken: try the CPU (--n-gpu-layers 0) or another --kv-type")
 
 
 def _pick(values: list | None, at: list[int]) -> list | None:

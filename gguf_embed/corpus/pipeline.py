@@ -154,6 +154,8 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
     check_chunking(emb, spec)
     emb.check_dimensions(spec.dimensions)
     emb.check_outputs(spec.outputs)
+    if req.ray is not None and not spec.dense_only:
+        raise InvalidInputError("outputs beyond dense are computed in this process, not on Ray", param="outputs")
     stats, bad, dims = JobStats(), [], spec.dimensions or emb.dimensions
     store = _open_store(req)
     with ExitStack() as stack:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 import numpy as np
 
 from .. import vocab
@@ -13,10 +16,21 @@ from .gguf_file import GGUFFile
 __all__ = ["read_head", "sparse_skip_ids"]
 
 
+def _f32(value) -> np.ndarray | None:
+    """Little-endian float32 values from a base64 string (the converter's form), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return np.frombuffer(raw, dtype="<f4").copy() if len(raw) % 4 == 0 else None
+
+
 def read_head(gguf: GGUFFile, kind: str, n_embd: int) -> Head:
     """The ``kind`` head ("sparse" | "colbert"): weight (rows, n_embd) and bias (rows,), float32."""
-    weight = gguf.ndarray(vocab.HEAD_WEIGHT.format(kind))
-    bias = gguf.ndarray(vocab.HEAD_BIAS.format(kind))
+    weight = _f32(gguf.get(vocab.HEAD_WEIGHT.format(kind)))
+    bias = _f32(gguf.get(vocab.HEAD_BIAS.format(kind)))
     rows = gguf.get(vocab.HEAD_ROWS.format(kind))
     if weight is None or bias is None or not isinstance(rows, int) or rows <= 0 \
             or weight.size != rows * n_embd or bias.size != rows:
