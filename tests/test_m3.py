@@ -379,9 +379,12 @@ def test_embed_all_route(server, m3, minilm_embedder):
     for emb in (m3, minilm_embedder):  # any model
         r = httpx.post(server.url + "/embed_all", json={"inputs": DOCS[:2], "model": emb.name}, timeout=60)
         assert r.status_code == 200, r.text
-        want = emb.embed(DOCS[:2], outputs=("tokens",)).token_vectors
-        for got, tv in zip(r.json(), want):
+        want = emb.embed(DOCS[:2], outputs=("tokens",), normalize=False).token_vectors
+        for got, tv in zip(r.json(), want):  # raw states by default, as TEI's
             assert cos(np.array(got), tv.vectors).min() >= 0.9999
+            assert np.abs(np.linalg.norm(got, axis=1) / np.linalg.norm(tv.vectors, axis=1) - 1).max() <= 1e-3
+    r = httpx.post(server.url + "/embed_all", json={"inputs": "x y", "model": m3.name, "normalize": True}, timeout=60)
+    np.testing.assert_allclose(np.linalg.norm(r.json()[0], axis=1), 1.0, atol=1e-5)
 
 
 def test_route_errors_are_4xx(server, m3, minilm_embedder):

@@ -4,8 +4,8 @@
 
 The body is TEI's: ``inputs`` (a string or a list of strings), ``truncate`` (true: cut over-long
 inputs at the end; false, the default: refuse them; or one of gguf-embed's policies),
-``normalize`` (``/embed_all``: token vectors L2-normalised, default true), plus ``model`` when
-several are served. The encoder runs once per request with every token's state; the outputs are
+``normalize`` (``/embed_all``: true for L2-normalised token vectors; by default they are raw, as
+TEI returns them), plus ``model`` when several are served. The encoder runs once per request with every token's state; the outputs are
 computed in numpy. Every client mistake is a 4xx in the same envelope as ``/v1/embeddings``.
 """
 
@@ -60,7 +60,7 @@ def _truncate(value: Any, default: str) -> str:
 
 def parse_token_request(raw: bytes, *, max_inputs: int, default_truncate: str) -> TokenRequest:
     body = json_object(raw)
-    normalize = body.get("normalize", True)
+    normalize = body.get("normalize", False)
     if not isinstance(normalize, bool):
         raise InvalidInputError("'normalize' must be true or false", param="normalize")
     return TokenRequest(optional_str(body, "model"), _inputs(body.get("inputs"), max_inputs),
