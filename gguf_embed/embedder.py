@@ -17,10 +17,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import vocab
 from .engine.session import Session, open_session
 from .engine.settings import RuntimeSettings
 from .errors import InputTooLongError, InvalidInputError, ModelLoadError, check_text
+from .heads import multivector as mv
 from .heads.pooling import pool_picked, postprocess
+from .model.m3 import read_head, sparse_skip_ids
 from .registry import Registry
 from .text import normalize, templates
 from .text.frame import CLIP_MARGIN, EMPTY, EXACT_COUNT_CHARS, check_truncate, clip_chars, common_prefix
@@ -40,8 +43,14 @@ def warn_once(note: str) -> None:
 
 @dataclass(frozen=True)
 class EmbedResult:
-    embeddings: np.ndarray  # float32 (n, d), input order
+    """What ``embed`` gives, in input order. Without ``outputs``, only ``embeddings``; with them, each asked
+    for (``embeddings`` is None unless "dense" was)."""
+
+    embeddings: np.ndarray | None  # float32 (n, d)
     token_counts: np.ndarray  # int64 (n,), tokens embedded per input (after truncation)
+    sparse: list[mv.SparseVector] | None = None  # bge-m3's lexical weights per input
+    colbert: list[np.ndarray] | None = None  # bge-m3's multi-vectors per input, float32 (tokens - 1, d)
+    token_vectors: list[mv.TokenVectors] | None = None  # every token's id and vector per input
 
     @property
     def total_tokens(self) -> int:
@@ -59,6 +68,7 @@ class Embedder:
     def __init__(self, model: str | Path | None = None, *, settings: RuntimeSettings | None = None,
                  session: Session | None = None, registry: Registry | None = None, **kwargs):
         self.session = open_session(model, session, settings, registry, kwargs)
+        self._heads: dict[str, mv.Head] = {}
 
     # --- properties ----------------------------------------------------------------
 
@@ -173,15 +183,63 @@ class Embedder:
         counts = np.array([len(s) for s in seqs], dtype=np.int64)
         return EmbedResult(postprocess(rows, dimensions, normalize), counts)
 
+    def check_outputs(self, outputs: Sequence[str]) -> tuple[str, ...]:
+        """``outputs`` as a tuple in ``vocab.OUTPUTS`` order; a one-line error for an unknown one or a head
+        the model does not have."""
+        if isinstance(outputs, str) or not outputs:
+            raise InvalidInputError(f"outputs must be a non-empty list of {', '.join(vocab.OUTPUTS)}", param="outputs")
+        unknown = [o for o in outputs if o not in vocab.OUTPUTS]
+        if unknown:
+            raise InvalidInputError(f"unknown output {unknown[0]!r}; choose from {', '.join(vocab.OUTPUTS)}",
+                                    param="outputs")
+        has = self.info.outputs
+        missing = [o for o in vocab.OUTPUTS if o in outputs and o not in has]
+        if missing:
+            raise InvalidInputError(f"model {self.name} has no {' or '.join(missing)} head; it gives "
+                                    f"{', '.join(has)}", param="outputs")
+        return tuple(o for o in vocab.OUTPUTS if o in outputs)
+
+    def head(self, kind: str) -> mv.Head:
+        """The file's ``kind`` head ("sparse" | "colbert"), read once."""
+        if kind not in self._heads:
+            self._heads[kind] = read_head(self.session.gguf, kind, self.dimensions)
+        return self._heads[kind]
+
+    def finish_tokens(self, hidden: list[np.ndarray], seqs: Sequence[np.ndarray], outputs: tuple[str, ...],
+                      dimensions: int | None = None, normalize: bool = True) -> EmbedResult:
+        """Every token's state (``Session.token_rows``) -> the outputs asked for, from that one pass."""
+        counts = np.array([len(s) for s in seqs], dtype=np.int64)
+        dense = sparse = colbert = tokens = None
+        if "dense" in outputs:
+            dense = postprocess(mv.pool_tokens(hidden, self.info.pooling, self.dimensions), dimensions, normalize)
+        if "sparse" in outputs:
+            head, skip = self.head("sparse"), sparse_skip_ids(self.session.gguf)
+            sparse = [mv.sparse_vector(h, s, head, skip) for h, s in zip(hidden, seqs)]
+        if "colbert" in outputs:
+            colbert = [mv.colbert_vectors(h, self.head("colbert"), normalize) for h in hidden]
+        if "tokens" in outputs:
+            tokens = [mv.token_vectors(h, s, dimensions, normalize) for h, s in zip(hidden, seqs)]
+        return EmbedResult(dense, counts, sparse, colbert, tokens)
+
+    def outputs_for(self, seqs: list[np.ndarray], outputs: tuple[str, ...], dimensions: int | None = None,
+                    normalize: bool = True, progress: Callable[[int], None] | None = None) -> EmbedResult:
+        """The outputs of framed token sequences, from one encoder pass with every token's state."""
+        return self.finish_tokens(self.session.token_rows(seqs, progress), seqs, outputs, dimensions, normalize)
+
     # --- the API ---------------------------------------------------------------------
 
     def embed(self, texts: Sequence[str], *, input_type: str | None = None, instruction: str | None = None,
               dimensions: int | None = None, normalize: bool = True, truncate: str = "error",
-              progress: Callable[[int], None] | None = None) -> EmbedResult:
+              progress: Callable[[int], None] | None = None, outputs: Sequence[str] | None = None) -> EmbedResult:
+        """``outputs``: any of ``vocab.OUTPUTS`` ("dense", "sparse", "colbert", "tokens"), all from one pass;
+        without it, the dense vectors alone (as ``EmbedResult.embeddings``)."""
         if isinstance(texts, str):
             raise InvalidInputError("texts must be a list of strings, not a single string", param="input")
         self.check_dimensions(dimensions)
+        wanted = None if outputs is None else self.check_outputs(outputs)
         seqs = self.tokenize(texts, input_type=input_type, instruction=instruction, truncate=truncate)
+        if wanted is not None:
+            return self.outputs_for(seqs, wanted, dimensions, normalize, progress)
         return self.finish(self.session.rows(seqs, progress), seqs, dimensions, normalize)
 
     def embed_tokens(self, token_lists: Sequence[Sequence[int]], *, dimensions: int | None = None,

@@ -38,6 +38,11 @@ COHERE_INPUT_TYPES = {"search_query": "query", "search_document": "document", "c
                       "clustering": "document"}
 #: Cohere's ``truncate`` -> gguf-embed's truncation policy
 COHERE_TRUNCATE = {"NONE": "error", "START": "start", "END": "end"}
+#: what one encoder pass can give per text (``encode --emit``, ``Embedder.embed(outputs=...)``): the pooled
+#: vector, bge-m3's sparse lexical weights and ColBERT multi-vectors, and every token's hidden state
+OUTPUTS = ("dense", "sparse", "colbert", "tokens")
+#: the outputs that need heads stored in the file (the others every model gives)
+HEAD_OUTPUTS = ("sparse", "colbert")
 
 # llama.cpp's enum llama_pooling_type, as written in "{arch}.pooling_type"
 POOLING_IDS = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
@@ -62,6 +67,16 @@ RERANK_BODY = PREFIX + "rerank.body"
 RERANK_SUFFIX = PREFIX + "rerank.suffix"
 RERANK_INSTRUCTION = PREFIX + "rerank.default_instruction"
 TYPE1_OFFSET = PREFIX + "token_type_1_offset"  # token id + offset = the same token in segment 1
+# bge-m3's extra heads, in metadata (llama.cpp refuses a file with tensors its graph does not create, and
+# ignores metadata it does not know). HEADS lists the heads the file has; each head's weight (rows, n_embd),
+# row-major, and bias (rows,) are little-endian float32 bytes in base64 strings (a float32 metadata array of
+# bge-m3's 1024 x 1024 ColBERT weight adds 1-2 s to every llama.cpp load: it formats every element for its log);
+# sparse has rows=1 (relu(w.h + b) per token), colbert rows=HEAD_ROWS
+HEADS = PREFIX + "heads"
+HEAD_WEIGHT = PREFIX + "head.{}.weight"  # .format("sparse" | "colbert")
+HEAD_BIAS = PREFIX + "head.{}.bias"
+HEAD_ROWS = PREFIX + "head.{}.rows"
+HEAD_SKIP_IDS = PREFIX + "head.sparse.skip_ids"  # token ids without a lexical weight (CLS, EOS, PAD, UNK)
 
 # --- llama.cpp's keys ----------------------------------------------------------------
 

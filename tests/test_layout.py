@@ -131,7 +131,8 @@ def test_sizes():
 
 CHOICE_SETS = {name: frozenset(getattr(vocab, name)) for name in
                ("POOLINGS", "TASKS", "INPUT_TYPES", "TRUNCATE_POLICIES", "KV_TYPES", "FLASH_ATTN_MODES",
-                "QUANT_TYPES", "ENCODING_FORMATS", "LISTING_FORMATS", "PRECISIONS", "COHERE_EMBEDDING_TYPES")}
+                "QUANT_TYPES", "ENCODING_FORMATS", "LISTING_FORMATS", "PRECISIONS", "COHERE_EMBEDDING_TYPES",
+                "OUTPUTS", "HEAD_OUTPUTS")}
 
 
 @pytest.mark.parametrize("path", [p for p in modules() if p.name != "vocab.py"], ids=rel)

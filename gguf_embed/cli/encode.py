@@ -20,6 +20,29 @@ __all__ = ["encode_cmd"]
 PROGRESS_MIN_ITEMS = 100
 
 
+def _outputs(ctx, param, value: str) -> tuple[str, ...]:
+    """``--emit dense,sparse``: outputs named once each, in vocab.OUTPUTS order."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in vocab.OUTPUTS]
+    if unknown or not parts:
+        raise click.BadParameter(f"{unknown[0] if unknown else value!r} is not an output; give a comma-separated "
+                                 f"list of {', '.join(vocab.OUTPUTS)}")
+    return tuple(o for o in vocab.OUTPUTS if o in parts)
+
+
+def _check_emit(outputs: tuple[str, ...], fmt: str, ray_address, late: bool = False, precision: str = "float") -> None:
+    if outputs == ("dense",):
+        return
+    if late:
+        raise click.UsageError("--late-chunking gives dense chunk vectors only; leave out --emit")
+    if precision != "float":
+        raise click.UsageError("--precision applies to dense vectors only; leave out --emit")
+    if fmt == "npy":
+        raise click.UsageError("npy output holds dense vectors only; use --format parquet or jsonl with --emit")
+    if ray_address is not None:
+        raise click.UsageError("--emit with sparse, colbert or tokens runs in this process, not on Ray")
+
+
 def _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text=False,
                  late=False) -> None:
     if late and chunk_tokens is None:
@@ -105,18 +128,22 @@ def _progress(quiet: bool):
               help="Vectors as written: float32, int8/uint8 codes (ranges fixed per model) or packed bits (binary, ubinary).")
 @click.option("--rescore-vectors", "rescore", type=click.Choice(vocab.RESCORE_PRECISIONS),
               help="With --precision binary|ubinary (Parquet): also store int8 codes or float32 vectors, read only to rescore search candidates.")
+@click.option("--emit", "outputs", default="dense", show_default=True, callback=_outputs,
+              help="Outputs per text, comma-separated: dense (the pooled vector), sparse and colbert (bge-m3's lexical "
+                   "weights and multi-vectors), tokens (every token's id and vector); all from one pass.")
 @click.option("--keep-text", is_flag=True, help="Add each row's text: a text column (Parquet), a text field (JSONL).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def encode_cmd(files, model, settings, output, fmt, input_format, text_field, id_field, skip_bad, input_type,
                instruction, dimensions, no_normalize, truncate, chunk_tokens, chunk_overlap, late_chunking, cache,
-               no_cache, commit_every, restart, ray_address, ray_workers, ray_gpus, precision, rescore, keep_text,
-               quiet):
+               no_cache, commit_every, restart, ray_address, ray_workers, ray_gpus, precision, rescore, outputs,
+               keep_text, quiet):
     """Embed a corpus: FILES are .txt (one text per line), .jsonl, .csv, .parquet or folders of .txt/.md."""
     fmt = output_format(output, fmt)
     _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text, late_chunking)
+    _check_emit(outputs, fmt, ray_address, late_chunking, precision)
     spec = JobSpec(input_type=input_type, instruction=instruction, dimensions=dimensions, normalize=not no_normalize,
                    truncate=truncate, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, window=commit_every,
-                   late_chunking=late_chunking)
+                   late_chunking=late_chunking, outputs=outputs)
     ray = None
     if ray_address is not None:  # the driver tokenises and checks; the actors embed with the user's settings
         ray = RayOptions(ray_address, ray_workers, ray_gpus, model, settings.with_(vram=None))
@@ -129,5 +156,6 @@ def encode_cmd(files, model, settings, output, fmt, input_format, text_field, id
         bad = done.bad
         extra = f"; {len(bad)} bad records in {sidecar(output, '.errors.jsonl').name}" if bad else ""
         kind = "" if precision == "float" else f"{precision} "
-        stderr.print(f"wrote {done.count} {kind}vectors of {done.dims} dims to {output} "
+        what = f"{kind}vectors of {done.dims} dims" if outputs == ("dense",) else f"rows ({', '.join(outputs)})"
+        stderr.print(f"wrote {done.count} {what} to {output} "
                       f"({done.stats.embedded} embedded, {done.stats.reused} from the cache){extra}")

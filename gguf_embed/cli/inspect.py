@@ -38,6 +38,8 @@ def _rows(d: dict):
     dims = d["dimensions"]
     yield "dimensions", f"{dims['value']}" + (f", Matryoshka {dims['matryoshka'][0]}..{dims['matryoshka'][1]}"
                                               if dims["matryoshka"] else ""), dims["source"] or ""
+    if d["task"]["value"] == "embed":
+        yield "outputs", ", ".join(d["outputs"]), "file" if len(d["outputs"]) > 2 else "every model"
     yield "quantisation", d["quantization"] or "-", "file"
 
 

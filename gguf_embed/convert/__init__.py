@@ -29,6 +29,8 @@ HF_ALLOW_PATTERNS = [
     "*.txt",
     "1_Pooling/*",
     "2_Normalize/*",
+    "sparse_linear.*",  # bge-m3's extra heads (see convert.m3)
+    "colbert_linear.*",
 ]
 
 

@@ -80,12 +80,16 @@ def _safetensors_refs(path: Path) -> list[TensorRef]:
     return refs
 
 
+#: heads kept beside the model's weights (bge-m3's, see convert.m3): not part of the encoder
+HEAD_STEMS = ("sparse_linear", "colbert_linear")
+
+
 def safetensors_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         weight_map = json.loads(index.read_text())["weight_map"]
         return [folder / f for f in sorted(set(weight_map.values()))]
-    return sorted(folder.glob("*.safetensors"))
+    return sorted(p for p in folder.glob("*.safetensors") if p.stem not in HEAD_STEMS)
 
 
 def pickle_files(folder: Path) -> list[Path]:

@@ -14,6 +14,7 @@ from .. import vocab as keys
 from ..errors import ConversionError
 from ..text.normalize import UnsupportedNormalizer, normalizer_for_tokenizer_json
 from .hf import HFModel, bpe_pre_tokenizer
+from .m3 import write_heads
 from .rerank import DEFAULT_MAX_TOKENS, detect_task, rerank_refs, type1_token_count, write_rerank_meta
 from .unigram import write_unigram
 from .weights import TensorRef, iter_tensor_refs, to_bf16_bits, to_float32
@@ -290,6 +291,8 @@ def write_gguf(hf: HFModel, out: Path, ftype: str, ov: Overrides, *, allow_pickl
     _write_hparams(w, hf, pooling)
     _write_tokenizer(w, hf, type1_token_count(hf) if task == "rerank" else 0)
     _write_embedding_meta(w, hf, ov, pooling, task)
+    if task == "embed":
+        write_heads(w, hf, allow_pickle)  # bge-m3's sparse and ColBERT heads, when the folder has them
     for p in planned:
         nbytes = int(np.prod(p.shape, dtype=np.int64)) * np.dtype(_NP[p.out_type]).itemsize
         raw = gguf.GGMLQuantizationType.BF16 if p.out_type == "BF16" else None

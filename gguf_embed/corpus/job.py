@@ -39,6 +39,11 @@ class JobSpec:
     chunk_overlap: int = 0
     window: int = DEFAULT_WINDOW
     late_chunking: bool = False  # each chunk pooled from one pass over its whole document (corpus/late.py)
+    outputs: tuple[str, ...] = ("dense",)  # vocab.OUTPUTS: anything beyond "dense" is computed per token
+
+    @property
+    def dense_only(self) -> bool:
+        return tuple(self.outputs) == ("dense",)
 
     def embed_kwargs(self) -> dict:
         return {"input_type": self.input_type, "instruction": self.instruction, "truncate": self.truncate}

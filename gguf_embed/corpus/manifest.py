@@ -40,6 +40,7 @@ def build_manifest(emb: Embedder, spec: JobSpec, stats: JobStats, *, model_sha25
         "file_type": file_type_name(emb),
         "pooling": emb.info.pooling,
         "dimensions": spec.dimensions or emb.dimensions,
+        "outputs": list(spec.outputs),
         "normalized": spec.normalize,
         "input_type": spec.input_type or "document",
         "instruction": spec.instruction,

@@ -19,6 +19,7 @@ from .job import JobSpec, JobStats
 from .late import check_late
 from .manifest import build_manifest, utc_now
 from .precision import Quantizer, model_quantizer
+from .outputs import CACHE_NOTE, stream_outputs
 from .readers import BadInputError, BadRecord, iter_corpus
 from .seen import BadLog
 from .stream import stream_job, temporary_store
@@ -125,9 +126,14 @@ def _stream(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, sink: RowSi
     job_bad = BadLog()
     try:
         with progress(None) as step:
-            for rows in stream_job(records, emb, spec, store, backend=backend, model_sha256=sha,
+            if spec.dense_only:
+                parts = stream_job(records, emb, spec, store, backend=backend, model_sha256=sha,
                                    reuse=not req.restart, skip_bad=req.skip_bad, keep_text=req.keep_text,
-                                   progress=step, stats=stats, bad=job_bad):
+                                   progress=step, stats=stats, bad=job_bad)
+            else:  # sparse, ColBERT, token vectors: every token's state, not the cache (see corpus.outputs)
+                parts = stream_outputs(records, emb, spec, skip_bad=req.skip_bad, keep_text=req.keep_text,
+                                       progress=step, stats=stats, bad=job_bad)
+            for rows in parts:
                 if quantizer is not None:
                     rows = replace(rows, vectors=quantizer(rows.vectors),
                                    rescore=None if rescore is None else rescore(rows.vectors))
@@ -144,6 +150,8 @@ def _stream(req: CorpusRequest, emb, spec: JobSpec, store, sha: str, sink: RowSi
 def _manifest(req: CorpusRequest, emb, spec: JobSpec, stats: JobStats, store, sha: str, started: str,
               quantizer: Quantizer | None = None, rescore: Quantizer | None = None) -> dict:
     cache = None if req.no_cache else str(store.path)
+    if not spec.dense_only:
+        cache = CACHE_NOTE
     ray = req.ray and {"address": req.ray.address, "workers": req.ray.workers}
     precision = {"precision": quantizer.precision if quantizer else "float"}
     if quantizer is not None:
@@ -165,6 +173,9 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
     check_chunking(emb, spec)
     check_late(emb, spec, req.ray is not None)
     emb.check_dimensions(spec.dimensions)
+    emb.check_outputs(spec.outputs)
+    if req.ray is not None and not spec.dense_only:
+        raise InvalidInputError("outputs beyond dense are computed in this process, not on Ray", param="outputs")
     stats, bad, dims = JobStats(), BadLog(), spec.dimensions or emb.dimensions
     check_precision(req.precision, dims)
     if req.rescore and (not req.precision.endswith("binary") or req.fmt != "parquet" or req.output is None):

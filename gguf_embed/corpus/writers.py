@@ -30,13 +30,16 @@ class Rows:
     """The finished output, in input order (chunks of one document in document order)."""
 
     ids: list[str]
-    vectors: np.ndarray  # float32 (n, d), or codes: int8/uint8 (n, d) or packed bits (n, d/8)
+    vectors: np.ndarray | None  # float32 (n, d), or codes: int8/uint8 (n, d) or packed bits (n, d/8); None without dense
     tokens: np.ndarray  # int64 (n,)
     chunk: np.ndarray | None = None  # int32 (n,) when chunking
     start: np.ndarray | None = None
     end: np.ndarray | None = None
     texts: list[str] | None = None  # with keep_text
     rescore: np.ndarray | None = None  # beside packed bits: int8 codes or float32 (n, d) to rescore with
+    sparse: list | None = None  # heads.multivector.SparseVector per row (--emit sparse)
+    colbert: list | None = None  # float32 (tokens - 1, d) per row (--emit colbert)
+    token_vectors: list | None = None  # heads.multivector.TokenVectors per row (--emit tokens)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -76,11 +79,12 @@ def concat_rows(parts: list[Rows], dims: int) -> Rows:
     """One Rows from several windows' (in order)."""
     cat = lambda name: (None if not parts or getattr(parts[0], name) is None  # noqa: E731
                         else np.concatenate([getattr(p, name) for p in parts]))
-    vectors = np.concatenate([p.vectors for p in parts]) if parts else np.zeros((0, dims), np.float32)
-    texts = None if not parts or parts[0].texts is None else [t for p in parts for t in p.texts]
+    join = lambda name: (None if not parts or getattr(parts[0], name) is None  # noqa: E731
+                         else [x for p in parts for x in getattr(p, name)])
+    vectors = cat("vectors") if parts else np.zeros((0, dims), np.float32)
     return Rows([i for p in parts for i in p.ids], vectors,
-                cat("tokens") if parts else np.zeros(0, np.int64), cat("chunk"), cat("start"), cat("end"), texts,
-                cat("rescore"))
+                cat("tokens") if parts else np.zeros(0, np.int64), cat("chunk"), cat("start"), cat("end"),
+                join("texts"), cat("rescore"), join("sparse"), join("colbert"), join("token_vectors"))
 
 
 def stored(vectors: np.ndarray) -> np.ndarray:
@@ -90,10 +94,27 @@ def stored(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors, dtype="<f4")
 
 
+def _extra_fields(rows: Rows, i: int) -> dict:
+    """A row's outputs beyond the dense vector, in JSON: TEI's sparse shape, ColBERT vectors, token vectors."""
+    out = {}
+    if rows.sparse is not None:
+        out["sparse"] = rows.sparse[i].to_tei()
+    if rows.colbert is not None:
+        out["colbert"] = rows.colbert[i].tolist()
+    if rows.token_vectors is not None:
+        out["token_ids"] = rows.token_vectors[i].ids.tolist()
+        out["token_embeddings"] = rows.token_vectors[i].vectors.tolist()
+    return out
+
+
 def _jsonl_lines(rows: Rows, first: int = 0) -> Iterator[str]:
     chunked = rows.chunk is not None
     for i, rid in enumerate(rows.ids):
-        obj = {"index": first + i, "id": rid, "embedding": rows.vectors[i].tolist(), "tokens": int(rows.tokens[i])}
+        obj = {"index": first + i, "id": rid}
+        if rows.vectors is not None:
+            obj["embedding"] = rows.vectors[i].tolist()
+        obj["tokens"] = int(rows.tokens[i])
+        obj.update(_extra_fields(rows, i))
         if chunked:
             obj.update(chunk=int(rows.chunk[i]), start=int(rows.start[i]), end=int(rows.end[i]))
         if rows.texts is not None:
@@ -101,12 +122,42 @@ def _jsonl_lines(rows: Rows, first: int = 0) -> Iterator[str]:
         yield json.dumps(obj, ensure_ascii=False) + "\n"
 
 
+def _lists(parts: list[np.ndarray], dtype, width: int | None = None):
+    """A Parquet list column (of fixed-size lists of ``width`` when given) from one array per row."""
+    import pyarrow as pa
+
+    lengths = np.array([len(p) for p in parts], dtype=np.int64)
+    offsets = pa.array(np.concatenate(([0], np.cumsum(lengths))).astype(np.int32), type=pa.int32())
+    flat = np.concatenate([np.asarray(p, dtype=dtype).reshape(-1) for p in parts]) if parts else np.zeros(0, dtype)
+    values = pa.array(flat.reshape(-1), type=pa.from_numpy_dtype(np.dtype(dtype)))
+    if width is not None:
+        values = pa.FixedSizeListArray.from_arrays(values, width)
+    return pa.ListArray.from_arrays(offsets, values)
+
+
+def _extra_columns(rows: Rows) -> dict:
+    cols = {}
+    if rows.sparse is not None:
+        cols["sparse_indices"] = _lists([s.indices for s in rows.sparse], np.int32)
+        cols["sparse_values"] = _lists([s.values for s in rows.sparse], np.float32)
+    if rows.colbert is not None:
+        width = next((c.shape[1] for c in rows.colbert), 0)
+        cols["colbert"] = _lists(rows.colbert, np.float32, width)
+    if rows.token_vectors is not None:
+        width = next((t.vectors.shape[1] for t in rows.token_vectors), 0)
+        cols["token_ids"] = _lists([t.ids for t in rows.token_vectors], np.int32)
+        cols["token_embeddings"] = _lists([t.vectors for t in rows.token_vectors], np.float32, width)
+    return cols
+
+
 def _parquet_table(rows: Rows, d: int):
     import pyarrow as pa
 
-    vecs = stored(rows.vectors)
-    flat = pa.array(vecs.reshape(-1), type=pa.from_numpy_dtype(vecs.dtype))
-    cols = {"id": pa.array(rows.ids, type=pa.string()), "embedding": pa.FixedSizeListArray.from_arrays(flat, d)}
+    cols = {"id": pa.array(rows.ids, type=pa.string())}
+    if rows.vectors is not None:
+        vecs = stored(rows.vectors)
+        flat = pa.array(vecs.reshape(-1), type=pa.from_numpy_dtype(vecs.dtype))
+        cols["embedding"] = pa.FixedSizeListArray.from_arrays(flat, d)
     if rows.chunk is not None:
         cols.update(chunk=pa.array(rows.chunk, pa.int32()), start=pa.array(rows.start, pa.int64()),
                     end=pa.array(rows.end, pa.int64()))
@@ -117,13 +168,15 @@ def _parquet_table(rows: Rows, d: int):
         cols["rescore"] = pa.FixedSizeListArray.from_arrays(pa.array(extra.reshape(-1),
                                                                      type=pa.from_numpy_dtype(extra.dtype)),
                                                             extra.shape[1])
+    cols.update(_extra_columns(rows))
     return pa.table(cols)
 
 
 def _write_parquet(path: Path, rows: Rows) -> None:
     import pyarrow.parquet as pq
 
-    pq.write_table(_parquet_table(rows, rows.vectors.shape[1]), path, row_group_size=PARQUET_ROW_GROUP)
+    d = rows.vectors.shape[1] if rows.vectors is not None else 0
+    pq.write_table(_parquet_table(rows, d), path, row_group_size=PARQUET_ROW_GROUP)
 
 
 class RowSink:

@@ -138,6 +138,19 @@ class GGUFFile:
             cur.pos = value.offset
             return cur.array(value.etype, value.count)
 
+    def ndarray(self, key: str) -> np.ndarray | None:
+        """A numeric metadata array as numpy (a copy), read from the file if it was left there."""
+        value = self.meta.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, ArrayRef):
+            return np.asarray(value)
+        if value.etype not in _NUMPY:
+            raise ModelLoadError(f"{self.path}: metadata {key} is not a numeric array")
+        dtype = np.dtype(_NUMPY[value.etype]).newbyteorder("<")
+        with _mapped(self.path) as buf:
+            return np.frombuffer(buf, dtype=dtype, count=value.count, offset=value.offset).copy()
+
     def array_len(self, key: str) -> int:
         value = self.meta.get(key)
         return 0 if value is None else len(value)

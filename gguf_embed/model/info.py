@@ -57,11 +57,17 @@ class ModelInfo:
     family: str | None = None  # the models.toml family the file was recognised as
     eos: str | None = None  # the token every framed input must end with (last-token pooling reads it)
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # value -> where it came from
+    heads: tuple[str, ...] = ()  # extra heads the file carries (bge-m3: sparse, colbert)
 
     @property
     def file_type_name(self) -> str | None:
         """``general.file_type`` as llama.cpp names it (F16, Q8_0, Q4_K_M...)."""
         return file_type_name(self.file_type)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """What one pass can give: the pooled vector and token states always, head outputs when the file has them."""
+        return tuple(o for o in vocab.OUTPUTS if o not in vocab.HEAD_OUTPUTS or o in self.heads)
 
     @property
     def dimension_range(self) -> tuple[int, int]:
@@ -115,6 +121,7 @@ class ModelInfo:
             rerank=_rerank_template(meta, fam, src), type1_offset=int(meta.get(vocab.TYPE1_OFFSET, 0) or 0),
             file_type=meta.get(vocab.FILE_TYPE), family=fam.name if fam else None,
             eos=fam.eos if fam and task == "embed" else None, sources=MappingProxyType(src),
+            heads=_heads(meta),
         )
 
 
@@ -128,6 +135,11 @@ def _pooling_and_task(meta, arch: str, row, override: str | None, fam, src: dict
     if pooling in (None, "none"):
         pooling = row.default_pooling  # llama.cpp's converter writes no pooling for plain decoders
     return pooling, str(task)
+
+
+def _heads(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    listed = meta.get(vocab.HEADS)
+    return tuple(h for h in vocab.HEAD_OUTPUTS if isinstance(listed, list) and h in listed)
 
 
 def _prompts(meta: Mapping[str, Any]) -> dict[str, str]:

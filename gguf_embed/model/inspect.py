@@ -61,6 +61,7 @@ def describe(gguf: GGUFFile, info: ModelInfo) -> dict[str, Any]:
         "max_tokens": {"value": info.max_tokens, "source": src.get("max_tokens"), "trained_context": info.n_ctx_train},
         "dimensions": {"value": info.n_embd, "matryoshka": [lo, hi] if lo != hi else None,
                        "source": src.get("matryoshka_min")},
+        "outputs": list(info.outputs),
         "quantization": info.file_type_name, "causal": info.causal, "layers": info.n_layer,
         "supplied_by_gguf_embed": sorted(k for k, v in src.items() if v.startswith("family")),
     }

@@ -30,6 +30,7 @@ from .cohere import cohere_embed_route
 from .embeddings import embeddings_route
 from .metrics import Metrics
 from .rerank import rerank_route
+from .tokens import embed_all_route, embed_sparse_route
 from .worker import ServerCache, Worker, load_worker
 
 __all__ = ["create_app", "ServerOptions"]
@@ -263,6 +264,8 @@ def create_app(models: Sequence, *, api_key: str | None = None, max_batch_tokens
     embeddings = _endpoint(state, options, guard, embeddings_route)
     for path in ("/v1/embeddings", "/embeddings"):
         app.add_api_route(path, embeddings, methods=["POST"])
+    app.add_api_route("/embed_sparse", _endpoint(state, options, guard, embed_sparse_route), methods=["POST"])
+    app.add_api_route("/embed_all", _endpoint(state, options, guard, embed_all_route), methods=["POST"])
     v1 = _endpoint(state, options, guard, lambda call, raw: rerank_route(call, raw, "v1"))
     for path in ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking"):
         app.add_api_route(path, v1, methods=["POST"])

@@ -134,6 +134,17 @@ class Worker:
             await asyncio.to_thread(store.save, sha, rows)
         return [rows, store.path(sha)]
 
+    async def embed_outputs(self, texts: Sequence[str], outputs: tuple[str, ...], *, truncate: str,
+                            normalize: bool = True):
+        """Per-token outputs (``Embedder.outputs_for``: sparse, colbert, tokens) of ``texts``, from one pass with
+        every token's state; it runs beside the scheduler (the session's runner serialises the two)."""
+        emb = self.embedder
+        if self.reranker is not None:
+            raise InvalidInputError(f"model {self.name} is a reranker; use /v1/rerank", param="model")
+        wanted = emb.check_outputs(outputs)
+        seqs = await asyncio.to_thread(emb.tokenize, texts, truncate=truncate)
+        return await asyncio.to_thread(emb.outputs_for, seqs, wanted, None, normalize)
+
     async def rerank(self, req: RerankRequest, default_truncate: str) -> RerankResult:
         rr = self.reranker
         if rr is None:
