@@ -28,7 +28,7 @@ from .model.info import resolve_model
 if TYPE_CHECKING:  # pragma: no cover
     import ray.data
 
-__all__ = ["EmbedBatch", "RayBackend", "embed_dataset", "fetch_model", "ray_encoder"]
+__all__ = ["EmbedBatch", "embed_dataset", "fetch_model", "ray_encoder"]
 
 
 class RayNotInstalledError(GGUFEmbedError):
