@@ -43,7 +43,16 @@ def export_onnx(src: Path, out: Path) -> Path:
     import torch
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(str(src)).eval()
+    class Hidden(torch.nn.Module):  # keyword arguments: transformers' positional order is not stable
+        def __init__(self):
+            super().__init__()
+            self.bert = AutoModel.from_pretrained(str(src)).eval()
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                             token_type_ids=token_type_ids).last_hidden_state
+
+    model = Hidden().eval()
     ids = torch.ones((2, 8), dtype=torch.int64)
     axes = {0: "batch", 1: "seq"}
     with torch.no_grad():

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from gguf_embed import Embedder, vocab
 from gguf_embed.cli import main
-from gguf_embed.engine import machine
+from gguf_embed.engine import llama, machine
 from gguf_embed.quality.texts import texts as builtin_texts
 from gguf_embed.registry import load_registry
 
@@ -34,7 +34,7 @@ def no_bf16(monkeypatch):
     """A machine whose CPU and llama.cpp build lack AVX512-BF16 (and no GPU backend)."""
     monkeypatch.setattr(machine, "llama_cpu_features", lambda: {"AVX2": True, "AVX512": True})
     monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
-    monkeypatch.setattr(machine.llama, "supports_gpu_offload", lambda: False, raising=False)
+    monkeypatch.setattr(llama, "supports_gpu_offload", lambda: False)
 
 
 def test_this_machine_follows_llama_cpp_and_cpuinfo():
