@@ -58,7 +58,7 @@ def main() -> None:
     for wl, texts in workloads.items():
         for q in quants:
             base = best[(wl, q, batches[0])]
-            cells = [f"{len(texts) / best[(wl, q, b)]:.0f} ({base / best[(wl, q, b)]:.2f}x)" for b in batches]
+            cells = [f"{len(texts) / best[(wl, q, b)]:.1f} ({base / best[(wl, q, b)]:.2f}x)" for b in batches]
             print(f"| {wl} | {q} | " + " | ".join(cells) + " |")
 
 

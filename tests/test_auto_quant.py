@@ -51,12 +51,22 @@ def test_this_machine_follows_llama_cpp_and_cpuinfo():
     assert machine.lossless_type(gpu=True).quant == "F16"
 
 
+def test_cpu_flags_alone_turn_it_off(monkeypatch):
+    """The real llama.cpp report, a CPU-flag reader saying the CPU lacks AVX512-BF16: F16."""
+    monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "fma"}))
+    monkeypatch.setattr(llama, "supports_gpu_offload", lambda: False)
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    choice = machine.lossless_type()
+    assert choice.quant == "F16" and "lacks" in choice.reason
+
+
 def test_decision_table(monkeypatch):
     parsed = machine.parse_system_info("CPU : SSE3 = 1 | AVX2 = 1 | AVX512_BF16 = 1 | OPENMP = 1 | \nCUDA : ARCHS = 900 |")
     assert parsed == {"SSE3": True, "AVX2": True, "AVX512_BF16": True, "OPENMP": True}
     assert machine.parse_system_info("Metal : EMBED_LIBRARY = 1 |") is None
     cases = [  # (llama.cpp's CPU features, /proc/cpuinfo flags, expected)
-        ({"AVX512_BF16": True}, frozenset(), "BF16"),
+        ({"AVX512_BF16": True}, frozenset(), "BF16"),  # no /proc/cpuinfo: llama.cpp's report decides
+        ({"AVX512_BF16": True}, frozenset({"avx2", "avx512f"}), "F16"),  # built for it, this CPU lacks it
         ({"AVX2": True}, frozenset({"avx512_bf16"}), "F16"),  # built without it: the CPU's flag is not enough
         (None, frozenset({"avx512_bf16", "avx2"}), "BF16"),  # no report: the CPU's flags decide
         (None, frozenset({"avx2"}), "F16"),

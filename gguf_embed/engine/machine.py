@@ -69,14 +69,18 @@ def llama_cpu_features() -> dict[str, bool] | None:
 
 def cpu_has_bf16_dot() -> tuple[bool, str]:
     """(whether llama.cpp multiplies BF16 natively on this CPU, where that was read). llama.cpp's
-    own report wins: a CPU with the instructions runs them only if the backend was built with them."""
+    own report first: a CPU with the instructions runs them only if the backend was built with them.
+    Its report is what the build was compiled for, so the CPU's flags must agree where Linux lists them."""
     feats = llama_cpu_features()
-    if feats:
-        return bool(feats.get(BF16_FEATURE)), "llama.cpp's CPU backend"
     machine = platform.machine().lower()
+    flags = cpu_flags() if machine in ("x86_64", "amd64") else frozenset()
+    if feats:
+        if feats.get(BF16_FEATURE) and flags and BF16_FLAG not in flags:
+            return False, "this CPU (/proc/cpuinfo; llama.cpp was built for AVX512-BF16, the CPU lacks it)"
+        return bool(feats.get(BF16_FEATURE)), "llama.cpp's CPU backend"
     if machine not in ("x86_64", "amd64"):
         return False, f"{machine} CPU"
-    return BF16_FLAG in cpu_flags(), "/proc/cpuinfo"
+    return BF16_FLAG in flags, "/proc/cpuinfo"
 
 
 def lossless_type(gpu: bool | None = None) -> LosslessChoice:

@@ -78,8 +78,8 @@ def batch_reason(info, batch_tokens: int) -> str:
     if batch_tokens == info.max_tokens and batch_tokens > DEFAULT_BATCH_TOKENS:
         return "the token limit: an encoder sees a whole input in one batch"
     if batch_tokens == DEFAULT_BATCH_TOKENS:
-        return ("the default; bench/bench_batch.py on all-MiniLM-L6-v2: 256 and 512 within 2%, 1024 6-14% slower, "
-                "as a packed batch's attention grows with the square of its size")
+        return ("the default; bench/bench_batch.py on all-MiniLM-L6-v2 found no size consistently faster "
+                "(256 to 1024 within the noise of a shared CPU)")
     return "as asked"
 
 
