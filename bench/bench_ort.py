@@ -146,7 +146,7 @@ def table(results: dict, workloads: dict) -> list[str]:
         rows = {name: r for (w, name), r in results.items() if w == wl}
         ort_best = min(r["seconds"] for name, r in rows.items() if name.startswith("ORT"))
         for name, r in rows.items():
-            lines.append(f"| {wl} | {name} | {len(texts) / r['seconds']:.0f} | {ort_best / r['seconds']:.2f}x | "
+            lines.append(f"| {wl} | {name} | {len(texts) / r['seconds']:.1f} | {ort_best / r['seconds']:.2f}x | "
                          f"{r['cos_min']:.5f} | {r['cos_mean']:.5f} |")
     return lines
 

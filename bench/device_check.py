@@ -179,6 +179,18 @@ def plan_for(path: Path, opts: dict, fast: bool) -> dict:
             "batch_tokens": p.batch_tokens, "ctx": p.n_ctx, "flash_attn": p.flash_attn, "kv_type": p.kv_type}
 
 
+def memory_vs_plan(measured: dict, plan: dict) -> dict:
+    """The device's peak (GPU: nvidia-smi) or llama.cpp's own report (CPU) against the plan."""
+    gpu = plan["device"] == "GPU"
+    got = measured["peak_gpu_mib"] if gpu else measured["llama_cpp_total_mib"]
+    want = plan["planned_device_mib" if gpu else "planned_total_at_start_mib"]
+    return {"device": plan["device"], "measured_mib": got, "planned_mib": want,
+            "ratio": round(got / want, 3) if got and want else None,
+            "llama_cpp_reported_mib": measured["llama_cpp_total_mib"],
+            "measured_is": "nvidia-smi peak of this process (includes the CUDA context)" if gpu
+            else "llama.cpp's reported buffers at context creation"}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -255,13 +267,8 @@ def run(args) -> dict:
     report.update(paths)
     report["plan_fast_path"] = plan_for(path, opts, True)
     report["plan_all_token_path"] = plan_for(path, opts, False)
-    dev = report["plan_fast_path"]["device"]
-    measured = paths["fast_path"]["peak_gpu_mib"] if dev == "GPU" else paths["fast_path"]["llama_cpp_total_mib"]
-    planned = report["plan_fast_path"]["planned_device_mib" if dev == "GPU" else "planned_total_at_start_mib"]
-    report["memory_vs_plan"] = {"device": dev, "measured_mib": measured, "planned_mib": planned,
-                                "ratio": round(measured / planned, 3) if measured and planned else None,
-                                "measured_is": "nvidia-smi peak of this process (includes the CUDA context)"
-                                if dev == "GPU" else "llama.cpp's reported buffers at context creation"}
+    report["memory_vs_plan"] = {label: memory_vs_plan(paths[label], report[f"plan_{label}"])
+                                for label in ("fast_path", "all_token_path")}
     report["peak_rss_mib"] = round(peak_resident() / MiB, 1)
     if not args.no_serve:
         report["serve"] = serve_throughput(path, texts, opts, vectors)
