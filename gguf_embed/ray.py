@@ -61,8 +61,11 @@ def fetch_model(model: str, models_dir: str | None = None, local_path: str | Non
         from .convert import convert_model
 
         folder = Path(models_dir) if models_dir else None
+        from .engine.machine import resolve_quant
+
         entry = reg.get(model)
-        out = (folder or default_models_dir()) / entry.gguf_filename()
+        quant, _ = resolve_quant(entry.default_quant)
+        out = (folder or default_models_dir()) / entry.gguf_filename(quant)
         return convert_model(model, out, entry.default_quant, registry=reg).path
 
 

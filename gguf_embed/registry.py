@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from .errors import GGUFEmbedError, ModelNotFoundError
-from .vocab import ARCHITECTURES, POOLINGS, QUANT_TYPES, TASKS
+from .vocab import ARCHITECTURES, AUTO_QUANT, LOSSLESS_TYPES, POOLINGS, QUANT_TYPES, TASKS
 
 __all__ = ["Shape", "GGUFSource", "ModelEntry", "Family", "Registry", "load_registry", "default_models_dir",
            "QUANT_TYPES"]
@@ -69,7 +69,16 @@ class ModelEntry:
     gguf: GGUFSource | None = None  # a ready GGUF on the Hub (``gguf-embed pull``)
 
     def gguf_filename(self, quant: str | None = None) -> str:
-        return f"{self.name}-{(quant or self.default_quant).upper()}.gguf"
+        """The converted file's name at ``quant`` (default: the entry's; "auto" must be resolved
+        first: the file is named after the type it holds)."""
+        q = (quant or self.default_quant).upper()
+        if q == AUTO_QUANT:
+            raise ValueError(f"{self.name}: resolve --quant auto to a type before naming the file")
+        return f"{self.name}-{q}.gguf"
+
+    def default_quants(self) -> tuple[str, ...]:
+        """The types a converted file at the default quantisation may hold (auto: either lossless type)."""
+        return LOSSLESS_TYPES if self.default_quant == AUTO_QUANT else (self.default_quant,)
 
     def package_dir(self) -> Path | None:
         """Folder of the weights shipped inside an installed Python package, if any."""
@@ -142,8 +151,8 @@ def _entry(name: str, raw: dict, source: Path) -> ModelEntry:
         raise RegistryError(f"{where}: pooling must be one of {', '.join(POOLINGS)}")
     if raw.get("task", "embed") not in TASKS:
         raise RegistryError(f"{where}: task must be one of {', '.join(TASKS)}")
-    if str(raw["default_quant"]).upper() not in QUANT_TYPES:
-        raise RegistryError(f"{where}: default_quant must be one of {', '.join(QUANT_TYPES)}")
+    if str(raw["default_quant"]).upper() not in (AUTO_QUANT, *QUANT_TYPES):
+        raise RegistryError(f"{where}: default_quant must be auto or one of {', '.join(QUANT_TYPES)}")
     dims, mmin = int(raw["dims"]), raw.get("matryoshka_min")
     if dims <= 0 or int(raw["max_tokens"]) <= 0:
         raise RegistryError(f"{where}: dims and max_tokens must be positive")

@@ -21,6 +21,11 @@ ARCHITECTURES = ("qwen3", "bert", "xlm-roberta")
 #: output types of ``gguf-embed convert``: the first three are written directly, the rest by
 #: llama.cpp's quantizer
 QUANT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q5_0", "Q4_0")
+#: ``--quant auto`` (and a models.toml ``default_quant = "auto"``): the fastest of the lossless
+#: 16-bit types on this machine (BF16 where llama.cpp's CPU backend has AVX512-BF16, else F16)
+AUTO_QUANT = "AUTO"
+LOSSLESS_TYPES = ("BF16", "F16")
+QUANT_CHOICES = (AUTO_QUANT, *QUANT_TYPES)
 ENCODING_FORMATS = ("float", "base64")
 #: how a command prints a listing (rerank, tokenize): a table for people, JSON lines for programs
 LISTING_FORMATS = ("table", "jsonl")
@@ -77,6 +82,7 @@ HEAD_WEIGHT = PREFIX + "head.{}.weight"  # .format("sparse" | "colbert")
 HEAD_BIAS = PREFIX + "head.{}.bias"
 HEAD_ROWS = PREFIX + "head.{}.rows"
 HEAD_SKIP_IDS = PREFIX + "head.sparse.skip_ids"  # token ids without a lexical weight (CLS, EOS, PAD, UNK)
+QUANT_CHOICE = PREFIX + "quant_choice"  # why --quant auto wrote this type (absent for a type asked for by name)
 
 # --- llama.cpp's keys ----------------------------------------------------------------
 

@@ -15,7 +15,9 @@ from .common import progress_bar, stderr, user_errors
 @click.command("convert")
 @click.argument("src")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .gguf (default: MODELS_DIR/NAME-QUANT.gguf).")
-@click.option("-q", "--quant", type=click.Choice(vocab.QUANT_TYPES, case_sensitive=False), help="Tensor type (default: the registry's, else F16).")
+@click.option("-q", "--quant", type=click.Choice(vocab.QUANT_CHOICES, case_sensitive=False),
+              help="Tensor type; auto: the fastest lossless type here (BF16 with AVX512-BF16, else F16). "
+                   "Default: the registry's, else F16.")
 @click.option("--pooling", type=click.Choice(vocab.POOLINGS), help="Override the pooling read from the model files.")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Token limit to record in the GGUF.")
 @click.option("--matryoshka-min", type=click.IntRange(min=1), help="Smallest Matryoshka dimension the model supports.")
@@ -28,6 +30,7 @@ def convert_cmd(src, output, quant, pooling, max_tokens, matryoshka_min, allow_p
     """Convert a Hugging Face model (folder, models.toml name or Hub repo id) to GGUF."""
     from ..convert import convert_model
     from ..engine import llama
+    from ..engine.machine import resolve_quant
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s")
     logging.getLogger("gguf").setLevel(logging.INFO if verbose else logging.ERROR)
@@ -35,13 +38,16 @@ def convert_cmd(src, output, quant, pooling, max_tokens, matryoshka_min, allow_p
     with user_errors():
         reg = load_registry()
         entry = reg.models.get(src)
-        quant = (quant or (entry.default_quant if entry else "F16")).upper()
+        asked = quant or (entry.default_quant if entry else "F16")
+        quant, why = resolve_quant(asked)
+        if why:
+            stderr.print(f"--quant auto: {why}")
         if output is None:
             stem = entry.name if entry else Path(src.rstrip("/")).name
             output = (models_dir or default_models_dir()) / f"{stem}-{quant}.gguf"
         with progress_bar(f"converting {src}", quiet=False) as bar:
             result = convert_model(
-                src, output, quant, registry=reg, pooling=pooling, max_tokens=max_tokens,
+                src, output, asked, registry=reg, pooling=pooling, max_tokens=max_tokens,
                 matryoshka_min=matryoshka_min, allow_pickle=allow_pickle, threads=threads, progress=bar, task=task,
             )
     stderr.print(f"wrote {result.path} ({result.quant}, {result.size_bytes / 2**20:.1f} MiB)")

@@ -40,7 +40,7 @@ def _rows(d: dict):
                                               if dims["matryoshka"] else ""), dims["source"] or ""
     if d["task"]["value"] == "embed":
         yield "outputs", ", ".join(d["outputs"]), "file" if len(d["outputs"]) > 2 else "every model"
-    yield "quantisation", d["quantization"] or "-", "file"
+    yield "quantisation", d["quantization"] or "-", d.get("quant_choice") or "file"
 
 
 @click.command("inspect")
@@ -50,12 +50,15 @@ def _rows(d: dict):
 def inspect_cmd(model, models_dir, as_json):
     """What gguf-embed does with MODEL (a .gguf or a models.toml name): family, task, pooling, prompts,
     normaliser, end-of-input token, rerank template and head, limits, and which of these it supplies."""
+    from ..engine.machine import lossless_type
     from ..model.info import read_info, resolve_model
     from ..model.inspect import describe
 
     with user_errors():
         gguf, info = read_info(resolve_model(model, models_dir=models_dir))
         report = describe(gguf, info)
+        auto = lossless_type()
+        report["lossless_here"] = {"quant": auto.quant, "reason": auto.reason}
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
         return
@@ -65,6 +68,7 @@ def inspect_cmd(model, models_dir, as_json):
     for row in _rows(report):
         table.add_row(*row)
     Console(width=160).print(table)
+    click.echo(f"--quant auto on this machine: {auto.reason}")
     supplied = report["supplied_by_gguf_embed"]
     if supplied:
         click.echo(f"supplied by gguf-embed (the file lacks them): {', '.join(supplied)}")

@@ -60,6 +60,40 @@ def _settings_line(p) -> str:
             f"flash attention {p.flash_attn}, {p.placement}, {path}")
 
 
+def _choice_line(model: str, quant: str | None, shape, path, p) -> str:
+    """One line on what was chosen and why: the weight type (--quant auto's reasoning) and the batch."""
+    from ..engine.machine import lossless_type, resolve_quant
+    from ..engine.settings import batch_reason
+    from ..registry import load_registry
+
+    if path is not None:
+        auto = lossless_type()  # what convert --quant auto writes on this machine
+        recorded = _recorded_choice(path)
+        q = shape.info.file_type_name or "?"
+        weights = f"weights {q} (the file's; {recorded or 'asked for by name'}); --quant auto here: {auto.reason}"
+    else:
+        entry = load_registry().models.get(model)
+        asked = (quant or (entry.default_quant if entry else "")).upper()
+        q, why = resolve_quant(asked)
+        weights = f"weights {q} ({'--quant auto: ' + why if why else 'asked for' if quant else 'models.toml default'})"
+    return f"{weights}; batch {p.batch_tokens} tokens ({batch_reason(shape.info, p.batch_tokens)})"
+
+
+def _recorded_choice(path) -> str | None:
+    from ..model.gguf_file import read_gguf
+
+    value = read_gguf(path).meta.get(vocab.QUANT_CHOICE)
+    return str(value) if value else None
+
+
+def _print_fit(vram: str, budget: int, p) -> None:
+    click.echo(f"fits {vram}: {_size(p.device_total('GPU'))} of {_size(budget)} on the GPU with {_settings_line(p)}")
+    for note in p.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"use: --vram {vram}  (or --n-gpu-layers {p.n_gpu_layers} --batch-tokens {p.batch_tokens} "
+               f"--kv-type {p.kv_type} --flash-attn {p.flash_attn} --ctx {p.n_ctx})")
+
+
 def _json_plan(p, fits: bool, budget: int | None, measured: int | None = None, planned: int | None = None) -> dict:
     out = {"fits": fits, "n_gpu_layers": p.n_gpu_layers, "batch_tokens": p.batch_tokens, "kv_type": p.kv_type,
            "ctx": p.n_ctx, "flash_attn": p.flash_attn, "fast_path": p.fast_path, "gpu_bytes": p.device_total("GPU"),
@@ -71,7 +105,7 @@ def _json_plan(p, fits: bool, budget: int | None, measured: int | None = None, p
 
 @click.command("plan")
 @click.argument("model")
-@click.option("--quant", "-q", type=click.Choice(vocab.QUANT_TYPES, case_sensitive=False),
+@click.option("--quant", "-q", type=click.Choice(vocab.QUANT_CHOICES, case_sensitive=False),
               help="Plan a models.toml model at this quantisation from its shape, without the file.")
 @click.option("--vram", help="GPU memory budget (3GB, 2.5GiB, 800MB; GB = GiB): find the settings that fit it.")
 @click.option("--ctx", "n_ctx", type=click.IntRange(min=16), help="Context size (decoder models; default min(limit, 8192)).")
@@ -112,7 +146,7 @@ def plan_cmd(model, quant, vram, n_ctx, batch_tokens, n_gpu_layers, kv_type, fla
         else:
             p = planning.estimate(shape, n_ctx=n_ctx, batch_tokens=batch_tokens, n_gpu_layers=n_gpu_layers,
                                   kv_type=kv_type, flash_attn=flash_attn)
-        measured = planned = None
+        measured = planned = None  # llama.cpp's own report, with --check
         if check:
             if path is None:
                 raise GGUFEmbedError(f"--check needs the converted file; run: gguf-embed convert {model}"
@@ -127,19 +161,15 @@ def plan_cmd(model, quant, vram, n_ctx, batch_tokens, n_gpu_layers, kv_type, fla
                               f"{_mib(planned)} MiB ({(planned - measured) / measured:+.1%}), "
                               f"{_mib(cpu.total)} MiB once a full batch has run; the process grew "
                               f"{_mib(m['rss_growth'])} MiB resident over loading and one full batch")
+        chosen = _choice_line(model, quant, shape, path, p)
         if as_json:
-            click.echo(json.dumps(_json_plan(p, True, budget, measured, planned)))
-            return
+            return click.echo(json.dumps({**_json_plan(p, True, budget, measured, planned), "chosen": chosen}))
         if not check or p.n_gpu_layers:
             console.print(f"[bold]{name}[/]: {_settings_line(p)}")
             console.print(plan_table(p))
+        click.echo(chosen)
         if vram:
-            click.echo(f"fits {vram}: {_size(p.device_total('GPU'))} of {_size(budget)} on the GPU "
-                       f"with {_settings_line(p)}")
-            for note in p.notes:
-                click.echo(f"note: {note}")
-            click.echo(f"use: --vram {vram}  (or --n-gpu-layers {p.n_gpu_layers} --batch-tokens {p.batch_tokens} "
-                       f"--kv-type {p.kv_type} --flash-attn {p.flash_attn} --ctx {p.n_ctx})")
+            _print_fit(vram, budget, p)
         if p.n_gpu_layers:
             click.echo(GPU_NOTE)
     except GGUFEmbedError as exc:

@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine.machine import resolve_quant
 from ..errors import ConversionError
 from ..registry import QUANT_TYPES, ModelEntry, Registry, load_registry
 from .hf import REGISTRY_ARCHS, read_folder
@@ -40,6 +41,7 @@ class ConversionResult:
     quant: str
     size_bytes: int
     source: Path
+    quant_choice: str | None = None  # why --quant auto picked ``quant``
 
 
 def download(repo_id: str, revision: str | None) -> Path:
@@ -81,7 +83,7 @@ def resolve_source(src: str, registry: Registry) -> tuple[Path, ModelEntry | Non
 def convert_model(
     src: str | os.PathLike,
     out: str | os.PathLike,
-    quant: str = "F16",
+    quant: str = "F16",  # or "auto"
     *,
     registry: Registry | None = None,
     pooling: str | None = None,
@@ -92,7 +94,7 @@ def convert_model(
     threads: int | None = None,
     progress=None,
 ) -> ConversionResult:
-    quant = quant.upper()
+    quant, why = resolve_quant(quant)  # "auto": this machine's fastest lossless type
     if quant not in QUANT_TYPES:
         raise ConversionError(f"unknown quantisation type {quant}; choose one of {', '.join(QUANT_TYPES)}")
     registry = registry or load_registry()
@@ -105,6 +107,7 @@ def convert_model(
         prompts=tuple(entry.prompts.items()) if entry else (),
         registry_name=entry.name if entry else None,
         task=task or (entry.task if entry else None),
+        quant_choice=f"--quant auto: {why}" if why else None,
     )
     out = Path(out)
     if out.is_dir():
@@ -129,4 +132,4 @@ def convert_model(
     finally:
         for leftover in (tmp, stage):
             leftover.unlink(missing_ok=True)
-    return ConversionResult(out, quant, out.stat().st_size, folder)
+    return ConversionResult(out, quant, out.stat().st_size, folder, ov.quant_choice)

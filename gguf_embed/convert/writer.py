@@ -35,6 +35,7 @@ class Overrides:
     prompts: tuple[tuple[str, str], ...] = ()
     registry_name: str | None = None
     task: str | None = None  # "embed" | "rerank"; None: decided from the folder
+    quant_choice: str | None = None  # why --quant auto chose the type written
 
 
 # --- tensors ------------------------------------------------------------------------
@@ -261,6 +262,8 @@ def _write_embedding_meta(w: gguf.GGUFWriter, hf: HFModel, ov: Overrides, poolin
     w.add_string(keys.SOURCE, hf.name)
     if ov.registry_name:
         w.add_string(keys.REGISTRY_NAME, ov.registry_name)
+    if ov.quant_choice:
+        w.add_string(keys.QUANT_CHOICE, ov.quant_choice)
     if task == "rerank":
         write_rerank_meta(w, hf)
     else:

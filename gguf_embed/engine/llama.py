@@ -64,6 +64,12 @@ def supports_gpu_offload() -> bool:
     return bool(ll.llama_supports_gpu_offload())
 
 
+def system_info() -> str:
+    """llama.cpp's account of its backends and the CPU features it was built with and uses."""
+    init()
+    return (ll.llama_print_system_info() or b"").decode("utf-8", "replace")
+
+
 def quantize_file(src: Path, dst: Path, quant: str, threads: int, *, output_type: int | None = None,
                   token_embd_type: int | None = None) -> None:
     """llama.cpp's quantizer; ``output_type`` / ``token_embd_type`` (ggml types) override its

@@ -39,6 +39,7 @@ from ..errors import GGUFEmbedError, InvalidInputError, ModelLoadError
 from ..model.archs import FAMILY_ARCH, arch
 from ..model.gguf_file import GGUFFile, read_gguf
 from ..model.info import ModelInfo, resolve_model
+from .machine import cpu_flags, resolve_quant
 from .settings import DEFAULT_BATCH_TOKENS, context_shape, default_flash_attn, default_kv_type, fast_path_enabled
 
 __all__ = ["ModelShape", "MemoryPlan", "BudgetError", "read_shape", "registry_shape", "uses_fast_path", "estimate",
@@ -59,11 +60,7 @@ def repacked_types() -> frozenset:
     machine = platform.machine().lower()
     if machine in ("aarch64", "arm64"):  # NEON with dot product
         return frozenset({T.Q4_0, T.Q4_K, T.Q5_K, T.Q6_K, T.Q8_0, T.IQ4_NL, T.MXFP4})
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = set(next((ln for ln in fh if ln.startswith("flags")), "").split())
-    except OSError:  # pragma: no cover - not Linux
-        flags = set()
+    flags = cpu_flags()
     out = set()
     if "avx2" in flags:
         out |= {T.Q4_0, T.Q4_K, T.IQ4_NL, T.MXFP4}
@@ -151,7 +148,7 @@ def registry_shape(entry, quant: str | None = None, *, repack: frozenset | None 
     models.toml alone: plan before downloading."""
     from ..model.tensor_table import tensor_table
 
-    quant = (quant or entry.default_quant).upper()
+    quant, _ = resolve_quant(quant or entry.default_quant)
     try:
         table = tensor_table(entry, quant)
     except ValueError as exc:
@@ -369,9 +366,10 @@ def resolve_for_plan(model: str, quant: str | None, models_dir=None, registry=No
             path = resolve_model(model, registry=reg, models_dir=models_dir)
         except GGUFEmbedError:
             path = None
-        if path is not None and (quant is None or path.name == entry.gguf_filename(quant)):
+        q = resolve_quant(quant)[0] if quant else None
+        if path is not None and (q is None or path.name == entry.gguf_filename(q)):
             return read_shape(path), path, f"{entry.name} ({path.name})"
-        q = (quant or entry.default_quant).upper()
+        q = q or resolve_quant(entry.default_quant)[0]
         return registry_shape(entry, q), None, f"{entry.name} at {q} (from models.toml, no file)"
     if quant:
         raise GGUFEmbedError(f"--quant applies to models.toml names; {model} is a file", param="quant")

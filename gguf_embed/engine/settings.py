@@ -10,7 +10,7 @@ from pathlib import Path
 from .. import vocab
 from ..errors import InvalidInputError
 
-__all__ = ["RuntimeSettings", "DEFAULT_BATCH_TOKENS", "DEFAULT_CAUSAL_CTX", "context_shape", "default_flash_attn",
+__all__ = ["RuntimeSettings", "DEFAULT_BATCH_TOKENS", "batch_reason", "DEFAULT_CAUSAL_CTX", "context_shape", "default_flash_attn",
            "default_kv_type", "fast_path_enabled", "FAST_PATH_ENV", "default_threads"]
 
 DEFAULT_BATCH_TOKENS = 512
@@ -68,6 +68,19 @@ def context_shape(info, n_ctx: int | None, batch_tokens: int | None) -> tuple[in
     # encoder models see a whole sequence in one batch: the budget must hold the longest
     budget = max(budget, info.max_tokens)
     return budget, budget, info.max_tokens
+
+
+def batch_reason(info, batch_tokens: int) -> str:
+    """Why a model runs with ``batch_tokens`` tokens per llama.cpp batch (one clause, for plan)."""
+    if info.causal:
+        return ("the default" if batch_tokens == DEFAULT_BATCH_TOKENS else "as asked") + \
+            "; decoders split longer inputs over batches (ctx holds the whole input)"
+    if batch_tokens == info.max_tokens and batch_tokens > DEFAULT_BATCH_TOKENS:
+        return "the token limit: an encoder sees a whole input in one batch"
+    if batch_tokens == DEFAULT_BATCH_TOKENS:
+        return ("the default; bench/bench_batch.py on all-MiniLM-L6-v2 found no size consistently faster "
+                "(256 to 1024 within the noise of a shared CPU)")
+    return "as asked"
 
 
 def default_flash_attn(info, n_gpu_layers: int) -> str:

@@ -63,5 +63,6 @@ def describe(gguf: GGUFFile, info: ModelInfo) -> dict[str, Any]:
                        "source": src.get("matryoshka_min")},
         "outputs": list(info.outputs),
         "quantization": info.file_type_name, "causal": info.causal, "layers": info.n_layer,
+        "quant_choice": gguf.meta.get(vocab.QUANT_CHOICE),  # why --quant auto wrote this type, if it did
         "supplied_by_gguf_embed": sorted(k for k, v in src.items() if v.startswith("family")),
     }

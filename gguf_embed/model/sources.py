@@ -76,10 +76,10 @@ def registry_files(entry: ModelEntry, folder: Path) -> list[Path]:
     pulled: list[Path] = []
     if entry.gguf is not None and hf_folder(folder, entry.gguf.repo).is_dir():
         pulled = _gguf_files(hf_folder(folder, entry.gguf.repo))
-    q = entry.default_quant
-    wanted = entry.gguf.files.get(q) if entry.gguf else None
-    first = [p for p in converted if p.name == entry.gguf_filename()]
-    first += [p for p in pulled if p.name == wanted or (wanted is None and matches_quant(p.name, q))]
+    first = [p for q in entry.default_quants() for p in converted if p.name == entry.gguf_filename(q)]
+    for q in entry.default_quants():
+        wanted = entry.gguf.files.get(q) if entry.gguf else None
+        first += [p for p in pulled if p.name == wanted or (wanted is None and matches_quant(p.name, q))]
     return first + [p for p in converted + pulled if p not in first]
 
 
@@ -97,6 +97,8 @@ def pull(model: str, *, quant: str | None = None, registry: Registry | None = No
         raise ModelNotFoundError(f"models.toml names no ready GGUF of {entry.name}; run: gguf-embed convert "
                                  f"{entry.name}", param="model")
     q = (quant or entry.default_quant).upper()
+    if q == vocab.AUTO_QUANT:  # a ready file of either lossless type, the one the repo lists first
+        q = next((t for t in vocab.LOSSLESS_TYPES if t in entry.gguf.files), vocab.LOSSLESS_TYPES[-1])
     file = entry.gguf.files.get(q)
     return _checked(fetch_hf(HFRef(entry.gguf.repo, file, None if file else q), folder, fallback_quant=q))
 
