@@ -39,6 +39,9 @@ def _rows(d: dict):
     yield "dimensions", f"{dims['value']}" + (f", Matryoshka {dims['matryoshka'][0]}..{dims['matryoshka'][1]}"
                                               if dims["matryoshka"] else ""), dims["source"] or ""
     yield "quantisation", d["quantization"] or "-", "file"
+    im = d.get("importance_matrix")
+    if im:
+        yield "importance weights", f"{im['dataset'] or im['file']} ({im['entries']} matrices, {im['chunks']} texts)", "file"
 
 
 @click.command("inspect")
