@@ -61,6 +61,8 @@ def write_imatrix(path: Path, im: ImatrixFile) -> Path:
     path = Path(path)
     imp = im.importance
     tmp = path.with_name(f".{path.name}.part")
+    if not path.parent.is_dir():
+        raise ConversionError(f"cannot write {path}: folder {path.parent} does not exist")
     w = gguf.GGUFWriter(str(tmp), arch="imatrix")
     try:
         w.add_type("imatrix")
@@ -75,6 +77,9 @@ def write_imatrix(path: Path, im: ImatrixFile) -> Path:
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConversionError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         w.close()
     tmp.replace(path)
