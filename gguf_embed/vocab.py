@@ -20,7 +20,12 @@ FLASH_ATTN_MODES = ("auto", "on", "off")
 ARCHITECTURES = ("qwen3", "bert", "xlm-roberta")
 #: output types of ``gguf-embed convert``: the first three are written directly, the rest by
 #: llama.cpp's quantizer
-QUANT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q5_0", "Q4_0")
+QUANT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q5_0", "Q4_0",
+               "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K", "IQ4_XS", "IQ4_NL", "IQ3_M", "IQ3_S", "IQ3_XXS")
+#: the quant types llama.cpp quantises only with an importance matrix (``--imatrix``)
+IMATRIX_REQUIRED = ("IQ3_XXS",)
+#: ``convert --imatrix``: computed here on the built-in (or ``--calibration``) texts, or else a file
+IMATRIX_AUTO = "auto"
 #: ``--quant auto`` (and a models.toml ``default_quant = "auto"``): the fastest of the lossless
 #: 16-bit types on this machine (BF16 where llama.cpp's CPU backend has AVX512-BF16, else F16)
 AUTO_QUANT = "AUTO"
@@ -84,6 +89,8 @@ HEAD_ROWS = PREFIX + "head.{}.rows"
 HEAD_SKIP_IDS = PREFIX + "head.sparse.skip_ids"  # token ids without a lexical weight (CLS, EOS, PAD, UNK)
 QUANT_CHOICE = PREFIX + "quant_choice"  # why --quant auto wrote this type (absent for a type asked for by name)
 
+IMATRIX_TOKENS = PREFIX + "imatrix.tokens"  # calibration tokens behind an importance matrix
+
 # --- llama.cpp's keys ----------------------------------------------------------------
 
 ARCH = "general.architecture"
@@ -100,3 +107,12 @@ LLAMA_TOKENIZER = "tokenizer.ggml.model"
 def arch_key(arch: str, name: str) -> str:
     """``{arch}.{name}``, e.g. ``qwen3.pooling_type``."""
     return f"{arch}.{name}"
+
+# an importance matrix file (llama.cpp's tools/imatrix) and the keys llama-quantize writes with one
+IMATRIX_DATASETS = "imatrix.datasets"
+IMATRIX_CHUNK_COUNT = "imatrix.chunk_count"
+IMATRIX_CHUNK_SIZE = "imatrix.chunk_size"
+QUANTIZE_IMATRIX_FILE = "quantize.imatrix.file"
+QUANTIZE_IMATRIX_DATASET = "quantize.imatrix.dataset"
+QUANTIZE_IMATRIX_ENTRIES = "quantize.imatrix.entries_count"
+QUANTIZE_IMATRIX_CHUNKS = "quantize.imatrix.chunks_count"

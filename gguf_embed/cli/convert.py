@@ -25,8 +25,14 @@ from .common import progress_bar, stderr, user_errors
 @click.option("--task", type=click.Choice(vocab.TASKS), help="Force the model's task (default: from the model files).")
 @click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live.")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for quantisation.")
+@click.option("--imatrix", "imatrix", metavar="auto|FILE",
+              help="Quantise with importance weights: 'auto' computes them here by embedding calibration texts; "
+                   "FILE is an importance matrix GGUF (gguf-embed imatrix, or llama.cpp's llama-imatrix).")
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --imatrix auto: the texts to calibrate on, one per line (default: the built-in set).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every tensor and llama.cpp's own output.")
-def convert_cmd(src, output, quant, pooling, max_tokens, matryoshka_min, allow_pickle, task, models_dir, threads, verbose):
+def convert_cmd(src, output, quant, pooling, max_tokens, matryoshka_min, allow_pickle, task, models_dir, threads,
+                imatrix, calibration, verbose):
     """Convert a Hugging Face model (folder, models.toml name or Hub repo id) to GGUF."""
     from ..convert import convert_model
     from ..engine import llama
@@ -49,6 +55,8 @@ def convert_cmd(src, output, quant, pooling, max_tokens, matryoshka_min, allow_p
             result = convert_model(
                 src, output, asked, registry=reg, pooling=pooling, max_tokens=max_tokens,
                 matryoshka_min=matryoshka_min, allow_pickle=allow_pickle, threads=threads, progress=bar, task=task,
+                imatrix=imatrix, calibration=calibration,
             )
-    stderr.print(f"wrote {result.path} ({result.quant}, {result.size_bytes / 2**20:.1f} MiB)")
+    how = f", importance-weighted ({imatrix})" if imatrix else ""
+    stderr.print(f"wrote {result.path} ({result.quant}{how}, {result.size_bytes / 2**20:.1f} MiB)")
     click.echo(str(result.path))

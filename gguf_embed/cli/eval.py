@@ -18,7 +18,10 @@ __all__ = ["eval_cmd"]
 
 def _print(report: dict) -> None:
     console = Console(width=160)
-    table = Table(title=report["model"])
+    im = report.get("importance_matrix")
+    title = f"{report['model']} ({report.get('quantization') or '?'}"
+    title += f", importance-weighted on {im['dataset'] or im['file']})" if im else ")"
+    table = Table(title=title)
     for col in ("check", "texts", "cos min", "cos p1", "cos mean", "Spearman", "Pearson"):
         table.add_column(col, justify="left" if col == "check" else "right")
     f = lambda x: f"{x:.4f}"  # noqa: E731

@@ -41,6 +41,9 @@ def _rows(d: dict):
     if d["task"]["value"] == "embed":
         yield "outputs", ", ".join(d["outputs"]), "file" if len(d["outputs"]) > 2 else "every model"
     yield "quantisation", d["quantization"] or "-", d.get("quant_choice") or "file"
+    im = d.get("importance_matrix")
+    if im:
+        yield "importance weights", f"{im['dataset'] or im['file']} ({im['entries']} matrices, {im['chunks']} texts)", "file"
 
 
 @click.command("inspect")

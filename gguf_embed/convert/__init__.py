@@ -15,10 +15,12 @@ from pathlib import Path
 from ..engine.machine import resolve_quant
 from ..errors import ConversionError
 from ..registry import QUANT_TYPES, ModelEntry, Registry, load_registry
+from ..vocab import IMATRIX_AUTO, IMATRIX_REQUIRED
 from .hf import REGISTRY_ARCHS, read_folder
 
 SUPPORTED_ARCHS = REGISTRY_ARCHS
 RERANK_ARCHS = ("qwen3", "bert", "xlm-roberta")
+from .imatrix import ImatrixFile, calibrate, check_matches, quantize_metadata, read_imatrix
 from .writer import DIRECT_TYPES, Overrides, quantize, separate_head_for, source_float_type, write_gguf
 
 __all__ = ["convert_model", "resolve_source", "ConversionResult", "HF_ALLOW_PATTERNS"]
@@ -93,10 +95,16 @@ def convert_model(
     allow_pickle: bool = False,
     threads: int | None = None,
     progress=None,
+    imatrix: str | os.PathLike | None = None,
+    calibration: str | os.PathLike | None = None,
 ) -> ConversionResult:
+    """``imatrix``: quantise with importance weights, computed here (``"auto"``: on the built-in
+    calibration texts, or on ``calibration``, a file of one text per line) or read from an imatrix GGUF."""
     quant, why = resolve_quant(quant)  # "auto": this machine's fastest lossless type
     if quant not in QUANT_TYPES:
         raise ConversionError(f"unknown quantisation type {quant}; choose one of {', '.join(QUANT_TYPES)}")
+    check_imatrix_args(quant, imatrix, calibration)
+    given = read_imatrix(Path(imatrix)) if imatrix is not None and str(imatrix) != IMATRIX_AUTO else None
     registry = registry or load_registry()
     folder, entry = resolve_source(str(src), registry)
     hf = read_folder(folder)
@@ -124,7 +132,9 @@ def convert_model(
             head = separate_head_for(hf)
             write_gguf(hf, stage, source_float_type(hf, allow_pickle), ov, allow_pickle=allow_pickle, progress=progress,
                        separate_head=head)
-            quantize(stage, tmp, quant, threads, head_for_width=int(hf.config["hidden_size"]) if head else None)
+            weights = importance_for(stage, given, imatrix, calibration, threads) if imatrix is not None else None
+            quantize(stage, tmp, quant, threads, head_for_width=int(hf.config["hidden_size"]) if head else None,
+                     importance=weights)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -133,3 +143,37 @@ def convert_model(
         for leftover in (tmp, stage):
             leftover.unlink(missing_ok=True)
     return ConversionResult(out, quant, out.stat().st_size, folder, ov.quant_choice)
+
+
+def check_imatrix_args(quant: str, imatrix, calibration) -> None:
+    if imatrix is not None and quant in DIRECT_TYPES:
+        raise ConversionError(f"{quant} is not quantised; an importance matrix applies to Q8_0 and smaller types")
+    if calibration is not None and (imatrix is None or str(imatrix) != IMATRIX_AUTO):
+        raise ConversionError("--calibration gives the texts for --imatrix auto; use them together")
+    if quant in IMATRIX_REQUIRED and imatrix is None:
+        raise ConversionError(f"llama.cpp quantises {quant} only with an importance matrix; add --imatrix auto")
+
+
+def calibration_file(path: str | os.PathLike) -> list[str]:
+    from ..corpus.readers import read_lines
+    from ..errors import GGUFEmbedError
+
+    try:
+        texts = read_lines([str(path)])
+    except GGUFEmbedError as exc:
+        raise ConversionError(f"cannot read the calibration texts: {exc.message}") from None
+    if not texts:
+        raise ConversionError(f"{path} has no texts to calibrate on")
+    return texts
+
+
+def importance_for(stage: Path, given: ImatrixFile | None, imatrix, calibration, threads: int | None):
+    """(mean squares per weight, metadata for the output) from a file or computed on ``stage``."""
+    if given is None:
+        texts = calibration_file(calibration) if calibration is not None else None
+        given = calibrate(stage, texts, dataset=str(calibration) if calibration is not None else None, threads=threads)
+        label = IMATRIX_AUTO
+    else:
+        check_matches(given, stage)
+        label = Path(imatrix).name
+    return given.importance.mean_squares(), quantize_metadata(given, label)

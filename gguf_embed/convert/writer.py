@@ -337,9 +337,11 @@ def separate_head_for(hf: HFModel) -> bool:
     return hf.arch == "qwen3"
 
 
-def quantize(src: Path, dst: Path, quant: str, threads: int | None = None, *, head_for_width: int | None = None) -> None:
+def quantize(src: Path, dst: Path, quant: str, threads: int | None = None, *, head_for_width: int | None = None,
+             importance: tuple[dict, dict] | None = None) -> None:
     """llama.cpp's quantizer; ``head_for_width``: the model's hidden size, when the file has a
-    separate head to store at the smallest type (see ``separate_head_for``)."""
+    separate head to store at the smallest type (see ``separate_head_for``); ``importance``:
+    (mean squared input per weight, metadata keys recording it) to quantise with."""
     from ..engine.llama import quantize_file
     from ..model.tensor_table import head_types
 
@@ -347,6 +349,8 @@ def quantize(src: Path, dst: Path, quant: str, threads: int | None = None, *, he
     if head_for_width:
         head, embd = head_types(quant, head_for_width)
         types = {"output_type": int(head), "token_embd_type": int(embd)}
+    if importance is not None:
+        types["imatrix"], types["metadata"] = importance
     quantize_file(src, dst, quant, threads or os.cpu_count() or 1, **types)
 
 

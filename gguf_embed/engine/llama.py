@@ -71,9 +71,12 @@ def system_info() -> str:
 
 
 def quantize_file(src: Path, dst: Path, quant: str, threads: int, *, output_type: int | None = None,
-                  token_embd_type: int | None = None) -> None:
+                  token_embd_type: int | None = None, imatrix: dict[str, np.ndarray] | None = None,
+                  metadata: dict[str, str | int] | None = None) -> None:
     """llama.cpp's quantizer; ``output_type`` / ``token_embd_type`` (ggml types) override its
-    choice for the output head and the token embeddings."""
+    choice for the output head and the token embeddings. ``imatrix``: per weight, the mean square
+    of each input column (what llama-quantize reads from an imatrix file), as importance weights;
+    ``metadata``: keys written into the output (strings up to 127 bytes, or integers)."""
     init()
     ftype = getattr(ll, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}", None)
     if ftype is None:
@@ -85,10 +88,35 @@ def quantize_file(src: Path, dst: Path, quant: str, threads: int, *, output_type
         params.output_tensor_type = output_type
     if token_embd_type is not None:
         params.token_embedding_type = token_embd_type
+    keep = []  # the C arrays and buffers params points into, alive until the call returns
+    if imatrix:
+        entries = (ll.llama_model_imatrix_data * (len(imatrix) + 1))()
+        for e, (name, values) in zip(entries, sorted(imatrix.items())):
+            arr = np.ascontiguousarray(values, dtype=np.float32).ravel()
+            keep.append(arr)
+            e.name, e.data, e.size = name.encode(), arr.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), arr.size
+        params.imatrix = entries  # the last entry, all zeros, ends the list
+        keep.append(entries)
+    if metadata:
+        params.kv_overrides = _kv_overrides(metadata)
+        keep.append(params.kv_overrides)
     _recent_errors.clear()
     rc = ll.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0:
         raise ConversionError(f"llama.cpp could not quantise to {quant}: {last_error() or f'error {rc}'}")
+
+
+def _kv_overrides(metadata: dict[str, str | int]):
+    arr = (ll.llama_model_kv_override * (len(metadata) + 1))()  # an empty key ends the list
+    for kv, (key, value) in zip(arr, metadata.items()):
+        kv.key = key.encode()[:127]
+        if isinstance(value, str):
+            kv.tag = ll.LLAMA_KV_OVERRIDE_TYPE_STR
+            kv.value.val_str = value.encode("utf-8")[:127]
+        else:
+            kv.tag = ll.LLAMA_KV_OVERRIDE_TYPE_INT
+            kv.value.val_i64 = int(value)
+    return arr
 
 
 # --- model and context --------------------------------------------------------------
@@ -196,7 +224,7 @@ class Context(_Owned):
     of one batch (one per sequence).
     """
 
-    def __init__(self, model: Model, params: ContextParams, *, last_only: bool = False):
+    def __init__(self, model: Model, params: ContextParams, *, last_only: bool = False, callback=None):
         n_seq_max = params.n_seq_max
         p = ll.llama_context_default_params()
         for name in ("n_ctx", "n_batch", "n_ubatch", "n_seq_max", "n_threads"):
@@ -213,6 +241,10 @@ class Context(_Owned):
             p.n_outputs_max = n_seq_max  # outputs per ubatch: one per sequence at most
             self.capture = RowCapture(CAPTURE_NODE)
             p.cb_eval = self.capture.callback
+            p.cb_eval_user_data = None
+        elif callback is not None:  # an observer of every node (see ggml.ImportanceCapture)
+            self.capture = callback
+            p.cb_eval = callback.callback
             p.cb_eval_user_data = None
         _recent_errors.clear()
         self.ptr = ll.llama_init_from_model(model.ptr, p)

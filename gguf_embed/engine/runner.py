@@ -222,3 +222,26 @@ class BatchRunner:
                 if progress is not None:
                     progress(len(group))
         return result
+
+    def observe(self, seqs: list[np.ndarray], observer, progress: Callable[[int], None] | None = None) -> None:
+        """Run framed sequences, packed as ``run`` packs them, through a plain context (every token an
+        output) whose eval callback is ``observer.callback`` (see ``ggml.ImportanceCapture``); the
+        rows are not kept."""
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        with self._lock:
+            self._check_open()
+            ctx = _llama.Context(self.model, self._params, callback=observer)
+            try:
+                for group in self.groups(lengths):
+                    part = [seqs[i] for i in group]
+                    tokens = np.concatenate(part)
+                    pos = np.concatenate([np.arange(len(s), dtype=np.int32) for s in part])
+                    seq = np.repeat(np.arange(len(part), dtype=np.int32), [len(s) for s in part])
+                    for a in range(0, len(tokens), ctx.n_batch):
+                        b = min(a + ctx.n_batch, len(tokens))
+                        ctx.run(tokens[a:b], pos[a:b], seq[a:b])
+                    ctx.clear()
+                    if progress is not None:
+                        progress(len(group))
+            finally:
+                ctx.close()

@@ -13,7 +13,7 @@ from .. import vocab
 from .gguf_file import GGUFFile
 from .info import ModelInfo
 
-__all__ = ["describe"]
+__all__ = ["describe", "importance_matrix"]
 
 
 def _eos(gguf: GGUFFile, info: ModelInfo) -> dict[str, Any] | None:
@@ -42,6 +42,15 @@ def _head(gguf: GGUFFile, info: ModelInfo) -> dict[str, Any] | None:
             "score": "P(yes) = sigmoid(l_yes - l_no)" if out is not None and out.shape[0] == 2 else "sigmoid(logit)"}
 
 
+def importance_matrix(meta: dict) -> dict[str, Any] | None:
+    """How the file was importance-weighted (the keys llama-quantize and gguf-embed write), or None."""
+    if vocab.QUANTIZE_IMATRIX_ENTRIES not in meta and vocab.QUANTIZE_IMATRIX_FILE not in meta:
+        return None
+    return {"file": meta.get(vocab.QUANTIZE_IMATRIX_FILE), "dataset": meta.get(vocab.QUANTIZE_IMATRIX_DATASET),
+            "entries": meta.get(vocab.QUANTIZE_IMATRIX_ENTRIES), "chunks": meta.get(vocab.QUANTIZE_IMATRIX_CHUNKS),
+            "tokens": meta.get(vocab.IMATRIX_TOKENS)}
+
+
 def describe(gguf: GGUFFile, info: ModelInfo) -> dict[str, Any]:
     """A JSON-ready account of a model: family, task, pooling, prompts, normaliser, EOS, head, limits."""
     src = info.sources
@@ -62,7 +71,8 @@ def describe(gguf: GGUFFile, info: ModelInfo) -> dict[str, Any]:
         "dimensions": {"value": info.n_embd, "matryoshka": [lo, hi] if lo != hi else None,
                        "source": src.get("matryoshka_min")},
         "outputs": list(info.outputs),
-        "quantization": info.file_type_name, "causal": info.causal, "layers": info.n_layer,
+        "quantization": info.file_type_name, "importance_matrix": importance_matrix(gguf.meta),
+        "causal": info.causal, "layers": info.n_layer,
         "quant_choice": gguf.meta.get(vocab.QUANT_CHOICE),  # why --quant auto wrote this type, if it did
         "supplied_by_gguf_embed": sorted(k for k, v in src.items() if v.startswith("family")),
     }

@@ -26,6 +26,9 @@ T = gguf.GGMLQuantizationType
 BASE_TYPES = {
     "F32": T.F32, "F16": T.F16, "BF16": T.BF16, "Q8_0": T.Q8_0, "Q6_K": T.Q6_K, "Q5_K_M": T.Q5_K,
     "Q5_K_S": T.Q5_K, "Q4_K_M": T.Q4_K, "Q4_K_S": T.Q4_K, "Q5_0": T.Q5_0, "Q4_0": T.Q4_0,
+    # below: the base type only (the mixes give some tensors more bits), so a plan is a slight underestimate
+    "Q3_K_L": T.Q3_K, "Q3_K_M": T.Q3_K, "Q3_K_S": T.Q3_K, "Q2_K": T.Q2_K, "IQ4_XS": T.IQ4_XS, "IQ4_NL": T.IQ4_NL,
+    "IQ3_M": T.IQ3_S, "IQ3_S": T.IQ3_S, "IQ3_XXS": T.IQ3_XXS,
 }
 DIRECT = ("F32", "F16", "BF16")
 #: the type of the explicit output head gguf-embed writes for decoder embedding models: the
@@ -33,7 +36,8 @@ DIRECT = ("F32", "F16", "BF16")
 #: smallest type llama.cpp's quantizer writes without an importance matrix that every backend runs
 HEAD_TYPE = T.Q2_K
 # where a row length does not divide a type's block: llama.cpp's quantizer falls back to these
-_FALLBACK = {T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0}
+_FALLBACK = {T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0,
+             T.IQ4_XS: T.IQ4_NL, T.IQ3_S: T.IQ4_NL, T.IQ3_XXS: T.IQ4_NL}
 
 
 @dataclass(frozen=True)

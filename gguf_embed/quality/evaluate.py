@@ -187,7 +187,10 @@ def report(emb, *, reference: str | None, texts_file: Path | None, task: str | N
     sentence-transformers, or a GGUF opened with ``open_reference``) and/or the Lee benchmark."""
     from . import texts as builtin
 
-    out: dict = {"model": str(emb.info.path)}
+    from ..model.inspect import importance_matrix
+
+    out: dict = {"model": str(emb.info.path), "quantization": emb.info.file_type_name,
+                 "importance_matrix": importance_matrix(emb.session.gguf.meta)}
     encode, ref_encode, ref_emb = gguf_encoder(emb, input_type), None, None
     try:
         if reference is not None:
