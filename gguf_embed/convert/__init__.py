@@ -135,14 +135,19 @@ def convert_model(
             weights = importance_for(stage, given, imatrix, calibration, threads) if imatrix is not None else None
             quantize(stage, tmp, quant, threads, head_for_width=int(hf.config["hidden_size"]) if head else None,
                      importance=weights)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
+        _publish(tmp, out)
     finally:
         for leftover in (tmp, stage):
             leftover.unlink(missing_ok=True)
     return ConversionResult(out, quant, out.stat().st_size, folder, ov.quant_choice)
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """The finished file under its name, with the permissions a new file would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, out)
 
 
 def check_imatrix_args(quant: str, imatrix, calibration) -> None:
