@@ -60,9 +60,10 @@ class InputTooLongError(InvalidInputError):
     code = "context_length_exceeded"
 
     def __init__(self, message: str, *, n_tokens: int | None = None, limit: int | None = None,
-                 index: int | None = None, param: str | None = "input"):
+                 index: int | None = None, param: str | None = "input", at_least: bool = False):
         super().__init__(message, param=param)
         self.n_tokens, self.limit, self.index = n_tokens, limit, index
+        self.at_least = at_least  # n_tokens counts only the part of the input that was tokenized
 
     @classmethod
     def for_input(cls, index: int, n_tokens: int, limit: int, *, what: str | None = None, at_least: bool = False,
@@ -70,12 +71,18 @@ class InputTooLongError(InvalidInputError):
         """The one wording: "input 3 has 600 tokens, more than the model's limit of 512; ..."
         (``at_least``: only a part of the input was counted, "has at least 600 tokens")."""
         what = what or f"input {index}"
-        err = cls(f"{what} has {'at least ' if at_least else ''}{n_tokens} tokens, more than the model's limit of "
-                  f"{limit}; shorten it or {fix}", n_tokens=n_tokens, limit=limit, index=index, param=param)
-        err.at_least = at_least
-        return err
+        counted = _counted(n_tokens, at_least)
+        return cls(f"{what} has {counted}, more than the model's limit of {limit}; shorten it or {fix}",
+                   n_tokens=n_tokens, limit=limit, index=index, param=param, at_least=at_least)
 
-    at_least = False
+    @property
+    def counted(self) -> str:
+        """"600 tokens", or "at least 600 tokens" when only a part was counted."""
+        return _counted(self.n_tokens, self.at_least)
+
+
+def _counted(n_tokens: int | None, at_least: bool) -> str:
+    return f"{'at least ' if at_least else ''}{n_tokens} tokens"
 
 
 class InvalidTextError(InvalidInputError):

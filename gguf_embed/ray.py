@@ -15,6 +15,7 @@ every batch it is handed with the same batch core as ``Embedder.embed``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -209,8 +210,6 @@ def ray_encoder(emb: Embedder, spec, *, model: str, model_sha256: str, address: 
                                                          if v is not None})
     models_dir, threads = models_dir or settings.models_dir, threads or settings.n_threads
     if threads is None and address == "local":
-        import os
-
         threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     ray.data.DataContext.get_current().enable_progress_bars = False
     return RayBackend(emb, spec, model=model, model_sha256=model_sha256, address=address, workers=workers,

@@ -140,7 +140,7 @@ def tokenize_checked(emb: Embedder, texts: Sequence[str], spec: JobSpec) -> tupl
             seqs.append(emb.tokenize([t], **kw)[0])
         except InputTooLongError as exc:
             seqs.append(None)
-            bad[i] = (f"{'at least ' if exc.at_least else ''}{exc.n_tokens} tokens, more than the model's limit of {exc.limit} "
+            bad[i] = (f"{exc.counted}, more than the model's limit of {exc.limit} "
                       "(use --truncate end|start or --chunk-tokens)")
     return seqs, bad
 

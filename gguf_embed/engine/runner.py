@@ -178,26 +178,37 @@ class BatchRunner:
             self._plain = _llama.Context(self.model, self._params, last_only=False)
         return self._plain
 
-    def run(self, seqs: list[np.ndarray], n_embd: int, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Pooled, unnormalised rows (n, n_embd) for framed token sequences, in input order."""
-        n = len(seqs)
-        result = np.empty((n, n_embd), dtype=np.float32)
-        if n == 0:
-            return result
+    def _each_group(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None,
+                    every_token: bool = False):
+        """(group, its rows) per packed group, serialised: pooled rows (len(group), n_embd), or with
+        ``every_token`` one (len_i, n_embd) array per sequence. A group with a non-finite row fails,
+        naming its first such input, after the context is rebuilt."""
+        if not seqs:
+            return
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         with self._lock:
             self._check_open()
             for group in self.groups(lengths):
-                rows = self._run_group([seqs[i] for i in group])
-                finite = np.isfinite(rows).all(axis=1)
+                rows = self._run_group([seqs[i] for i in group], every_token)
+                if every_token:
+                    rows = np.split(rows, np.cumsum(lengths[group])[:-1])
+                    finite = np.array([np.isfinite(r).all() for r in rows])
+                else:
+                    finite = np.isfinite(rows).all(axis=1)
                 if not finite.all():
-                    log.warning("non-finite pooled rows for inputs %s; rebuilding the llama.cpp context",
+                    log.warning("non-finite rows for inputs %s; rebuilding the llama.cpp context",
                                 sorted(int(i) for i in group[~finite]))
                     self.rebuild()
                     raise NonFiniteOutputError.for_input(int(group[~finite].min()))
-                result[group] = rows
+                yield group, rows
                 if progress is not None:
                     progress(len(group))
+
+    def run(self, seqs: list[np.ndarray], n_embd: int, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Pooled, unnormalised rows (n, n_embd) for framed token sequences, in input order."""
+        result = np.empty((len(seqs), n_embd), dtype=np.float32)
+        for group, rows in self._each_group(seqs, progress):
+            result[group] = rows
         return result
 
     def run_tokens(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
@@ -205,22 +216,9 @@ class BatchRunner:
         sequence, in input order: the raw material of token-level, sparse, multi-vector and
         late-chunked outputs."""
         result: list[np.ndarray] = [np.empty((0, 0), np.float32)] * len(seqs)
-        if not seqs:
-            return result
-        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-        with self._lock:
-            self._check_open()
-            for group in self.groups(lengths):
-                hidden = self._run_group([seqs[i] for i in group], every_token=True)
-                ends = np.cumsum(lengths[group])
-                for idx, part in zip(group, np.split(hidden, ends[:-1])):
-                    if not np.isfinite(part).all():
-                        log.warning("non-finite token rows for input %d; rebuilding the llama.cpp context", idx)
-                        self.rebuild()
-                        raise NonFiniteOutputError.for_input(int(idx))
-                    result[idx] = part.astype(np.float32, copy=True)
-                if progress is not None:
-                    progress(len(group))
+        for group, parts in self._each_group(seqs, progress, every_token=True):
+            for idx, part in zip(group, parts):
+                result[idx] = part.astype(np.float32, copy=True)
         return result
 
     def observe(self, seqs: list[np.ndarray], observer, progress: Callable[[int], None] | None = None) -> None:
