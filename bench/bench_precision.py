@@ -2,10 +2,11 @@
 
 The corpus is every sentence of gensim's Lee background corpus (about 2,500 news sentences);
 the queries are the sentences of the Lee benchmark's 50 documents (another set of news texts).
-Each index is written by ``encode --precision`` through one vector cache (so all are made from
-the same float vectors) and searched through ``corpus.search.search_vectors``; recall@10 is the
+Each index is written by ``encode --precision`` through one vector cache, batch-invariant (so all
+are made from the same float vectors) and searched through ``corpus.search.search_vectors``; recall@10 is the
 share of the float index's exact top 10 that each finds. Also: cosine of dequantised int8/uint8
-vectors to the float ones, and bytes per vector.
+vectors to the float ones, bytes per vector, how often a text's int8 codes change with its batch
+(packed as usual, and batch-invariant) and what batch invariance costs in speed.
 
     python bench/bench_precision.py [--model all-minilm-l6-v2.gguf] [--threads 2]
 """
@@ -66,11 +67,12 @@ def main() -> None:
             name = p + (f"+{rescore}" if rescore else "")
             out = work / f"{name}.parquet"
             run_corpus(CorpusRequest((str(src),), out, "parquet", cache=work / "cache.sqlite", precision=p,
-                                     rescore=rescore), emb, JobSpec(truncate="end"))
+                                     rescore=rescore), emb, JobSpec(truncate="end", batch_invariant=True))
             idx[name] = SearchIndex(out)
         print(f"encoded in {time.perf_counter() - t0:.0f} s")
         qv = embed_queries(emb, idx["float"], queries)
         batch_noise(emb, corpus[:40], idx["int8"].ranges)
+        invariance_cost(emb, corpus[:1000])
     floats = np.concatenate([b for _, b in idx["float"].batches(8192)])
     exact = search_vectors(idx["float"], qv, 100)
     print("| index | bytes per vector | recall@10 vs exact float | recall@1 |")
@@ -95,14 +97,29 @@ def main() -> None:
 
 
 def batch_noise(emb, texts: list[str], ranges: np.ndarray) -> None:
-    """A text embedded alone vs inside a batch: how far the floats move, and the int8 codes with them."""
+    """A text embedded alone vs inside a batch: how far the floats move, and the int8 codes with them,
+    packed as usual and batch-invariant."""
     from gguf_embed.heads.precision import quantize
 
-    batch = emb.embed(texts, truncate="end").embeddings
-    alone = np.stack([emb.embed([t], truncate="end").embeddings[0] for t in texts])
-    a, b = quantize(alone, "int8", ranges), quantize(batch, "int8", ranges)
-    print(f"{len(texts)} texts alone vs in one batch: max |float difference| {np.abs(alone - batch).max():.2e}; "
-          f"int8 codes that differ {float((a != b).mean()):.2%}, by at most {int(np.abs(a.astype(int) - b).max())}")
+    for invariant in (False, True):
+        batch = emb.embed(texts, truncate="end", batch_invariant=invariant).embeddings
+        alone = np.stack([emb.embed([t], truncate="end", batch_invariant=invariant).embeddings[0] for t in texts])
+        a, b = quantize(alone, "int8", ranges), quantize(batch, "int8", ranges)
+        print(f"{len(texts)} texts alone vs in one batch, {'batch-invariant' if invariant else 'packed'}: max |float "
+              f"difference| {np.abs(alone - batch).max():.2e}; int8 codes that differ {float((a != b).mean()):.2%}, "
+              f"by at most {int(np.abs(a.astype(int) - b).max())}")
+
+
+def invariance_cost(emb, texts: list[str], reps: int = 2) -> None:
+    """Texts per second packed vs batch-invariant (each text in a batch of its own), best of ``reps``."""
+    best = {}
+    for _ in range(reps):
+        for invariant in (False, True):
+            t = time.perf_counter()
+            emb.embed(texts, truncate="end", batch_invariant=invariant)
+            best[invariant] = min(best.get(invariant, float("inf")), time.perf_counter() - t)
+    print(f"{len(texts)} corpus sentences: packed {len(texts) / best[False]:.0f} texts/s, batch-invariant "
+          f"{len(texts) / best[True]:.0f} texts/s ({best[False] / best[True]:.2f}x)")
 
 
 def ranges_choices(floats: np.ndarray, index) -> None:

@@ -222,25 +222,30 @@ class Embedder:
         return EmbedResult(dense, counts, sparse, colbert, tokens)
 
     def outputs_for(self, seqs: list[np.ndarray], outputs: tuple[str, ...], dimensions: int | None = None,
-                    normalize: bool = True, progress: Callable[[int], None] | None = None) -> EmbedResult:
+                    normalize: bool = True, progress: Callable[[int], None] | None = None,
+                    batch_invariant: bool = False) -> EmbedResult:
         """The outputs of framed token sequences, from one encoder pass with every token's state."""
-        return self.finish_tokens(self.session.token_rows(seqs, progress), seqs, outputs, dimensions, normalize)
+        rows = self.session.token_rows(seqs, progress, alone=batch_invariant)
+        return self.finish_tokens(rows, seqs, outputs, dimensions, normalize)
 
     # --- the API ---------------------------------------------------------------------
 
     def embed(self, texts: Sequence[str], *, input_type: str | None = None, instruction: str | None = None,
               dimensions: int | None = None, normalize: bool = True, truncate: str = "error",
-              progress: Callable[[int], None] | None = None, outputs: Sequence[str] | None = None) -> EmbedResult:
+              progress: Callable[[int], None] | None = None, outputs: Sequence[str] | None = None,
+              batch_invariant: bool = False) -> EmbedResult:
         """``outputs``: any of ``vocab.OUTPUTS`` ("dense", "sparse", "colbert", "tokens"), all from one pass;
-        without it, the dense vectors alone (as ``EmbedResult.embeddings``)."""
+        without it, the dense vectors alone (as ``EmbedResult.embeddings``). ``batch_invariant``: each text
+        runs in a llama.cpp batch of its own, so its vector is bit-identical in any call, batch and process
+        on this machine (slower for short texts; what stable int8 and binary codes rest on)."""
         if isinstance(texts, str):
             raise InvalidInputError("texts must be a list of strings, not a single string", param="input")
         self.check_dimensions(dimensions)
         wanted = None if outputs is None else self.check_outputs(outputs)
         seqs = self.tokenize(texts, input_type=input_type, instruction=instruction, truncate=truncate)
         if wanted is not None:
-            return self.outputs_for(seqs, wanted, dimensions, normalize, progress)
-        return self.finish(self.session.rows(seqs, progress), seqs, dimensions, normalize)
+            return self.outputs_for(seqs, wanted, dimensions, normalize, progress, batch_invariant)
+        return self.finish(self.session.rows(seqs, progress, alone=batch_invariant), seqs, dimensions, normalize)
 
     def embed_tokens(self, token_lists: Sequence[Sequence[int]], *, dimensions: int | None = None,
                      normalize: bool = True, truncate: str = "error") -> EmbedResult:
@@ -286,13 +291,13 @@ class Embedder:
 
     def embed_late_chunks_many(self, documents: Sequence[str], spans: Sequence, *, input_type: str | None = None,
                                instruction: str | None = None, dimensions: int | None = None,
-                               normalize: bool = True) -> list[EmbedResult]:
+                               normalize: bool = True, batch_invariant: bool = False) -> list[EmbedResult]:
         """Late-chunked vectors of several documents (``spans[i]``: document i's (start, end) character
         spans, in order), all their passes run together; ``token_counts``: the tokens each chunk pools."""
         self.check_dimensions(dimensions)
         plans = [self.plan_late(d, sp, input_type=input_type, instruction=instruction)
                  for d, sp in zip(documents, spans, strict=True)]
-        passes = self.session.token_rows([w for p in plans for w in p.windows])
+        passes = self.session.token_rows([w for p in plans for w in p.windows], alone=batch_invariant)
         out, first = [], 0
         for p in plans:
             mine = passes[first:first + len(p.windows)]

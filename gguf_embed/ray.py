@@ -77,7 +77,8 @@ class EmbedBatch:
                  models_dir: str | None = None, local_path: str | None = None, expected_sha256: str | None = None,
                  input_type: str | None = None, instruction: str | None = None, dimensions: int | None = None,
                  normalize: bool = True, truncate: str = "error", n_threads: int | None = None,
-                 embedder_kwargs: dict | None = None, settings: RuntimeSettings | None = None):
+                 embedder_kwargs: dict | None = None, settings: RuntimeSettings | None = None,
+                 batch_invariant: bool = False):
         path = fetch_model(model, models_dir, local_path)
         if expected_sha256:
             from .corpus.cache import remembered_sha256
@@ -90,7 +91,7 @@ class EmbedBatch:
         self.embedder.check_dimensions(dimensions)
         self.text_column, self.output_column = text_column, output_column
         self.options = dict(input_type=input_type, instruction=instruction, dimensions=dimensions,
-                            normalize=normalize, truncate=truncate)
+                            normalize=normalize, truncate=truncate, batch_invariant=batch_invariant)
 
     def __call__(self, batch: dict) -> dict:
         texts = [str(t) for t in batch[self.text_column]]
@@ -146,7 +147,7 @@ class RayBackend:
                          local_path=str(Path(emb.info.path).resolve()), expected_sha256=model_sha256,
                          n_threads=threads, settings=settings.with_(n_threads=None),
                          input_type=spec.input_type, instruction=spec.instruction, dimensions=spec.dimensions,
-                         normalize=spec.normalize, truncate=spec.truncate)
+                         normalize=spec.normalize, truncate=spec.truncate, batch_invariant=spec.batch_invariant)
         self.cpus, self.gpus, self.address = float(threads or 1), num_gpus, address
         self.started_here, self.pool, self.actors = False, None, []
 

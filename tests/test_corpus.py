@@ -256,11 +256,11 @@ def test_no_cache_resumes_from_progress_next_to_output(tmp_path, qwen, monkeypat
     real = Session.rows
     done = {"n": 0}
 
-    def flaky(self, seqs, progress=None):  # interrupted once two windows of 100 are committed
+    def flaky(self, seqs, progress=None, alone=None):  # interrupted once two windows of 100 are committed
         if done["n"] >= 200:
             raise KeyboardInterrupt
         done["n"] += len(seqs)
-        return real(self, seqs, progress)
+        return real(self, seqs, progress, alone)
 
     monkeypatch.setattr(Session, "rows", flaky)
     res = encode(src, "-m", qwen, "-o", out, "--no-cache", "--commit-every", "100")

@@ -97,7 +97,7 @@ class NaNSession:
         self.calls: list[list[int]] = []
         self.gate = threading.Event()
 
-    def rows(self, seqs):
+    def rows(self, seqs, alone=None):
         if not self.calls:
             self.gate.wait(5)
         firsts = [int(s[0]) for s in seqs]
@@ -201,3 +201,19 @@ def test_a_corpus_record_fails_naming_file_and_line(tmp_path, minilm_gguf, embed
     assert (manifest["embedded"], manifest["reused"]) == (1, 2)  # only the good vectors were cached
     vectors = [json.loads(line)["embedding"] for line in out.read_text().splitlines()]
     assert np.isfinite(vectors).all()
+
+
+def test_a_per_token_job_fails_naming_file_and_line_too(tmp_path, minilm_gguf, embed_poison):
+    src = tmp_path / "in.jsonl"
+    rows = [{"id": "a", "text": CLEAN[0]}, {"id": "b", "text": f"a {POISON_TEXT}"}, {"id": "c", "text": CLEAN[1]}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    res = encode(src, "-m", minilm_gguf("F16"), "-o", out, "--emit", "dense,tokens")
+    assert res.exit_code == 1 and not out.exists()
+    assert res.output.strip().splitlines() == [
+        f"Error: {src} line 2: the model gave a vector with NaN or inf values (not cached; the llama.cpp context "
+        "was rebuilt)"], res.output
+    res = encode(src, "-m", minilm_gguf("F16"), "-o", out, "--emit", "dense,tokens", "--skip-bad")
+    assert res.exit_code == 0, res.output
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in got] == ["a", "c"] and np.isfinite(got[0]["token_embeddings"]).all()

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from gguf_embed import Embedder
 from gguf_embed.cli import main
 from gguf_embed.corpus.precision import CalibrationStore, embed_codes, model_quantizer
 from gguf_embed.corpus.search import search
@@ -65,19 +66,36 @@ def test_int8_dequantised_keeps_the_direction_on_real_texts(minilm_embedder, min
 
 
 def test_codes_of_a_text_do_not_depend_on_its_batch(minilm_embedder, minilm_q):
-    """The ranges are the model's, not the batch's: the codes of a row are a function of that row
-    alone (sentence-transformers' batch-computed ranges give the same text other codes)."""
-    v = minilm_embedder.embed(VARIED_TEXTS).embeddings
-    batch = quantize(v, "int8", minilm_q.ranges)
+    """The ranges are the model's, not the batch's, and the texts run batch-invariant: a text's codes are
+    the same alone, inside any batch, in any order (sentence-transformers' batch-computed ranges give the
+    same text other codes)."""
+    codes = embed_codes(minilm_embedder, VARIED_TEXTS, "int8")
+    v = minilm_embedder.embed(VARIED_TEXTS, batch_invariant=True).embeddings
+    assert np.array_equal(codes, quantize(v, "int8", minilm_q.ranges))
     for i in (0, 7, len(v) - 1):
-        assert np.array_equal(quantize(v[i:i + 1], "int8", minilm_q.ranges)[0], batch[i])
+        assert np.array_equal(quantize(v[i:i + 1], "int8", minilm_q.ranges)[0], codes[i])
+    alone = np.concatenate([embed_codes(minilm_embedder, [t], "int8") for t in VARIED_TEXTS])
+    assert np.array_equal(alone, codes)
+    order = np.random.default_rng(0).permutation(len(VARIED_TEXTS))
+    mixed = embed_codes(minilm_embedder, [VARIED_TEXTS[i] for i in order] + ["an unrelated text"] * 9, "int8")
+    assert np.array_equal(mixed[:len(order)], codes[order])
+    for precision in ("uint8", "binary", "ubinary"):
+        one = np.concatenate([embed_codes(minilm_embedder, [t], precision) for t in VARIED_TEXTS[:8]])
+        assert np.array_equal(one, embed_codes(minilm_embedder, VARIED_TEXTS, precision)[:8])
     assert not np.array_equal(st_quantize(v[:8], "int8")[0], st_quantize(v, "int8")[0])
-    # embedded alone, a text's float vector differs from its in-batch one by float noise only;
-    # a code moves only where that noise crosses a bucket edge, and then by one
-    alone = np.stack([minilm_embedder.embed([t]).embeddings[0] for t in VARIED_TEXTS[:6]])
-    a, b = quantize(alone, "int8", minilm_q.ranges), batch[:6]
-    assert np.all((a == b) | (alone != v[:6]))
-    assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_batch_invariant_rows_are_bit_identical_at_any_threads_and_batch(minilm_gguf):
+    """What the codes rest on: a batch-invariant row is the same bits alone, inside any batch, in any
+    order and at any thread count; packed rows move by float noise with their batch (the reason for it)."""
+    texts = VARIED_TEXTS[:24]
+    with Embedder(minilm_gguf("F16"), n_threads=1) as one, Embedder(minilm_gguf("F16"), n_threads=2,
+                                                                   batch_tokens=128) as two:
+        ref = one.embed(texts, batch_invariant=True).embeddings
+        assert np.array_equal(two.embed(texts[::-1], batch_invariant=True).embeddings[::-1], ref)
+        assert np.array_equal(np.stack([two.embed([t], batch_invariant=True).embeddings[0] for t in texts]), ref)
+        packed = two.embed(texts).embeddings
+    assert cos(packed, ref).min() > 0.9999
 
 
 def test_ranges_are_the_same_in_another_process(minilm_embedder, minilm_q, minilm_gguf):
@@ -137,11 +155,13 @@ def test_encode_writes_what_the_manifest_says(minilm_gguf, minilm_q, tmp_path):
     model, cache = minilm_gguf("F16"), tmp_path / "c.sqlite"
     src = tmp_path / "docs.txt"
     src.write_text("\n".join(t.replace("\n", " ") for t in VARIED_TEXTS) + "\n")
-    _encode(src, model, tmp_path / "f.npy", "float", cache)
+    man = _encode(src, model, tmp_path / "f.npy", "float", cache, "--batch-invariant")
     floats = np.load(tmp_path / "f.npy")
+    assert man["batch_invariant"] is True and man["embedded"] == len(floats)
     for precision, fmt in (("int8", "parquet"), ("uint8", "npy"), ("binary", "npy"), ("ubinary", "parquet")):
         out = tmp_path / f"v-{precision}.{fmt}"
-        man = _encode(src, model, out, precision, cache)  # the floats come from the cache
+        man = _encode(src, model, out, precision, cache)  # the floats come from the cache: the same space
+        assert man["batch_invariant"] is True and (man["reused"], man["embedded"]) == (len(floats), 0)
         q = man["quantization"]
         assert man["precision"] == precision == q["precision"] and q["dimensions"] == floats.shape[1]
         got = np.load(out) if fmt == "npy" else np.stack(pq.read_table(out).column("embedding").to_numpy(
@@ -204,7 +224,7 @@ def test_cohere_sdk_v2_embedding_types(cohere_server, minilm_embedder, minilm_q)
         assert np.array_equal(np.array(getattr(e, precision)), st_quantize(floats, precision, ranges=minilm_q.ranges))
     assert np.array_equal(np.frombuffer(__import__("base64").b64decode(e.base64[0]), "<f4"), floats[0])
     assert r.texts == texts and r.meta.billed_units.input_tokens > 0
-    # a text alone gets the codes it got inside the batch (the server's vector cache keeps its float)
+    # a text alone gets the codes it got inside the batch
     alone = co.embed(texts=[texts[3]], model=minilm_embedder.name, input_type="search_document",
                      embedding_types=["int8"])
     assert alone.embeddings.int8[0] == e.int8[3]
@@ -251,3 +271,25 @@ def test_cohere_bits_need_whole_bytes(qwen_embedder):
         ok = httpx.post(f"{srv.url}/v2/embed", json={"texts": ["a"], "embedding_types": ["ubinary", "float"],
                                                       "output_dimension": 16}).json()
         assert ok["embeddings"]["ubinary"][0] == np.packbits(np.array(ok["embeddings"]["float"][0]) > 0).tolist()
+
+
+def test_cohere_codes_do_not_depend_on_the_request_without_a_cache(minilm_embedder, minilm_q):
+    """No vector cache: requests that arrive together share llama.cpp batches, yet each text's codes are
+    those it gets alone (a request for codes runs batch-invariant)."""
+    texts = VARIED_TEXTS[:12]
+    want = embed_codes(minilm_embedder, texts, "int8")
+    with RunningServer(create_app([minilm_embedder])) as srv:
+        url = srv.wait_ready().url
+
+        def post(body):
+            r = httpx.post(f"{url}/v2/embed", json={"model": minilm_embedder.name, "input_type": "search_document",
+                                                    "embedding_types": ["int8"], **body}, timeout=60)
+            assert r.status_code == 200, r.text
+            return r.json()["embeddings"]["int8"]
+
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(post, [{"texts": texts}, {"texts": texts[::-1]}, {"texts": [texts[5]]},
+                                       {"texts": ["another request's text"] * 20}]))
+    assert np.array_equal(np.array(got[0]), want) and np.array_equal(np.array(got[1])[::-1], want)
+    assert got[2][0] == want[5].tolist()

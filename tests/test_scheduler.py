@@ -19,12 +19,14 @@ class FakeSession:
 
     def __init__(self, fail_on: int | None = None, gate: threading.Event | None = None):
         self.calls: list[list[int]] = []  # first token of each sequence, per call
+        self.alone: list[list[bool]] = []  # the batch-invariant flag of each sequence, per call
         self.fail_on, self.gate = fail_on, gate
 
-    def rows(self, seqs):
+    def rows(self, seqs, alone=None):
         if self.gate is not None:
             self.gate.wait(5)
         self.calls.append([int(s[0]) for s in seqs])
+        self.alone.append([bool(a) for a in np.broadcast_to(bool(alone) if alone is None else alone, len(seqs))])
         if self.fail_on is not None and any(int(s[0]) == self.fail_on for s in seqs):
             raise RuntimeError("backend failure")
         return np.array([[s[0], len(s), len(self.calls)] for s in seqs], dtype=np.float32)
@@ -113,3 +115,28 @@ def test_an_empty_request_returns_at_once():
     finally:
         sched.close()
     assert out.shape == (0, 3)
+
+
+def test_a_batch_invariant_request_flags_only_its_own_sequences():
+    gate = threading.Event()
+    session = FakeSession(gate=gate)
+    sched = Scheduler(session, max_batch_tokens=64)
+
+    async def main():
+        first = asyncio.ensure_future(sched.rows(seqs(1, 1)))  # holds the worker until both others queue
+        await asyncio.sleep(0.05)
+        packed = asyncio.ensure_future(sched.rows(seqs(100, 3)))
+        alone = asyncio.ensure_future(sched.rows(seqs(200, 2), alone=True))
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await first, await packed, await alone
+
+    try:
+        _, packed, alone = run(main())
+    finally:
+        sched.close()
+    flags = {tok: a for call, al in zip(session.calls, session.alone) for tok, a in zip(call, al)}
+    assert {t: flags[t] for t in (100, 101, 102, 200, 201)} == {100: False, 101: False, 102: False,
+                                                                200: True, 201: True}
+    assert any(100 in call and 200 in call for call in session.calls)  # the two still share a round
+    assert packed[:, 0].tolist() == [100, 101, 102] and alone[:, 0].tolist() == [200, 201]

@@ -131,19 +131,22 @@ def _progress(quiet: bool):
 @click.option("--emit", "outputs", default="dense", show_default=True, callback=_outputs,
               help="Outputs per text, comma-separated: dense (the pooled vector), sparse and colbert (bge-m3's lexical "
                    "weights and multi-vectors), tokens (every token's id and vector); all from one pass.")
+@click.option("--batch-invariant", is_flag=True,
+              help="Run each text in a llama.cpp batch of its own: its vector is bit-identical whatever it is batched "
+                   "with (always on for int8/uint8/binary/ubinary; slower for short texts).")
 @click.option("--keep-text", is_flag=True, help="Add each row's text: a text column (Parquet), a text field (JSONL).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def encode_cmd(files, model, settings, output, fmt, input_format, text_field, id_field, skip_bad, input_type,
                instruction, dimensions, no_normalize, truncate, chunk_tokens, chunk_overlap, late_chunking, cache,
                no_cache, commit_every, restart, ray_address, ray_workers, ray_gpus, precision, rescore, outputs,
-               keep_text, quiet):
+               batch_invariant, keep_text, quiet):
     """Embed a corpus: FILES are .txt (one text per line), .jsonl, .csv, .parquet or folders of .txt/.md."""
     fmt = output_format(output, fmt)
     _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text, late_chunking)
     _check_emit(outputs, fmt, ray_address, late_chunking, precision)
     spec = JobSpec(input_type=input_type, instruction=instruction, dimensions=dimensions, normalize=not no_normalize,
                    truncate=truncate, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, window=commit_every,
-                   late_chunking=late_chunking, outputs=outputs)
+                   late_chunking=late_chunking, outputs=outputs, batch_invariant=batch_invariant)
     ray = None
     if ray_address is not None:  # the driver tokenises and checks; the actors embed with the user's settings
         ray = RayOptions(ray_address, ray_workers, ray_gpus, model, settings.with_(vram=None))

@@ -21,7 +21,7 @@ from .readers import BadRecord, Record
 from .writers import Rows, concat_rows
 
 __all__ = ["JobSpec", "JobStats", "Batch", "UnitPlan", "plan_units", "run_job", "local_backend", "tokenize_checked",
-           "job_params", "DEFAULT_WINDOW"]
+           "job_params", "finite_run", "DEFAULT_WINDOW"]
 
 DEFAULT_WINDOW = 1024
 NON_FINITE = "the model gave a vector with NaN or inf values (not cached; the llama.cpp context was rebuilt)"
@@ -40,6 +40,7 @@ class JobSpec:
     window: int = DEFAULT_WINDOW
     late_chunking: bool = False  # each chunk pooled from one pass over its whole document (corpus/late.py)
     outputs: tuple[str, ...] = ("dense",)  # vocab.OUTPUTS: anything beyond "dense" is computed per token
+    batch_invariant: bool = False  # each text in a llama.cpp batch of its own: bit-identical in any batch
 
     @property
     def dense_only(self) -> bool:
@@ -91,6 +92,8 @@ def job_params(emb: Embedder, spec: JobSpec, model_sha256: str) -> dict:
         model_sha256, prompt=emb.prompt_for(spec.input_type, spec.instruction), input_type=spec.input_type,
         instruction=spec.instruction, pooling=emb.info.pooling, dimensions=spec.dimensions or emb.dimensions,
         normalize=spec.normalize, truncate=spec.truncate, max_tokens=emb.max_tokens)
+    if spec.batch_invariant:  # bit-identical rows; packed ones move by float noise with their batch
+        params.update(batch_invariant=True)
     if spec.late_chunking:  # a late chunk's vector depends on how its whole document was chunked
         params.update(late_chunking=True, chunk_tokens=spec.chunk_tokens, chunk_overlap=spec.chunk_overlap)
     return params
@@ -145,19 +148,28 @@ def tokenize_checked(emb: Embedder, texts: Sequence[str], spec: JobSpec) -> tupl
     return seqs, bad
 
 
-def finite_rows(emb: Embedder, seqs: list, bad: dict[int, str], *, retry: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(positions, raw rows) for the sequences that are not None. One whose row is not finite joins
-    ``bad``; with ``retry`` the rest are embedded again, without it none are returned."""
+def finite_run(run: Callable[[list], object], seqs: list, bad: dict[int, str], *, retry: bool, empty,
+               what: str = "vectors"):
+    """(positions, ``run(their sequences)``) for the sequences that are not None and not in ``bad``. One
+    whose output is not finite joins ``bad``; with ``retry`` the rest run again, without it the answer
+    is (no positions, ``empty``)."""
     for _ in range(MAX_NON_FINITE + 1):
         ok = np.array([i for i, s in enumerate(seqs) if s is not None and i not in bad], dtype=np.int64)
         try:
-            return ok, emb.session.rows([seqs[i] for i in ok])
+            return ok, run([seqs[i] for i in ok])
         except NonFiniteOutputError as exc:
             bad[int(ok[exc.index])] = NON_FINITE
             if not retry:
-                return np.zeros(0, np.int64), np.zeros((0, emb.dimensions), np.float32)
-    raise ModelRuntimeError(f"more than {MAX_NON_FINITE} texts of {len(seqs)} gave vectors that are not finite "
+                return np.zeros(0, np.int64), empty
+    raise ModelRuntimeError(f"more than {MAX_NON_FINITE} texts of {len(seqs)} gave {what} that are not finite "
                             "(NaN or inf); the backend is broken: try the CPU (--n-gpu-layers 0) or another --kv-type")
+
+
+def finite_rows(emb: Embedder, seqs: list, bad: dict[int, str], *, retry: bool,
+                alone: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, raw rows) for the sequences that are not None (``finite_run``); ``alone``: batch-invariant."""
+    return finite_run(lambda part: emb.session.rows(part, alone=alone), seqs, bad, retry=retry,
+                      empty=np.zeros((0, emb.dimensions), np.float32))
 
 
 def local_backend(emb: Embedder, spec: JobSpec, *, retry_bad: bool = True) -> Backend:
@@ -167,7 +179,7 @@ def local_backend(emb: Embedder, spec: JobSpec, *, retry_bad: bool = True) -> Ba
     def encode(texts: Sequence[str]) -> Iterator[Batch]:
         for a in range(0, len(texts), spec.window):
             seqs, bad = tokenize_checked(emb, texts[a:a + spec.window], spec)
-            ok, raw = finite_rows(emb, seqs, bad, retry=retry_bad)
+            ok, raw = finite_rows(emb, seqs, bad, retry=retry_bad, alone=spec.batch_invariant)
             yield Batch(a + ok, postprocess(raw, spec.dimensions, spec.normalize),
                         np.array([len(seqs[i]) for i in ok], dtype=np.int64), {a + i: m for i, m in bad.items()})
 

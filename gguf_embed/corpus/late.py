@@ -65,7 +65,8 @@ def _documents(units: Sequence[LateUnit]) -> list[tuple[LateUnit, list[int]]]:
 def _embed(emb: Embedder, spec: JobSpec, docs: list[tuple[LateUnit, list[int]]], units: Sequence[LateUnit]):
     results = emb.embed_late_chunks_many([u.text for u, _ in docs], [u.spans for u, _ in docs],
                                          input_type=spec.input_type, instruction=spec.instruction,
-                                         dimensions=spec.dimensions, normalize=spec.normalize)
+                                         dimensions=spec.dimensions, normalize=spec.normalize,
+                                         batch_invariant=spec.batch_invariant)
     pos, vecs, toks = [], [], []
     for (_, members), res in zip(docs, results):
         for i in members:

@@ -50,6 +50,7 @@ def build_manifest(emb: Embedder, spec: JobSpec, stats: JobStats, *, model_sha25
         "chunk_tokens": spec.chunk_tokens,
         "chunk_overlap": spec.chunk_overlap if spec.chunk_tokens else None,
         "late_chunking": spec.late_chunking,
+        "batch_invariant": spec.batch_invariant,
         **counts,
         "inputs": inputs,
         "output": output,

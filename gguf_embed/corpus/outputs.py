@@ -17,8 +17,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..embedder import Embedder, EmbedResult
-from ..errors import ModelRuntimeError, NonFiniteOutputError
-from .job import MAX_NON_FINITE, NON_FINITE, JobSpec, JobStats, tokenize_checked
+from .job import NON_FINITE, JobSpec, JobStats, finite_run, tokenize_checked
 from .readers import BadInputError, BadRecord, Record
 from .stream import _Window, _windows
 from .writers import Rows
@@ -30,19 +29,13 @@ CACHE_NOTE = ("not used: the cache holds one dense vector per text, so a job wit
 
 
 def _embed(emb: Embedder, spec: JobSpec, seqs: list, bad: dict[int, str],
-           skip_bad: bool) -> tuple[np.ndarray, EmbedResult]:
-    """(positions, outputs) of the sequences that can be embedded; with ``skip_bad`` a non-finite one joins
-    ``bad`` and the rest run again (without it, the error stands)."""
-    for _ in range(MAX_NON_FINITE + 1):
-        ok = np.array([i for i, s in enumerate(seqs) if s is not None and i not in bad], dtype=np.int64)
-        try:
-            return ok, emb.outputs_for([seqs[i] for i in ok], spec.outputs, spec.dimensions, spec.normalize)
-        except NonFiniteOutputError as exc:
-            if not skip_bad:
-                raise
-            bad[int(ok[exc.index])] = NON_FINITE
-    raise ModelRuntimeError(f"more than {MAX_NON_FINITE} texts of {len(seqs)} gave outputs that are not finite "
-                            "(NaN or inf); the backend is broken: try the CPU (--n-gpu-layers 0) or another --kv-type")
+           skip_bad: bool) -> tuple[np.ndarray, EmbedResult | None]:
+    """(positions, outputs) of the sequences that can be embedded; a non-finite one joins ``bad``, and
+    with ``skip_bad`` the rest run again (without it, nothing is returned)."""
+    def run(part):
+        return emb.outputs_for(part, spec.outputs, spec.dimensions, spec.normalize, batch_invariant=spec.batch_invariant)
+
+    return finite_run(run, seqs, bad, retry=skip_bad, empty=None, what="outputs")
 
 
 def _pick(values: list | None, at: list[int]) -> list | None:
@@ -57,6 +50,9 @@ def _window_rows(emb: Embedder, spec: JobSpec, win: _Window, skip_bad: bool, kee
     distinct = list(index)
     seqs, why = tokenize_checked(emb, distinct, spec)
     ok, res = _embed(emb, spec, seqs, why, skip_bad)
+    if why and not skip_bad:  # the first record in input order that cannot be embedded, by file and line
+        i = next(i for i, t in enumerate(win.texts) if index[t] in why)
+        raise BadInputError(f"{win.records[win.rec[i]].where}: {why[index[win.texts[i]]]}")
     row_of = {int(p): r for r, p in enumerate(ok)}
     keep = []
     for i, t in enumerate(win.texts):
@@ -65,8 +61,6 @@ def _window_rows(emb: Embedder, spec: JobSpec, win: _Window, skip_bad: bool, kee
             keep.append(i)
             continue
         record = win.records[win.rec[i]]
-        if not skip_bad:
-            raise BadInputError(f"{record.where}: {why.get(u, NON_FINITE)}")
         bad.append(BadRecord(record.where, record.id, why.get(u, NON_FINITE)))
     at = [row_of[index[win.texts[i]]] for i in keep]
     tokens = res.token_counts[at] if len(at) else np.zeros(0, np.int64)

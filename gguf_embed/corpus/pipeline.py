@@ -178,6 +178,8 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
         raise InvalidInputError("outputs beyond dense are computed in this process, not on Ray", param="outputs")
     stats, bad, dims = JobStats(), BadLog(), spec.dimensions or emb.dimensions
     check_precision(req.precision, dims)
+    if req.precision != "float":  # codes must not depend on the batch a text was packed in
+        spec = replace(spec, batch_invariant=True)
     if req.rescore and (not req.precision.endswith("binary") or req.fmt != "parquet" or req.output is None):
         raise InvalidInputError("rescore vectors go beside binary or ubinary vectors in a Parquet index "
                                 "(--precision binary|ubinary -o OUT.parquet)")

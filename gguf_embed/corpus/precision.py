@@ -2,10 +2,12 @@
 
 A model's ranges come from one calibration set (the built-in texts of ``quality.texts``, embedded
 as documents and, where the model has a query prompt, as queries). Their raw pooled rows are
-stored once per model file, keyed by its sha256, in ``ranges_dir()`` (``<sha256>.calibration.npy``);
+stored once per model file, keyed by its sha256, in ``ranges_dir()`` (``<sha256>.calibration.npy``),
+each text run in a batch of its own (batch-invariant rows, the same with any batch settings);
 the ranges for any dimension count and normalisation are computed from those rows by plain
 float32 arithmetic (``heads.precision.ranges_from``), so every process that finds the file gets the
-same ranges, and a text's codes never depend on what it was batched with.
+same ranges. Texts are embedded batch-invariant too (``Embedder.embed(batch_invariant=True)``), so
+a text's codes never depend on what it was batched with.
 
     from gguf_embed.corpus.precision import embed_codes
     codes = embed_codes(emb, ["hello", "world"], "int8")   # int8 (2, 384)
@@ -138,7 +140,7 @@ def model_quantizer(emb, precision: str, *, dimensions: int | None = None, norma
     sha = model_sha256 or remembered_sha256(emb.info.path)
     cal = store.load(sha, emb.dimensions)
     if cal is None:
-        cal = (rows or emb.session.rows)(calibration_seqs(emb))
+        cal = (rows or (lambda seqs: emb.session.rows(seqs, alone=True)))(calibration_seqs(emb))
         store.save(sha, cal)
     return quantizer_from_rows(precision, cal, dims, normalize, store.path(sha))
 
@@ -146,9 +148,10 @@ def model_quantizer(emb, precision: str, *, dimensions: int | None = None, norma
 def embed_codes(emb, texts: Sequence[str], precision: str, *, input_type: str | None = None,
                 instruction: str | None = None, dimensions: int | None = None, normalize: bool = True,
                 truncate: str = "error") -> np.ndarray:
-    """``texts`` embedded and compressed: int8/uint8 (n, d), or packed bits (n, d/8) for binary/ubinary."""
+    """``texts`` embedded batch-invariant and compressed: int8/uint8 (n, d), or packed bits (n, d/8) for
+    binary/ubinary; a text's codes are the same alone, in any batch and in any process."""
     emb.check_dimensions(dimensions)
     q = model_quantizer(emb, precision, dimensions=dimensions, normalize=normalize)
     vecs = emb.embed(texts, input_type=input_type, instruction=instruction, dimensions=dimensions,
-                     normalize=normalize, truncate=truncate).embeddings
+                     normalize=normalize, truncate=truncate, batch_invariant=True).embeddings
     return q(vecs)

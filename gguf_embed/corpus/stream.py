@@ -62,7 +62,7 @@ def timed_backend(emb: Embedder, spec: JobSpec, *, retry_bad: bool = True,
             size = max(1, min(spec.window, size, len(texts) - a))
             t0 = time.perf_counter()
             seqs, bad = tokenize_checked(emb, texts[a:a + size], spec)
-            ok, raw = finite_rows(emb, seqs, bad, retry=retry_bad)
+            ok, raw = finite_rows(emb, seqs, bad, retry=retry_bad, alone=spec.batch_invariant)
             state["rate"] = size / max(time.perf_counter() - t0, 1e-6)
             yield Batch(a + ok, postprocess(raw, spec.dimensions, spec.normalize),
                         np.array([len(seqs[i]) for i in ok], dtype=np.int64), {a + i: m for i, m in bad.items()})

@@ -12,6 +12,11 @@ Two ways to run a decoder with last-token pooling (Qwen3):
 The fast path checks itself against the plain path on a probe when a model loads and
 falls back if the two disagree or the capture never fires.
 
+Batch invariance: llama.cpp's row for a sequence moves by float noise with the batch it is packed
+in (sums over a packed batch's attention group its terms differently), so a sequence flagged
+``alone`` runs in a batch of its own: its row is then bit-identical whatever else the call holds,
+at any thread count, in any process (what int8 and binary codes need to be stable).
+
 A pooled row with a NaN or inf is never returned: the call fails naming the input, and
 the context (whose state may be what went wrong) is rebuilt with the same parameters.
 """
@@ -122,11 +127,13 @@ class BatchRunner:
 
     # --- packing and running ------------------------------------------------------------
 
-    def groups(self, lengths: np.ndarray) -> list[np.ndarray]:
-        """Sequence indices, longest first, packed under the token budget and sequence cap."""
+    def groups(self, lengths: np.ndarray, alone=None) -> list[np.ndarray]:
+        """Sequence indices, longest first, packed under the token budget and sequence cap; a
+        sequence flagged in ``alone`` (a bool, or one per sequence) is a group of its own."""
         order = np.argsort(-lengths, kind="stable")
-        groups, cur, used = [], [], 0
-        for idx in order:
+        solo = np.broadcast_to(np.asarray(False if alone is None else alone, dtype=bool), lengths.shape)
+        groups, cur, used = [np.array([i]) for i in order[solo[order]]], [], 0
+        for idx in order[~solo[order]]:
             n = int(lengths[idx])
             if cur and (used + n > self.batch_tokens or len(cur) >= self.max_seqs):
                 groups.append(np.array(cur))
@@ -179,7 +186,7 @@ class BatchRunner:
         return self._plain
 
     def _each_group(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None,
-                    every_token: bool = False):
+                    every_token: bool = False, alone=None):
         """(group, its rows) per packed group, serialised: pooled rows (len(group), n_embd), or with
         ``every_token`` one (len_i, n_embd) array per sequence. A group with a non-finite row fails,
         naming its first such input, after the context is rebuilt."""
@@ -188,7 +195,7 @@ class BatchRunner:
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         with self._lock:
             self._check_open()
-            for group in self.groups(lengths):
+            for group in self.groups(lengths, alone):
                 rows = self._run_group([seqs[i] for i in group], every_token)
                 if every_token:
                     rows = np.split(rows, np.cumsum(lengths[group])[:-1])
@@ -204,19 +211,22 @@ class BatchRunner:
                 if progress is not None:
                     progress(len(group))
 
-    def run(self, seqs: list[np.ndarray], n_embd: int, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Pooled, unnormalised rows (n, n_embd) for framed token sequences, in input order."""
+    def run(self, seqs: list[np.ndarray], n_embd: int, progress: Callable[[int], None] | None = None,
+            alone=None) -> np.ndarray:
+        """Pooled, unnormalised rows (n, n_embd) for framed token sequences, in input order; ``alone``
+        (a bool, or one per sequence): run those sequences each in a batch of its own."""
         result = np.empty((len(seqs), n_embd), dtype=np.float32)
-        for group, rows in self._each_group(seqs, progress):
+        for group, rows in self._each_group(seqs, progress, alone=alone):
             result[group] = rows
         return result
 
-    def run_tokens(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    def run_tokens(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None,
+                   alone=None) -> list[np.ndarray]:
         """Every token's hidden state (len_i, n_embd), unpooled and unnormalised, per framed
         sequence, in input order: the raw material of token-level, sparse, multi-vector and
         late-chunked outputs."""
         result: list[np.ndarray] = [np.empty((0, 0), np.float32)] * len(seqs)
-        for group, parts in self._each_group(seqs, progress, every_token=True):
+        for group, parts in self._each_group(seqs, progress, every_token=True, alone=alone):
             for idx, part in zip(group, parts):
                 result[idx] = part.astype(np.float32, copy=True)
         return result

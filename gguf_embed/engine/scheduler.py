@@ -28,7 +28,7 @@ class Runs(Protocol):
     name: str
     n_embd: int
 
-    def rows(self, seqs: list[np.ndarray]) -> np.ndarray: ...
+    def rows(self, seqs: list[np.ndarray], alone=None) -> np.ndarray: ...
 
 
 @dataclass(eq=False)
@@ -38,6 +38,7 @@ class Job:
     result: np.ndarray  # (len(seqs), n_embd), filled as batches return
     cursor: int = 0  # next sequence to schedule
     filled: int = 0  # sequences whose vectors are in ``result``
+    alone: bool = False  # batch-invariant: each sequence in a llama.cpp batch of its own
 
 
 class Scheduler:
@@ -51,8 +52,9 @@ class Scheduler:
         self._thread = threading.Thread(target=self._run, name=f"embed-{session.name}", daemon=True)
         self._thread.start()
 
-    async def rows(self, seqs: list[np.ndarray]) -> np.ndarray:
-        """Raw pooled rows (n, n_embd) for framed token sequences, in order."""
+    async def rows(self, seqs: list[np.ndarray], alone: bool = False) -> np.ndarray:
+        """Raw pooled rows (n, n_embd) for framed token sequences, in order; ``alone``: each sequence
+        runs in a batch of its own, so its row does not depend on what else was queued."""
         if not seqs:
             return np.zeros((0, self.session.n_embd), dtype=np.float32)
         loop = asyncio.get_running_loop()
@@ -69,7 +71,7 @@ class Scheduler:
 
             loop.call_soon_threadsafe(settle)
 
-        job = Job(seqs, done, np.empty((len(seqs), self.session.n_embd), dtype=np.float32))
+        job = Job(seqs, done, np.empty((len(seqs), self.session.n_embd), dtype=np.float32), alone=alone)
         with self._cv:
             self._jobs.append(job)
             self._cv.notify()
@@ -152,8 +154,9 @@ class Scheduler:
                     return
                 picks = self._take_round()
             seqs = [s for job, a, b in picks for s in job.seqs[a:b]]
+            alone = np.repeat([job.alone for job, _, _ in picks], [b - a for _, a, b in picks])
             try:
-                vectors = self.session.rows(seqs)
+                vectors = self.session.rows(seqs, alone=alone)
             except NonFiniteOutputError as exc:
                 self._fail_one(picks, exc)
                 continue

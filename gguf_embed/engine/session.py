@@ -148,9 +148,11 @@ class Session:
         except UnicodeEncodeError:  # the adapters name the input; this is the last line for direct callers
             raise InvalidTextError(f"a text {text_problem(text)}") from None
 
-    def rows(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Pooled, unnormalised rows (n, n_embd) for framed token sequences, in input order."""
-        return self.runner.run(seqs, self.info.n_embd, progress)
+    def rows(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None,
+             alone=None) -> np.ndarray:
+        """Pooled, unnormalised rows (n, n_embd) for framed token sequences, in input order; ``alone``
+        (a bool, or one per sequence): batch-invariant rows, each sequence in a batch of its own."""
+        return self.runner.run(seqs, self.info.n_embd, progress, alone)
 
     @functools.cached_property
     def max_piece_bytes(self) -> int:
@@ -158,9 +160,10 @@ class Session:
         shares the file's vocabulary)."""
         return self.model.max_piece_bytes()
 
-    def token_rows(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    def token_rows(self, seqs: list[np.ndarray], progress: Callable[[int], None] | None = None,
+                   alone=None) -> list[np.ndarray]:
         """Every token's unnormalised hidden state, (len_i, n_embd) per framed sequence, in input order."""
-        return self.runner.run_tokens(seqs, progress)
+        return self.runner.run_tokens(seqs, progress, alone)
 
     def close(self) -> None:
         self.runner.close()

@@ -3,8 +3,8 @@
 ``texts``, ``input_type`` (search_query: the model's query prompt; search_document, classification
 and clustering: its document prompt), ``embedding_types``, ``truncate`` (NONE / START / END, Cohere's
 default END), ``output_dimension`` (a Matryoshka cut) and ``model``. int8 and uint8 codes use the
-model's fixed ranges (``corpus.precision``), so a text's codes do not depend on the request it came
-in. Client mistakes are 4xx in Cohere's error shape, ``{"id": ..., "message": ...}``.
+model's fixed ranges (``corpus.precision``), and a request for codes runs each text in a llama.cpp
+batch of its own, so a text's codes do not depend on the request it came in or what it was batched with. Client mistakes are 4xx in Cohere's error shape, ``{"id": ..., "message": ...}``.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ async def cohere_embed_route(call, raw: bytes, version: str) -> dict:
         check_precision(kind, dims, param="embedding_types")
     vectors, n_tokens = await worker.embed(EmbeddingRequest(
         model=req.model, texts=req.texts, token_ids=None, encoding_format="float", dimensions=req.dimensions,
-        input_type=req.input_type, instruction=None, truncate=req.truncate))
+        input_type=req.input_type, instruction=None, truncate=req.truncate, batch_invariant=bool(codes)))
     quantizers = {kind: await worker.quantizer(kind, req.dimensions) for kind in codes}
     call.done(len(vectors), n_tokens)
     return await asyncio.to_thread(cohere_embed_response, req, vectors, quantizers, n_tokens)

@@ -33,6 +33,7 @@ class EmbeddingRequest:
     instruction: str | None
     truncate: str
     late_chunking: bool = False  # Jina's: the inputs are one document's chunks, in order
+    batch_invariant: bool = False  # each text in a llama.cpp batch of its own (compressed codes need it)
 
     @property
     def n_inputs(self) -> int:

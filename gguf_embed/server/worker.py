@@ -92,12 +92,17 @@ class Worker:
                 raise InvalidInputError("input_type and instruction apply to text input, not token ids",
                                         param="input_type" if req.input_type else "instruction")
             seqs = [emb.frame_tokens(ids, i, req.truncate) for i, ids in enumerate(req.token_ids)]
+        alone = req.batch_invariant
+
+        async def rows(part):
+            return await self.scheduler.rows(part, alone=alone)
+
         if self.cache is not None and req.texts is not None:
             spec = JobSpec(input_type=req.input_type, instruction=req.instruction, dimensions=req.dimensions,
-                           truncate=req.truncate)
-            vectors = await self.cache.vectors(emb, self.scheduler.rows, req.texts, seqs, spec)
+                           truncate=req.truncate, batch_invariant=alone)
+            vectors = await self.cache.vectors(emb, rows, req.texts, seqs, spec)
         else:
-            vectors = emb.finish(await self.scheduler.rows(seqs), seqs, req.dimensions).embeddings
+            vectors = emb.finish(await rows(seqs), seqs, req.dimensions).embeddings
         return vectors, int(sum(len(s) for s in seqs))
 
     async def embed_late(self, req: EmbeddingRequest) -> tuple[np.ndarray, int]:
@@ -130,7 +135,7 @@ class Worker:
         sha = await asyncio.to_thread(remembered_sha256, emb.info.path)
         rows = await asyncio.to_thread(store.load, sha, emb.dimensions)
         if rows is None:
-            rows = await self.scheduler.rows(await asyncio.to_thread(calibration_seqs, emb))
+            rows = await self.scheduler.rows(await asyncio.to_thread(calibration_seqs, emb), alone=True)
             await asyncio.to_thread(store.save, sha, rows)
         return [rows, store.path(sha)]
 
