@@ -1,7 +1,8 @@
 """Quality per quantisation, with and without importance weights: cosine to sentence-transformers fp32
 (min / p1 / mean), rank agreement and Lee (2005) Spearman.
 
-    python bench/eval_quants.py [MODEL] [--quants F16,Q8_0,...] [--imatrix] [--texts held-out|builtin]
+    python bench/eval_quants.py [MODEL] [--quants F16,Q8_0,...] [--imatrix] [--mixes embedding,llama]
+                                [--texts held-out|builtin]
 
 MODEL is a models.toml name whose weights ship in a package or are cached (default:
 all-minilm-l6-v2). Prints a markdown table; the same numbers as `gguf-embed eval`.
@@ -12,6 +13,9 @@ The measurement texts are then held out from calibration: ``held-out`` (the defa
 test suite's varied sentences, the first 100 documents of gensim's Lee background corpus (news) and
 the first 100 sentences of its Pang & Lee movie-review corpus, less any text the calibration set has;
 ``builtin`` is the built-in multilingual set (part of the calibration set: without --imatrix only).
+
+``--mixes`` names the tensor mixtures to quantise every type with (``convert --mix``; default: the
+embedding mix alone); rows are labelled with theirs when there is more than one.
 """
 
 from __future__ import annotations
@@ -59,8 +63,10 @@ def main() -> None:
     ap.add_argument("--quants", default="F16,Q8_0,Q6_K,Q5_K_M,Q4_K_M")
     ap.add_argument("--imatrix", action="store_true", help="also quantise with an importance matrix")
     ap.add_argument("--texts", choices=["held-out", "builtin"], default="held-out")
+    ap.add_argument("--mixes", default="embedding", help="comma-separated tensor mixtures (convert --mix)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    mixes = args.mixes.split(",")
     if args.imatrix and args.texts == "builtin":
         ap.error("the built-in set is part of the calibration set; measure --imatrix on --texts held-out")
     folder, _ = resolve_source(args.model, load_registry())
@@ -78,18 +84,21 @@ def main() -> None:
             f32 = convert_model(args.model, Path(tmp) / "m-F32.gguf", "F32").path
             imatrix = write_imatrix(Path(tmp) / "imatrix.gguf", calibrate(f32, threads=args.threads))
         for quant in args.quants.split(","):
-            for weighted in (False, True) if imatrix and quant not in ("F32", "F16", "BF16") else (False,):
-                if not weighted and quant == "IQ3_XXS":
-                    continue  # llama.cpp makes it only with an importance matrix
-                out = Path(tmp) / f"m-{quant}-{int(weighted)}.gguf"
-                path = convert_model(args.model, out, quant, threads=args.threads,
-                                     imatrix=imatrix if weighted else None).path
-                with Embedder(path) as emb:
-                    encode = lambda t: emb.embed(list(t), truncate="end").embeddings  # noqa: E731
-                    a = evaluate.compare(encode(texts), ref)
-                    lee = evaluate.lee_benchmark(encode)
-                print(row(f"{quant} + imatrix" if weighted else quant, path.stat().st_size, a, lee), flush=True)
-                path.unlink()
+            direct = quant in ("F32", "F16", "BF16")
+            for mix in mixes[:1] if direct else mixes:
+                for weighted in (False, True) if imatrix and not direct else (False,):
+                    if not weighted and quant == "IQ3_XXS":
+                        continue  # llama.cpp makes it only with an importance matrix
+                    out = Path(tmp) / f"m-{quant}-{mix}-{int(weighted)}.gguf"
+                    path = convert_model(args.model, out, quant, threads=args.threads,
+                                         imatrix=imatrix if weighted else None, mix=mix).path
+                    with Embedder(path) as emb:
+                        encode = lambda t: emb.embed(list(t), truncate="end").embeddings  # noqa: E731
+                        a = evaluate.compare(encode(texts), ref)
+                        lee = evaluate.lee_benchmark(encode)
+                    label = quant + (f", {mix} mix" if len(mixes) > 1 and not direct else "")
+                    print(row(label + (" + imatrix" if weighted else ""), path.stat().st_size, a, lee), flush=True)
+                    path.unlink()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ QUANT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M
                "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K", "IQ4_XS", "IQ4_NL", "IQ3_M", "IQ3_S", "IQ3_XXS")
 #: the quant types llama.cpp quantises only with an importance matrix (``--imatrix``)
 IMATRIX_REQUIRED = ("IQ3_XXS",)
+#: ``convert --mix``: which tensors of a quantised file get which type. ``embedding`` (the default
+#: for embedding models): llama.cpp's mixture with the changes an embedding model wants (see
+#: ``model.tensor_table``); ``llama``: llama.cpp's own, tuned on language models (rerankers keep it)
+QUANT_MIXES = ("embedding", "llama")
 #: ``convert --imatrix``: computed here on the built-in (or ``--calibration``) texts, or else a file
 IMATRIX_AUTO = "auto"
 #: ``--quant auto`` (and a models.toml ``default_quant = "auto"``): the fastest of the lossless
@@ -90,6 +94,7 @@ HEAD_SKIP_IDS = PREFIX + "head.sparse.skip_ids"  # token ids without a lexical w
 QUANT_CHOICE = PREFIX + "quant_choice"  # why --quant auto wrote this type (absent for a type asked for by name)
 
 IMATRIX_TOKENS = PREFIX + "imatrix.tokens"  # calibration tokens behind an importance matrix
+QUANT_MIX = PREFIX + "quantize.mix"  # the tensor mixture convert quantised with (QUANT_MIXES)
 
 # --- llama.cpp's keys ----------------------------------------------------------------
 

@@ -64,6 +64,36 @@ def test_minilm_matches_sentence_transformers(minilm_gguf, minilm_reference, qua
     assert check(c), (quant, c.mean(), c.min())
 
 
+def _types(path) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for t in gguf.GGUFReader(path).tensors:
+        if len(t.shape) > 1:
+            out.setdefault(t.name.split(".")[-2] if t.name.startswith("blk.") else t.name, set()).add(t.tensor_type.name)
+    return out
+
+
+def test_the_embedding_mix_is_smaller_and_closer_than_llamas(minilm_gguf, minilm_reference, tmp_path):
+    """convert's default mixture for an embedding model: token embeddings at the layers' type (they are
+    looked up, never an output head), attn_v and ffn_down with more bits in every layer; against
+    llama.cpp's own mixture of the same type (--mix llama), on all-MiniLM-L6-v2 Q4_K_M."""
+    ours = minilm_gguf("Q4_K_M")
+    llama = convert_model("all-minilm-l6-v2", tmp_path / "llama.gguf", "Q4_K_M", mix="llama").path
+    t = _types(ours)
+    assert t["token_embd.weight"] == {"Q5_0"}  # Q4_K does not divide 384-wide rows: llama.cpp's fallback
+    assert t["attn_v"] == {"Q8_0"} and t["ffn_down"] == {"Q6_K"}  # every layer
+    assert _types(llama)["token_embd.weight"] == {"Q8_0"} and _types(llama)["ffn_down"] == {"Q4_K", "Q6_K"}
+    assert gguf_fields(ours)[keys.QUANT_MIX] == "embedding" and gguf_fields(llama)[keys.QUANT_MIX] == "llama"
+    c_ours = cosines(llama_embed(ours, VARIED_TEXTS), minilm_reference)
+    c_llama = cosines(llama_embed(llama, VARIED_TEXTS), minilm_reference)
+    print(f"Q4_K_M embedding mix: {ours.stat().st_size / 2**20:.2f} MiB, cos mean {c_ours.mean():.5f} min "
+          f"{c_ours.min():.5f}; llama mix: {llama.stat().st_size / 2**20:.2f} MiB, mean {c_llama.mean():.5f} "
+          f"min {c_llama.min():.5f}")
+    assert ours.stat().st_size < 0.85 * llama.stat().st_size
+    assert 1 - c_ours.mean() < 0.7 * (1 - c_llama.mean()) and c_ours.min() > c_llama.min()
+    with pytest.raises(ConversionError, match="unknown tensor mix"):
+        convert_model("all-minilm-l6-v2", tmp_path / "x.gguf", "Q4_K_M", mix="lm")
+
+
 def test_tiny_qwen3_matches_sentence_transformers(tiny_qwen_gguf, st_tiny_qwen):
     path = tiny_qwen_gguf("F32")
     prompt = gguf_fields(path)[keys.PROMPT + "query"]

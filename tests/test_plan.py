@@ -205,42 +205,64 @@ def test_synthetic_model_shards_like_the_hub(tmp_path, monkeypatch):
     assert shape.info.n_layer == 2 and shape.n_vocab == 30522
 
 
-def assert_same_tensors(gguf_path, entry, quant):
+def assert_same_tensors(gguf_path, entry, quant, mix=None):
     """The tensor table planned from models.toml is the file's: names, types and bytes."""
     import gguf
 
     from gguf_embed.model.tensor_table import tensor_table
 
     actual = {t.name: (t.tensor_type, int(t.n_bytes)) for t in gguf.GGUFReader(gguf_path).tensors}
-    planned = {t.name: (t.type, t.n_bytes) for t in tensor_table(entry, quant)}
+    planned = {t.name: (t.type, t.n_bytes) for t in tensor_table(entry, quant, mix)}
     assert planned == actual
+    if mix is not None:
+        return
     from_file, from_registry = plan.read_shape(gguf_path), plan.registry_shape(entry, quant)
     for key in ("layer_bytes", "layer_repack_bytes", "token_embd_bytes", "output_bytes", "tied_output_bytes",
                 "other_bytes", "n_vocab", "n_head", "n_head_kv", "head_dim", "n_ff", "has_output"):
         assert getattr(from_file, key) == getattr(from_registry, key), key
 
 
-@pytest.mark.parametrize("quant", ["Q8_0", "Q4_K_M", "Q5_K_M", "Q4_K_S", "F16"])
-def test_registry_tensor_table_is_the_converted_files(tiny_qwen_src, tiny_qwen_gguf, model_dir, quant):
-    """Planning without the file: the tiny Qwen3's shape as a models.toml entry, every mixture rule
-    (more bits for half of attn_v / ffn_down) and the fallbacks a 64-wide row forces."""
+def tiny_entry(src, gguf_path, quant):
     import json
 
     from gguf_embed.registry import ModelEntry, Shape
 
-    cfg = json.loads((tiny_qwen_src / "config.json").read_text())
-    gguf_path = tiny_qwen_gguf(quant)
+    cfg = json.loads((src / "config.json").read_text())
     n_vocab = plan.read_shape(gguf_path).n_vocab
-    entry = ModelEntry(
+    return ModelEntry(
         name="tiny", hub_id="x/tiny", architecture="qwen3", pooling="last", dims=cfg["hidden_size"], max_tokens=512,
         default_quant=quant, license="apache-2.0",
         shape=Shape(hidden=cfg["hidden_size"], layers=cfg["num_hidden_layers"], heads=cfg["num_attention_heads"],
                     kv_heads=cfg["num_key_value_heads"], head_dim=cfg["head_dim"], ffn=cfg["intermediate_size"],
                     vocab=n_vocab, max_positions=cfg["max_position_embeddings"]),
     )
-    assert_same_tensors(gguf_path, entry, quant)
+
+
+@pytest.mark.parametrize("quant", ["Q8_0", "Q4_K_M", "Q5_K_M", "Q4_K_S", "F16"])
+def test_registry_tensor_table_is_the_converted_files(tiny_qwen_src, tiny_qwen_gguf, model_dir, quant):
+    """Planning without the file: the tiny Qwen3's shape as a models.toml entry, every mixture rule
+    (the embedding mix's types for the token embeddings, attn_v and ffn_down) and the fallbacks a
+    64-wide row forces."""
+    gguf_path = tiny_qwen_gguf(quant)
+    assert_same_tensors(gguf_path, tiny_entry(tiny_qwen_src, gguf_path, quant), quant)
     # a quantised decoder embedding file carries its own smallest-type head; direct types stay tied
     assert plan.read_shape(gguf_path).has_output == (quant != "F16")
+
+
+@pytest.mark.parametrize("quant", ["Q4_K_M", "Q5_K_M"])
+def test_the_tensor_table_follows_llamas_mix_too(tiny_qwen_src, tmp_path, quant):
+    """``--mix llama``: llama.cpp's own mixture (more bits for some layers' attn_v and ffn_down only,
+    the token embeddings at the head's type), planned as exactly."""
+    from gguf_embed.convert import convert_model
+
+    gguf_path = convert_model(str(tiny_qwen_src), tmp_path / "t.gguf", quant, mix="llama").path
+    entry = tiny_entry(tiny_qwen_src, gguf_path, quant)
+    assert_same_tensors(gguf_path, entry, quant, "llama")
+    import gguf
+
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(gguf_path).tensors}
+    if quant == "Q4_K_M":  # llama.cpp favours some layers only; the embedding mix all of them
+        assert len({types[n] for n in types if n.endswith("ffn_down.weight")}) == 2
 
 
 def test_plan_from_models_toml_without_the_file(tmp_path):

@@ -30,9 +30,13 @@ from .common import progress_bar, stderr, user_errors
                    "FILE is an importance matrix GGUF (gguf-embed imatrix, or llama.cpp's llama-imatrix).")
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path),
               help="With --imatrix auto: the texts to calibrate on, one per line (default: the built-in set).")
+@click.option("--mix", type=click.Choice(vocab.QUANT_MIXES),
+              help="Tensor mixture of a quantised file: embedding (token embeddings at the layers' type, more bits "
+                   "for attn_v and ffn_down in every layer; the default for embedding models) or llama "
+                   "(llama.cpp's own; the default for rerankers).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every tensor and llama.cpp's own output.")
 def convert_cmd(src, output, quant, pooling, max_tokens, matryoshka_min, allow_pickle, task, models_dir, threads,
-                imatrix, calibration, verbose):
+                imatrix, calibration, mix, verbose):
     """Convert a Hugging Face model (folder, models.toml name or Hub repo id) to GGUF."""
     from ..convert import convert_model
     from ..engine import llama
@@ -55,7 +59,7 @@ def convert_cmd(src, output, quant, pooling, max_tokens, matryoshka_min, allow_p
             result = convert_model(
                 src, output, asked, registry=reg, pooling=pooling, max_tokens=max_tokens,
                 matryoshka_min=matryoshka_min, allow_pickle=allow_pickle, threads=threads, progress=bar, task=task,
-                imatrix=imatrix, calibration=calibration,
+                imatrix=imatrix, calibration=calibration, mix=mix,
             )
     how = f", importance-weighted ({imatrix})" if imatrix else ""
     stderr.print(f"wrote {result.path} ({result.quant}{how}, {result.size_bytes / 2**20:.1f} MiB)")

@@ -14,6 +14,10 @@ from .common import user_errors
 
 __all__ = ["inspect_cmd"]
 
+MIX_NOTES = {"embedding": "embedding (token embeddings at the layers' type; attn_v and ffn_down with more bits in "
+                          "every layer)",
+             "llama": "llama (llama.cpp's own mixture)"}
+
 
 def _rows(d: dict):
     yield "file", d["path"], ""
@@ -41,6 +45,8 @@ def _rows(d: dict):
     if d["task"]["value"] == "embed":
         yield "outputs", ", ".join(d["outputs"]), "file" if len(d["outputs"]) > 2 else "every model"
     yield "quantisation", d["quantization"] or "-", d.get("quant_choice") or "file"
+    if d.get("quant_mix"):
+        yield "tensor mix", MIX_NOTES.get(d["quant_mix"], d["quant_mix"]), "file"
     im = d.get("importance_matrix")
     if im:
         yield "importance weights", f"{im['dataset'] or im['file']} ({im['entries']} matrices, {im['chunks']} texts)", "file"

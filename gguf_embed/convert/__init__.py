@@ -15,12 +15,14 @@ from pathlib import Path
 from ..engine.machine import resolve_quant
 from ..errors import ConversionError
 from ..registry import QUANT_TYPES, ModelEntry, Registry, load_registry
-from ..vocab import IMATRIX_AUTO, IMATRIX_REQUIRED
+from ..model.tensor_table import default_mix
+from ..vocab import IMATRIX_AUTO, IMATRIX_REQUIRED, QUANT_MIXES
 from .hf import REGISTRY_ARCHS, read_folder
 
 SUPPORTED_ARCHS = REGISTRY_ARCHS
 RERANK_ARCHS = ("qwen3", "bert", "xlm-roberta")
 from .imatrix import ImatrixFile, calibrate, check_matches, quantize_metadata, read_imatrix
+from .rerank import detect_task
 from .writer import DIRECT_TYPES, Overrides, quantize, separate_head_for, source_float_type, write_gguf
 
 __all__ = ["convert_model", "resolve_source", "ConversionResult", "HF_ALLOW_PATTERNS"]
@@ -97,13 +99,15 @@ def convert_model(
     progress=None,
     imatrix: str | os.PathLike | None = None,
     calibration: str | os.PathLike | None = None,
+    mix: str | None = None,
 ) -> ConversionResult:
     """``imatrix``: quantise with importance weights, computed here (``"auto"``: on the built-in
-    calibration texts, or on ``calibration``, a file of one text per line) or read from an imatrix GGUF."""
+    calibration texts, or on ``calibration``, a file of one text per line) or read from an imatrix GGUF;
+    ``mix``: a quantised file's tensor mixture (``vocab.QUANT_MIXES``, ``model.tensor_table.default_mix``)."""
     quant, why = resolve_quant(quant)  # "auto": this machine's fastest lossless type
     if quant not in QUANT_TYPES:
         raise ConversionError(f"unknown quantisation type {quant}; choose one of {', '.join(QUANT_TYPES)}")
-    check_imatrix_args(quant, imatrix, calibration)
+    check_imatrix_args(quant, imatrix, calibration, mix)
     given = read_imatrix(Path(imatrix)) if imatrix is not None and str(imatrix) != IMATRIX_AUTO else None
     registry = registry or load_registry()
     folder, entry = resolve_source(str(src), registry)
@@ -134,7 +138,7 @@ def convert_model(
                        separate_head=head)
             weights = importance_for(stage, given, imatrix, calibration, threads) if imatrix is not None else None
             quantize(stage, tmp, quant, threads, head_for_width=int(hf.config["hidden_size"]) if head else None,
-                     importance=weights)
+                     importance=weights, mix=mix or default_mix(detect_task(hf, ov.task)))
         _publish(tmp, out)
     finally:
         for leftover in (tmp, stage):
@@ -150,7 +154,9 @@ def _publish(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def check_imatrix_args(quant: str, imatrix, calibration) -> None:
+def check_imatrix_args(quant: str, imatrix, calibration, mix: str | None = None) -> None:
+    if mix is not None and mix not in QUANT_MIXES:
+        raise ConversionError(f"unknown tensor mix {mix}; choose one of {', '.join(QUANT_MIXES)}")
     if imatrix is not None and quant in DIRECT_TYPES:
         raise ConversionError(f"{quant} is not quantised; an importance matrix applies to Q8_0 and smaller types")
     if calibration is not None and (imatrix is None or str(imatrix) != IMATRIX_AUTO):

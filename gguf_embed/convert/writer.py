@@ -338,20 +338,23 @@ def separate_head_for(hf: HFModel) -> bool:
 
 
 def quantize(src: Path, dst: Path, quant: str, threads: int | None = None, *, head_for_width: int | None = None,
-             importance: tuple[dict, dict] | None = None) -> None:
+             importance: tuple[dict, dict] | None = None, mix: str = "embedding") -> None:
     """llama.cpp's quantizer; ``head_for_width``: the model's hidden size, when the file has a
     separate head to store at the smallest type (see ``separate_head_for``); ``importance``:
-    (mean squared input per weight, metadata keys recording it) to quantise with."""
+    (mean squared input per weight, metadata keys recording it) to quantise with; ``mix``: the
+    tensor mixture (``vocab.QUANT_MIXES``, see ``model.tensor_table``), recorded in the file."""
     from ..engine.llama import quantize_file
-    from ..model.tensor_table import head_types
+    from ..model.tensor_table import head_types, mix_overrides
 
-    types = {}
+    types: dict = {"tensor_types": {k: int(v) for k, v in mix_overrides(quant, mix).items()}}
     if head_for_width:
-        head, embd = head_types(quant, head_for_width)
-        types = {"output_type": int(head), "token_embd_type": int(embd)}
+        head, embd = head_types(quant, head_for_width, mix)
+        types.update(output_type=int(head), token_embd_type=int(embd))
+    metadata = {keys.QUANT_MIX: mix}
     if importance is not None:
-        types["imatrix"], types["metadata"] = importance
-    quantize_file(src, dst, quant, threads or os.cpu_count() or 1, **types)
+        types["imatrix"] = importance[0]
+        metadata.update(importance[1])
+    quantize_file(src, dst, quant, threads or os.cpu_count() or 1, metadata=metadata, **types)
 
 
 __all__ = ["Overrides", "write_gguf", "quantize", "source_float_type", "DIRECT_TYPES"]

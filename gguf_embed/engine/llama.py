@@ -72,11 +72,13 @@ def system_info() -> str:
 
 def quantize_file(src: Path, dst: Path, quant: str, threads: int, *, output_type: int | None = None,
                   token_embd_type: int | None = None, imatrix: dict[str, np.ndarray] | None = None,
-                  metadata: dict[str, str | int] | None = None) -> None:
+                  metadata: dict[str, str | int] | None = None, tensor_types: dict[str, int] | None = None) -> None:
     """llama.cpp's quantizer; ``output_type`` / ``token_embd_type`` (ggml types) override its
-    choice for the output head and the token embeddings. ``imatrix``: per weight, the mean square
-    of each input column (what llama-quantize reads from an imatrix file), as importance weights;
-    ``metadata``: keys written into the output (strings up to 127 bytes, or integers)."""
+    choice for the output head and the token embeddings, ``tensor_types`` (regex over tensor names
+    -> ggml type, first match wins, as ``llama-quantize --tensor-type``) for any other tensor.
+    ``imatrix``: per weight, the mean square of each input column (what llama-quantize reads from an
+    imatrix file), as importance weights; ``metadata``: keys written into the output (strings up to
+    127 bytes, or integers)."""
     init()
     ftype = getattr(ll, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}", None)
     if ftype is None:
@@ -100,6 +102,12 @@ def quantize_file(src: Path, dst: Path, quant: str, threads: int, *, output_type
     if metadata:
         params.kv_overrides = _kv_overrides(metadata)
         keep.append(params.kv_overrides)
+    if tensor_types:
+        rules = (ll.llama_model_tensor_override * (len(tensor_types) + 1))()  # a null pattern ends the list
+        for rule, (pattern, ggml_type) in zip(rules, tensor_types.items()):
+            rule.pattern, rule.type = pattern.encode(), int(ggml_type)
+        params.tt_overrides = rules
+        keep.append(rules)
     _recent_errors.clear()
     rc = ll.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0:

@@ -74,5 +74,6 @@ def describe(gguf: GGUFFile, info: ModelInfo) -> dict[str, Any]:
         "quantization": info.file_type_name, "importance_matrix": importance_matrix(gguf.meta),
         "causal": info.causal, "layers": info.n_layer,
         "quant_choice": gguf.meta.get(vocab.QUANT_CHOICE),  # why --quant auto wrote this type, if it did
+        "quant_mix": gguf.meta.get(vocab.QUANT_MIX),  # convert's tensor mixture (absent: not ours, or not quantised)
         "supplied_by_gguf_embed": sorted(k for k, v in src.items() if v.startswith("family")),
     }
