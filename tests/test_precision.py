@@ -98,6 +98,22 @@ def test_batch_invariant_rows_are_bit_identical_at_any_threads_and_batch(minilm_
     assert cos(packed, ref).min() > 0.9999
 
 
+def test_batch_invariant_on_the_qwen3_fast_path_and_across_batches(qwen_embedder, tiny_qwen_gguf):
+    """The last-token fast path, queries with the instruction prompt, and a text longer than a batch
+    (continued over several llama.cpp batches): batch-invariant rows are the same bits in any company."""
+    assert qwen_embedder.fast_path
+    texts = VARIED_TEXTS[:12] + [" ".join(VARIED_TEXTS[12:40])]  # the last one spans batches of 64 tokens
+    with Embedder(tiny_qwen_gguf("F32"), batch_tokens=64) as small:
+        assert len(small.tokenize(texts[-1:])[0]) > 64
+        for input_type in ("document", "query"):
+            ref = np.stack([small.embed([t], input_type=input_type, batch_invariant=True).embeddings[0]
+                            for t in texts])
+            got = small.embed(texts[::-1], input_type=input_type, batch_invariant=True).embeddings[::-1]
+            assert np.array_equal(got, ref)
+            assert np.array_equal(qwen_embedder.embed(texts, input_type=input_type, batch_invariant=True).embeddings,
+                                  ref)  # another context, another batch size
+
+
 def test_ranges_are_the_same_in_another_process(minilm_embedder, minilm_q, minilm_gguf):
     codes = embed_codes(minilm_embedder, VARIED_TEXTS[:5], "int8")
     script = ("import sys, numpy as np\nfrom gguf_embed import Embedder\n"
