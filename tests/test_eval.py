@@ -87,10 +87,12 @@ def test_eval_against_hf_and_gguf_references(minilm_gguf, minilm_src, st_minilm,
         assert ref[key] == pytest.approx(getattr(expect, key), abs=1e-6)
     assert ref["cos_min"] <= ref["cos_p1"] <= ref["cos_mean"] <= 1.0001
     assert ref["cos_mean"] > 0.99 and ref["spearman"] > 0.99
+    assert json.loads(hf.stdout)["tensor_mix"] == "embedding"  # what convert wrote, as the file records it
     gg = runner.invoke(main, ["eval", str(minilm_gguf("Q8_0")), "--reference", str(minilm_gguf("F16"))])
     assert gg.exit_code == 0, gg.output
     assert "cos min" in gg.stdout and "built-in multilingual set" in gg.stdout
     assert "vs reference" in gg.stdout and f" {len(multilingual.texts())} " in gg.stdout
+    assert "(Q8_0, embedding mix" in " ".join(gg.stdout.split())  # the title may wrap
     none = runner.invoke(main, ["eval", str(minilm_gguf("F16"))])
     assert none.exit_code != 0 and "--reference and/or --task lee" in none.output
     short = tmp_path / "s.txt"

@@ -20,6 +20,7 @@ def _print(report: dict) -> None:
     console = Console(width=160)
     im = report.get("importance_matrix")
     title = f"{report['model']} ({report.get('quantization') or '?'}"
+    title += f", {report['tensor_mix']} mix" if report.get("tensor_mix") else ""
     title += f", importance-weighted on {im['dataset'] or im['file']})" if im else ")"
     table = Table(title=title)
     for col in ("check", "texts", "cos min", "cos p1", "cos mean", "Spearman", "Pearson"):

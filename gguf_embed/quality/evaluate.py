@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import vocab
 from ..errors import GGUFEmbedError
 from ..heads.pooling import l2_normalize
 
@@ -189,8 +190,9 @@ def report(emb, *, reference: str | None, texts_file: Path | None, task: str | N
 
     from ..model.inspect import importance_matrix
 
+    meta = emb.session.gguf.meta
     out: dict = {"model": str(emb.info.path), "quantization": emb.info.file_type_name,
-                 "importance_matrix": importance_matrix(emb.session.gguf.meta)}
+                 "tensor_mix": meta.get(vocab.QUANT_MIX), "importance_matrix": importance_matrix(meta)}
     encode, ref_encode, ref_emb = gguf_encoder(emb, input_type), None, None
     try:
         if reference is not None:
