@@ -21,7 +21,7 @@ from .readers import BadRecord, Record
 from .writers import Rows, concat_rows
 
 __all__ = ["JobSpec", "JobStats", "Batch", "UnitPlan", "plan_units", "run_job", "local_backend", "tokenize_checked",
-           "job_params", "finite_run", "DEFAULT_WINDOW"]
+           "job_params", "finite_run", "embed_batch", "DEFAULT_WINDOW"]
 
 DEFAULT_WINDOW = 1024
 NON_FINITE = "the model gave a vector with NaN or inf values (not cached; the llama.cpp context was rebuilt)"
@@ -172,16 +172,22 @@ def finite_rows(emb: Embedder, seqs: list, bad: dict[int, str], *, retry: bool,
                       empty=np.zeros((0, emb.dimensions), np.float32))
 
 
+def embed_batch(emb: Embedder, spec: JobSpec, texts: Sequence[str], offset: int, *, retry: bool) -> Batch:
+    """``texts`` (positions from ``offset``) tokenised with the limit checked and embedded in this
+    process, as ``spec`` says; one that cannot be embedded is in ``Batch.bad``."""
+    seqs, bad = tokenize_checked(emb, texts, spec)
+    ok, raw = finite_rows(emb, seqs, bad, retry=retry, alone=spec.batch_invariant)
+    return Batch(offset + ok, postprocess(raw, spec.dimensions, spec.normalize),
+                 np.array([len(seqs[i]) for i in ok], dtype=np.int64), {offset + i: m for i, m in bad.items()})
+
+
 def local_backend(emb: Embedder, spec: JobSpec, *, retry_bad: bool = True) -> Backend:
     """Embed in windows of ``spec.window`` texts with the Embedder in this process; ``retry_bad``:
     a text whose vector is not finite is set aside and the rest of its window embedded again."""
 
     def encode(texts: Sequence[str]) -> Iterator[Batch]:
         for a in range(0, len(texts), spec.window):
-            seqs, bad = tokenize_checked(emb, texts[a:a + spec.window], spec)
-            ok, raw = finite_rows(emb, seqs, bad, retry=retry_bad, alone=spec.batch_invariant)
-            yield Batch(a + ok, postprocess(raw, spec.dimensions, spec.normalize),
-                        np.array([len(seqs[i]) for i in ok], dtype=np.int64), {a + i: m for i, m in bad.items()})
+            yield embed_batch(emb, spec, texts[a:a + spec.window], a, retry=retry_bad)
 
     return encode
 

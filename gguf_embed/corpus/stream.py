@@ -22,11 +22,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..embedder import Embedder
-from ..heads.pooling import postprocess
 from .cache import Space, VectorCache, text_key
 from .chunking import chunk_spans
 from .late import LateUnit, late_backend, span_key
-from .job import Backend, Batch, JobSpec, JobStats, _token_counter, finite_rows, job_params, tokenize_checked
+from .job import Backend, Batch, JobSpec, JobStats, _token_counter, embed_batch, job_params
 from .readers import BadInputError, BadRecord, Record
 from .seen import SeenSet
 from .writers import Rows
@@ -61,11 +60,9 @@ def timed_backend(emb: Embedder, spec: JobSpec, *, retry_bad: bool = True,
             size = FIRST_BATCH if rate is None else int(rate * seconds * 0.8)
             size = max(1, min(spec.window, size, len(texts) - a))
             t0 = time.perf_counter()
-            seqs, bad = tokenize_checked(emb, texts[a:a + size], spec)
-            ok, raw = finite_rows(emb, seqs, bad, retry=retry_bad, alone=spec.batch_invariant)
+            batch = embed_batch(emb, spec, texts[a:a + size], a, retry=retry_bad)
             state["rate"] = size / max(time.perf_counter() - t0, 1e-6)
-            yield Batch(a + ok, postprocess(raw, spec.dimensions, spec.normalize),
-                        np.array([len(seqs[i]) for i in ok], dtype=np.int64), {a + i: m for i, m in bad.items()})
+            yield batch
             a += size
 
     return encode

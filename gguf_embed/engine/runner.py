@@ -146,10 +146,7 @@ class BatchRunner:
 
     def _run_group(self, seqs: list[np.ndarray], every_token: bool = False) -> np.ndarray:
         """Pooled rows of one packed group; with ``every_token``, every token's row instead."""
-        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-        tokens = np.concatenate(seqs)
-        pos = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
-        seq = np.repeat(np.arange(len(seqs), dtype=np.int32), lengths)
+        lengths, tokens, pos, seq = _pack(seqs)
         wanted = None if every_token else needed_rows(lengths, self.pooling)
         ctx = self._token_context() if every_token else self.ctx
         step = ctx.n_batch
@@ -241,10 +238,7 @@ class BatchRunner:
             ctx = _llama.Context(self.model, self._params, callback=observer)
             try:
                 for group in self.groups(lengths):
-                    part = [seqs[i] for i in group]
-                    tokens = np.concatenate(part)
-                    pos = np.concatenate([np.arange(len(s), dtype=np.int32) for s in part])
-                    seq = np.repeat(np.arange(len(part), dtype=np.int32), [len(s) for s in part])
+                    _, tokens, pos, seq = _pack([seqs[i] for i in group])
                     for a in range(0, len(tokens), ctx.n_batch):
                         b = min(a + ctx.n_batch, len(tokens))
                         ctx.run(tokens[a:b], pos[a:b], seq[a:b])
@@ -253,3 +247,10 @@ class BatchRunner:
                         progress(len(group))
             finally:
                 ctx.close()
+
+
+def _pack(seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One llama.cpp batch's (lengths, tokens, positions, sequence ids) for a packed group."""
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    pos = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
+    return lengths, np.concatenate(seqs), pos, np.repeat(np.arange(len(seqs), dtype=np.int32), lengths)

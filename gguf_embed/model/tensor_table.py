@@ -114,8 +114,12 @@ def token_embd_type(quant: str) -> T:
 def head_types(quant: str, hidden: int, mix: str = "embedding") -> tuple[T, T]:
     """(output head, token embeddings) types for a decoder embedding file with a separate head.
     llama.cpp's quantizer takes explicit types as they are, so they must already fit the row."""
-    embd = _embed_token_type(quant) if mix == "embedding" else token_embd_type(quant)
-    return _fit(HEAD_TYPE, hidden), _fit(embd, hidden)
+    return _fit(HEAD_TYPE, hidden), _fit(_token_type(quant, mix), hidden)
+
+
+def _token_type(quant: str, mix: str) -> T:
+    """The token embeddings' type under ``mix`` (before fitting the row)."""
+    return _embed_token_type(quant) if mix == "embedding" else token_embd_type(quant)
 
 
 def _more_bits(i: int, n: int) -> bool:
@@ -161,8 +165,8 @@ def _bert(entry: ModelEntry, quant: str, mix: str) -> list[TensorSpec]:
     s = entry.shape
     h, f32 = s.hidden, T.F32
     quantised = quant not in DIRECT
-    embd = _embed_token_type(quant) if mix == "embedding" else token_embd_type(quant)
-    out = [TensorSpec("token_embd.weight", (h, s.vocab), _fit(embd, h) if quantised else BASE_TYPES[quant]),
+    embd = _fit(_token_type(quant, mix), h) if quantised else BASE_TYPES[quant]
+    out = [TensorSpec("token_embd.weight", (h, s.vocab), embd),
            TensorSpec("position_embd.weight", (h, s.max_positions), f32),
            TensorSpec("token_types.weight", (h, 2), f32),
            TensorSpec("token_embd_norm.weight", (h,), f32), TensorSpec("token_embd_norm.bias", (h,), f32)]

@@ -76,11 +76,14 @@ class Worker:
     def task(self) -> str:
         return self.embedder.info.task
 
+    def _check_embeds(self) -> None:
+        if self.reranker is not None:
+            raise InvalidInputError(f"model {self.name} is a reranker; use /v1/rerank", param="model")
+
     async def embed(self, req: EmbeddingRequest) -> tuple[np.ndarray, int]:
         """(vectors, tokens) for an embeddings request."""
         emb = self.embedder
-        if self.reranker is not None:
-            raise InvalidInputError(f"model {self.name} is a reranker; use /v1/rerank", param="model")
+        self._check_embeds()
         emb.check_dimensions(req.dimensions)
         if req.late_chunking:
             return await self.embed_late(req)
@@ -144,8 +147,7 @@ class Worker:
         """Per-token outputs (``Embedder.outputs_for``: sparse, colbert, tokens) of ``texts``, from one pass with
         every token's state; it runs beside the scheduler (the session's runner serialises the two)."""
         emb = self.embedder
-        if self.reranker is not None:
-            raise InvalidInputError(f"model {self.name} is a reranker; use /v1/rerank", param="model")
+        self._check_embeds()
         wanted = emb.check_outputs(outputs)
         seqs = await asyncio.to_thread(emb.tokenize, texts, truncate=truncate)
         return await asyncio.to_thread(emb.outputs_for, seqs, wanted, None, normalize)
