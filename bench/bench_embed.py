@@ -15,7 +15,6 @@ converted with a 512-token limit so the long texts fit everywhere untruncated.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import sys
 import tempfile

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import vocab
+from . import choices
 from .engine.session import Session, open_session
 from .engine.settings import RuntimeSettings
 from .errors import InputTooLongError, InvalidInputError, ModelLoadError, check_text
@@ -184,20 +184,20 @@ class Embedder:
         return EmbedResult(postprocess(rows, dimensions, normalize), counts)
 
     def check_outputs(self, outputs: Sequence[str]) -> tuple[str, ...]:
-        """``outputs`` as a tuple in ``vocab.OUTPUTS`` order; a one-line error for an unknown one or a head
+        """``outputs`` as a tuple in ``choices.OUTPUTS`` order; a one-line error for an unknown one or a head
         the model does not have."""
         if isinstance(outputs, str) or not outputs:
-            raise InvalidInputError(f"outputs must be a non-empty list of {', '.join(vocab.OUTPUTS)}", param="outputs")
-        unknown = [o for o in outputs if o not in vocab.OUTPUTS]
+            raise InvalidInputError(f"outputs must be a non-empty list of {', '.join(choices.OUTPUTS)}", param="outputs")
+        unknown = [o for o in outputs if o not in choices.OUTPUTS]
         if unknown:
-            raise InvalidInputError(f"unknown output {unknown[0]!r}; choose from {', '.join(vocab.OUTPUTS)}",
+            raise InvalidInputError(f"unknown output {unknown[0]!r}; choose from {', '.join(choices.OUTPUTS)}",
                                     param="outputs")
         has = self.info.outputs
-        missing = [o for o in vocab.OUTPUTS if o in outputs and o not in has]
+        missing = [o for o in choices.OUTPUTS if o in outputs and o not in has]
         if missing:
             raise InvalidInputError(f"model {self.name} has no {' or '.join(missing)} head; it gives "
                                     f"{', '.join(has)}", param="outputs")
-        return tuple(o for o in vocab.OUTPUTS if o in outputs)
+        return tuple(o for o in choices.OUTPUTS if o in outputs)
 
     def head(self, kind: str) -> mv.Head:
         """The file's ``kind`` head ("sparse" | "colbert"), read once."""
@@ -234,7 +234,7 @@ class Embedder:
               dimensions: int | None = None, normalize: bool = True, truncate: str = "error",
               progress: Callable[[int], None] | None = None, outputs: Sequence[str] | None = None,
               batch_invariant: bool = False) -> EmbedResult:
-        """``outputs``: any of ``vocab.OUTPUTS`` ("dense", "sparse", "colbert", "tokens"), all from one pass;
+        """``outputs``: any of ``choices.OUTPUTS`` ("dense", "sparse", "colbert", "tokens"), all from one pass;
         without it, the dense vectors alone (as ``EmbedResult.embeddings``). ``batch_invariant``: each text
         runs in a llama.cpp batch of its own, so its vector is bit-identical in any call, batch and process
         on this machine (slower for short texts; what stable int8 and binary codes rest on)."""

@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from .errors import GGUFEmbedError, ModelNotFoundError
-from .vocab import ARCHITECTURES, AUTO_QUANT, LOSSLESS_TYPES, POOLINGS, QUANT_TYPES, TASKS
+from .choices import ARCHITECTURES, AUTO_QUANT, LOSSLESS_TYPES, POOLINGS, QUANT_TYPES, TASKS
 
 __all__ = ["Shape", "GGUFSource", "ModelEntry", "Family", "Registry", "load_registry", "default_models_dir",
            "QUANT_TYPES"]

@@ -28,7 +28,7 @@ from .engine.session import Session, open_session
 from .engine.settings import RuntimeSettings
 from .errors import InputTooLongError, InvalidInputError, check_text
 from .heads.rerank import RerankHead
-from . import vocab
+from . import keys
 from .registry import Registry
 from .text import normalize, templates
 from .text.frame import EMPTY, check_truncate, common_prefix, fit_body
@@ -62,9 +62,9 @@ def pair_separator(meta) -> np.ndarray:
     """Tokens between a cross-encoder's framed query and its document: the separator token where
     the file says ``add_sep_token`` (XLM-R's second ``</s>``); none for WordPiece vocabularies,
     whose frame ends with [SEP] already (llama.cpp appends it to every WPM text)."""
-    if not meta.get(vocab.LLAMA_ADD_SEP) or meta.get(vocab.LLAMA_TOKENIZER) == "bert":
+    if not meta.get(keys.LLAMA_ADD_SEP) or meta.get(keys.LLAMA_TOKENIZER) == "bert":
         return EMPTY
-    sep = meta.get(vocab.LLAMA_SEP_ID, meta.get(vocab.LLAMA_EOS_ID))
+    sep = meta.get(keys.LLAMA_SEP_ID, meta.get(keys.LLAMA_EOS_ID))
     return EMPTY if sep is None else np.array([int(sep)], np.int32)
 
 
@@ -83,7 +83,7 @@ class Reranker:
                 s.close()
             raise InvalidInputError(f"model {name} is an embedding model, not a reranker", param="model")
         self.head = RerankHead.from_tensors(s.gguf.read_tensors("cls."), str(s.info.path),
-                                            labels=s.gguf.meta.get(vocab.arch_key(s.info.arch, "classifier.output_labels")))
+                                            labels=s.gguf.meta.get(keys.arch_key(s.info.arch, "classifier.output_labels")))
         self.template = s.info.rerank
         self._sep = pair_separator(s.gguf.meta)
         if self.template is not None:

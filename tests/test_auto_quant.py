@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gguf_embed import Embedder, vocab
+from gguf_embed import Embedder, choices
 from gguf_embed.cli import main
 from gguf_embed.engine import llama, machine
 from gguf_embed.quality.texts import texts as builtin_texts
@@ -82,7 +82,7 @@ def test_decision_table(monkeypatch):
 
 def test_minilm_defaults_to_auto():
     entry = load_registry().get("all-minilm-l6-v2")
-    assert entry.default_quant == vocab.AUTO_QUANT and entry.default_quants() == vocab.LOSSLESS_TYPES
+    assert entry.default_quant == choices.AUTO_QUANT and entry.default_quants() == choices.LOSSLESS_TYPES
     with pytest.raises(ValueError):
         entry.gguf_filename()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gguf_embed import Embedder, vocab
+from gguf_embed import Embedder, keys
 from gguf_embed.cli import main
 from gguf_embed.errors import GGUFEmbedError
 from gguf_embed.model.gguf_file import read_gguf
@@ -49,9 +49,9 @@ def made_up() -> dict[str, bytes]:
         "huge key": b"GGUF" + struct.pack("<IQQQ", 3, 0, 1, 2**64 - 1),
         "unknown value type": b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + gguf_string("k") + struct.pack("<I", 99),
         "alignment array": header(("general.alignment", ARRAY, struct.pack("<IQ", STRING, 1) + gguf_string("x"))),
-        "max_tokens a word": header((vocab.ARCH, STRING, gguf_string("bert")),
-                                    (vocab.MAX_TOKENS, STRING, gguf_string("many"))),
-        "tensor past the end": header((vocab.ARCH, STRING, gguf_string("bert")), n_tensors=1)
+        "max_tokens a word": header((keys.ARCH, STRING, gguf_string("bert")),
+                                    (keys.MAX_TOKENS, STRING, gguf_string("many"))),
+        "tensor past the end": header((keys.ARCH, STRING, gguf_string("bert")), n_tensors=1)
         + gguf_string("t") + struct.pack("<IQQIQ", 2, 2**40, 2**40, 0, 0),
         "cut in the magic": b"GG",
     }

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gguf_embed import vocab
+from gguf_embed import choices
 from gguf_embed.errors import GGUFEmbedError
 from gguf_embed.server import create_app
 from gguf_embed.server.embeddings import EmbeddingRequest, parse_request
@@ -41,17 +41,17 @@ def known_fields(kind: str, models: st.SearchStrategy, text: st.SearchStrategy) 
     if kind == "embeddings":
         return {
             "input": text | st.lists(text, max_size=4) | TOKEN_IDS | st.lists(TOKEN_IDS, max_size=3),
-            "model": models, "encoding_format": st.sampled_from(vocab.ENCODING_FORMATS),
+            "model": models, "encoding_format": st.sampled_from(choices.ENCODING_FORMATS),
             "dimensions": st.integers(min_value=-1, max_value=400), "user": text,
-            "input_type": st.sampled_from(vocab.INPUT_TYPES), "instruction": text,
-            "truncate": st.sampled_from(vocab.TRUNCATE_POLICIES),
+            "input_type": st.sampled_from(choices.INPUT_TYPES), "instruction": text,
+            "truncate": st.sampled_from(choices.TRUNCATE_POLICIES),
         }
     documents = st.lists(text | st.fixed_dictionaries({"text": text}), min_size=1, max_size=4)
     return {
         "query": text, "documents": documents, "texts": documents, "model": models, "instruction": text,
         "top_n": st.integers(min_value=-1, max_value=6), "return_documents": st.booleans(),
         "return_text": st.booleans(), "raw_scores": st.booleans(),
-        "truncate": st.sampled_from([*vocab.TRUNCATE_POLICIES, "END", "NONE", True, False]),
+        "truncate": st.sampled_from([*choices.TRUNCATE_POLICIES, "END", "NONE", True, False]),
         "truncation_direction": st.sampled_from(["Right", "left", "up"]),
     }
 

@@ -1,6 +1,6 @@
 """The package's layout rules, read from its source: where each third-party library may be
 imported, which way imports point, how long modules and functions may grow, and that every
-closed choice set is written once (in ``gguf_embed.vocab``)."""
+closed choice set is written once (in ``gguf_embed.choices``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gguf_embed import vocab
+from gguf_embed import choices
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gguf_embed"
 MAX_MODULE_LINES = 400
@@ -18,7 +18,7 @@ MAX_TOP_LEVEL_MODULES = 12
 
 # Layers, lowest first: a module may import its own layer (same package) or lower layers only.
 LAYERS = {
-    "vocab": 0, "errors": 0,
+    "choices": 0, "keys": 0, "errors": 0,
     "registry": 1,
     "text": 2, "heads": 2,
     "model": 3,
@@ -129,13 +129,13 @@ def test_sizes():
     assert len(top) <= MAX_TOP_LEVEL_MODULES, top
 
 
-CHOICE_SETS = {name: frozenset(getattr(vocab, name)) for name in
+CHOICE_SETS = {name: frozenset(getattr(choices, name)) for name in
                ("POOLINGS", "TASKS", "INPUT_TYPES", "TRUNCATE_POLICIES", "KV_TYPES", "FLASH_ATTN_MODES",
                 "QUANT_TYPES", "ENCODING_FORMATS", "LISTING_FORMATS", "PRECISIONS", "COHERE_EMBEDDING_TYPES",
                 "OUTPUTS", "HEAD_OUTPUTS")}
 
 
-@pytest.mark.parametrize("path", [p for p in modules() if p.name != "vocab.py"], ids=rel)
+@pytest.mark.parametrize("path", [p for p in modules() if p.name != "choices.py"], ids=rel)
 def test_choice_sets_are_written_once(path):
     """No module spells out a closed choice set of its own (a literal list/tuple/set of its values)."""
     again = []

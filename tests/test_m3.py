@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from gguf_embed import Embedder
-from gguf_embed import vocab as keys
+from gguf_embed import choices, keys
 from gguf_embed.convert import convert_model
 from gguf_embed.errors import InvalidInputError
 from gguf_embed.heads import multivector as mv
@@ -115,7 +115,7 @@ def ref_colbert(q: np.ndarray, p: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def outputs(m3):
-    return m3.embed(TEXTS, outputs=keys.OUTPUTS)
+    return m3.embed(TEXTS, outputs=choices.OUTPUTS)
 
 
 # --- conversion ------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def test_inspect_shows_the_outputs(m3_gguf):
 
     res = CliRunner().invoke(main, ["inspect", str(m3_gguf), "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["outputs"] == list(keys.OUTPUTS)
+    assert json.loads(res.output)["outputs"] == list(choices.OUTPUTS)
 
 
 # --- the three outputs against FlagEmbedding -------------------------------------------
@@ -214,7 +214,7 @@ def test_head_math_on_the_same_states(m3, m3_src, reference):
 
     seqs = m3.tokenize(TEXTS)
     hidden = m3.session.token_rows(seqs)
-    ours = m3.finish_tokens(hidden, seqs, keys.OUTPUTS)
+    ours = m3.finish_tokens(hidden, seqs, choices.OUTPUTS)
     heads = load_heads(m3_src)
     refs = []
     with torch.no_grad():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gguf_embed import vocab as keys
+from gguf_embed import keys
 from gguf_embed.quality import texts as multilingual
 from gguf_embed.text import normalize as textnorm
 from gguf_embed.cli import main

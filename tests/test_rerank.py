@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gguf_embed import vocab as keys
+from gguf_embed import keys
 from gguf_embed.cli import main
 from gguf_embed.convert import convert_model
 from gguf_embed.errors import ConversionError, InputTooLongError, InvalidInputError

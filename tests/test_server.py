@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import random
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from gguf_embed.server import create_app
 

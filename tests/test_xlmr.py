@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from gguf_embed import Embedder
-from gguf_embed import vocab as keys
+from gguf_embed import keys
 from gguf_embed.quality import texts as multilingual
 from gguf_embed.cli import main
 from gguf_embed.convert import convert_model

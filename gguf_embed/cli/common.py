@@ -18,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .. import vocab
+from .. import choices
 from ..engine.settings import RuntimeSettings
 from ..errors import GGUFEmbedError
 
@@ -84,8 +84,8 @@ _RUNTIME_OPTIONS = [
     click.option("--ctx", "n_ctx", type=click.IntRange(min=16), help="Context size for decoder models (default min(limit, 8192))."),
     click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all available; serve leaves one for the web layer)."),
     click.option("--n-gpu-layers", type=int, help="Layers to offload to the GPU (default: all when built with GPU support)."),
-    click.option("--flash-attn", type=click.Choice(vocab.FLASH_ATTN_MODES), help="Flash attention (default: auto on GPU; on CPU, on for encoder models, off for decoders)."),
-    click.option("--kv-type", type=click.Choice(vocab.KV_TYPES), help="KV-cache type (default: f16; f32 for rerankers)."),
+    click.option("--flash-attn", type=click.Choice(choices.FLASH_ATTN_MODES), help="Flash attention (default: auto on GPU; on CPU, on for encoder models, off for decoders)."),
+    click.option("--kv-type", type=click.Choice(choices.KV_TYPES), help="KV-cache type (default: f16; f32 for rerankers)."),
     click.option("--vram", help="GPU memory budget (e.g. 3GB): choose layers, batch, KV type to fit it."),
     click.option("--query-prompt", help="Text put before queries, replacing the model's (see gguf-embed inspect)."),
     click.option("--document-prompt", help="Text put before documents, replacing the model's."),

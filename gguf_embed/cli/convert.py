@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .. import vocab
+from .. import choices
 from ..registry import default_models_dir, load_registry
 from .common import progress_bar, stderr, user_errors
 
@@ -15,14 +15,14 @@ from .common import progress_bar, stderr, user_errors
 @click.command("convert")
 @click.argument("src")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .gguf (default: MODELS_DIR/NAME-QUANT.gguf).")
-@click.option("-q", "--quant", type=click.Choice(vocab.QUANT_CHOICES, case_sensitive=False),
+@click.option("-q", "--quant", type=click.Choice(choices.QUANT_CHOICES, case_sensitive=False),
               help="Tensor type; auto: the fastest lossless type here (BF16 with AVX512-BF16, else F16). "
                    "Default: the registry's, else F16.")
-@click.option("--pooling", type=click.Choice(vocab.POOLINGS), help="Override the pooling read from the model files.")
+@click.option("--pooling", type=click.Choice(choices.POOLINGS), help="Override the pooling read from the model files.")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Token limit to record in the GGUF.")
 @click.option("--matryoshka-min", type=click.IntRange(min=1), help="Smallest Matryoshka dimension the model supports.")
 @click.option("--allow-pickle", is_flag=True, help="Read pickle (pytorch_model.bin) weights. Only for files you trust.")
-@click.option("--task", type=click.Choice(vocab.TASKS), help="Force the model's task (default: from the model files).")
+@click.option("--task", type=click.Choice(choices.TASKS), help="Force the model's task (default: from the model files).")
 @click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live.")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for quantisation.")
 @click.option("--imatrix", "imatrix", metavar="auto|FILE",
@@ -30,7 +30,7 @@ from .common import progress_bar, stderr, user_errors
                    "FILE is an importance matrix GGUF (gguf-embed imatrix, or llama.cpp's llama-imatrix).")
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path),
               help="With --imatrix auto: the texts to calibrate on, one per line (default: the built-in set).")
-@click.option("--mix", type=click.Choice(vocab.QUANT_MIXES),
+@click.option("--mix", type=click.Choice(choices.QUANT_MIXES),
               help="Tensor mixture of a quantised file: embedding (token embeddings at the layers' type, more bits "
                    "for attn_v and ffn_down in every layer; the default for embedding models) or llama "
                    "(llama.cpp's own; the default for rerankers).")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .. import vocab
+from .. import choices
 from ..corpus.job import DEFAULT_WINDOW, JobSpec
 from ..corpus.pipeline import CorpusRequest, RayOptions, run_corpus
 from ..corpus.readers import INPUT_FORMATS
@@ -21,13 +21,13 @@ PROGRESS_MIN_ITEMS = 100
 
 
 def _outputs(ctx, param, value: str) -> tuple[str, ...]:
-    """``--emit dense,sparse``: outputs named once each, in vocab.OUTPUTS order."""
+    """``--emit dense,sparse``: outputs named once each, in choices.OUTPUTS order."""
     parts = [p.strip() for p in value.split(",") if p.strip()]
-    unknown = [p for p in parts if p not in vocab.OUTPUTS]
+    unknown = [p for p in parts if p not in choices.OUTPUTS]
     if unknown or not parts:
         raise click.BadParameter(f"{unknown[0] if unknown else value!r} is not an output; give a comma-separated "
-                                 f"list of {', '.join(vocab.OUTPUTS)}")
-    return tuple(o for o in vocab.OUTPUTS if o in parts)
+                                 f"list of {', '.join(choices.OUTPUTS)}")
+    return tuple(o for o in choices.OUTPUTS if o in parts)
 
 
 def _check_emit(outputs: tuple[str, ...], fmt: str, ray_address, late: bool = False, precision: str = "float") -> None:
@@ -107,11 +107,11 @@ def _progress(quiet: bool):
 @click.option("--text-field", default="text", show_default=True, help="JSONL field / CSV or Parquet column with the text.")
 @click.option("--id-field", default="id", show_default=True, help="Field / column with the id (default id: line or row number).")
 @click.option("--skip-bad", is_flag=True, help="Write bad records to OUT.errors.jsonl and go on.")
-@click.option("--input-type", type=click.Choice(vocab.INPUT_TYPES), help="Apply the model's query or document prompt.")
+@click.option("--input-type", type=click.Choice(choices.INPUT_TYPES), help="Apply the model's query or document prompt.")
 @click.option("--instruction", help="Task instruction for queries (Qwen3: 'Instruct: {task}\\nQuery:{text}').")
 @click.option("--dimensions", type=int, help="Matryoshka dimension to cut vectors to.")
 @click.option("--no-normalize", is_flag=True, help="Return raw pooled vectors.")
-@click.option("--truncate", type=click.Choice(vocab.TRUNCATE_POLICIES), default="error", show_default=True)
+@click.option("--truncate", type=click.Choice(choices.TRUNCATE_POLICIES), default="error", show_default=True)
 @click.option("--chunk-tokens", type=click.IntRange(min=2), help="Split long documents into chunks of at most N tokens.")
 @click.option("--chunk-overlap", type=click.IntRange(min=0), default=0, show_default=True, help="Tokens shared by neighbouring chunks.")
 @click.option("--late-chunking", is_flag=True,
@@ -124,9 +124,9 @@ def _progress(quiet: bool):
 @click.option("--ray", "ray_address", help="Run on a Ray cluster: its address, or 'local' to start one here.")
 @click.option("--ray-workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray actors, each with its own model.")
 @click.option("--ray-gpus", type=click.FloatRange(min=0), default=0, show_default=True, help="GPUs per Ray actor.")
-@click.option("--precision", type=click.Choice(vocab.PRECISIONS), default="float", show_default=True,
+@click.option("--precision", type=click.Choice(choices.PRECISIONS), default="float", show_default=True,
               help="Vectors as written: float32, int8/uint8 codes (ranges fixed per model) or packed bits (binary, ubinary).")
-@click.option("--rescore-vectors", "rescore", type=click.Choice(vocab.RESCORE_PRECISIONS),
+@click.option("--rescore-vectors", "rescore", type=click.Choice(choices.RESCORE_PRECISIONS),
               help="With --precision binary|ubinary (Parquet): also store int8 codes or float32 vectors, read only to rescore search candidates.")
 @click.option("--emit", "outputs", default="dense", show_default=True, callback=_outputs,
               help="Outputs per text, comma-separated: dense (the pooled vector), sparse and colbert (bge-m3's lexical "

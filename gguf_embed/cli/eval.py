@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .. import vocab
+from .. import choices
 from ..quality import evaluate
 from .common import open_model, runtime_options, stderr, user_errors
 
@@ -44,7 +44,7 @@ def _print(report: dict) -> None:
 @click.option("--texts", "texts_file", type=click.Path(dir_okay=False, path_type=Path),
               help="One text per line (default: the built-in multilingual set).")
 @click.option("--task", type=click.Choice(["lee"]), help="A human-rated benchmark: lee = Lee et al. (2005), 50 documents.")
-@click.option("--input-type", type=click.Choice(vocab.INPUT_TYPES), help="The prompt to apply (default: the document one).")
+@click.option("--input-type", type=click.Choice(choices.INPUT_TYPES), help="The prompt to apply (default: the document one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @runtime_options
 def eval_cmd(model, reference, texts_file, task, input_type, as_json, settings):

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .. import vocab
+from .. import choices
 from .common import user_errors
 
 __all__ = ["inspect_cmd"]
@@ -26,7 +26,7 @@ def _rows(d: dict):
     for key in ("task", "pooling", "text_normalizer"):
         yield key.replace("_", " "), str(d[key]["value"]), d[key]["source"] or ""
     prompts = d["prompts"]["value"]
-    for name in vocab.INPUT_TYPES if d["task"]["value"] == "embed" else ():
+    for name in choices.INPUT_TYPES if d["task"]["value"] == "embed" else ():
         yield f"{name} prompt", repr(prompts[name]) if name in prompts else "-", d["prompts"]["source"] or ""
     if d["eos"]:
         yield "end of every input", f"{d['eos']['token']}: {d['eos']['note']}", d["eos"]["source"] or ""

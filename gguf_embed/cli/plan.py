@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .. import vocab
+from .. import choices, keys
 from ..errors import GGUFEmbedError
 
 __all__ = ["plan_cmd", "plan_table"]
@@ -82,7 +82,7 @@ def _choice_line(model: str, quant: str | None, shape, path, p) -> str:
 def _recorded_choice(path) -> str | None:
     from ..model.gguf_file import read_gguf
 
-    value = read_gguf(path).meta.get(vocab.QUANT_CHOICE)
+    value = read_gguf(path).meta.get(keys.QUANT_CHOICE)
     return str(value) if value else None
 
 
@@ -105,7 +105,7 @@ def _json_plan(p, fits: bool, budget: int | None, measured: int | None = None, p
 
 @click.command("plan")
 @click.argument("model")
-@click.option("--quant", "-q", type=click.Choice(vocab.QUANT_CHOICES, case_sensitive=False),
+@click.option("--quant", "-q", type=click.Choice(choices.QUANT_CHOICES, case_sensitive=False),
               help="Plan a models.toml model at this quantisation from its shape, without the file.")
 @click.option("--vram", help="GPU memory budget (3GB, 2.5GiB, 800MB; GB = GiB): find the settings that fit it.")
 @click.option("--ctx", "n_ctx", type=click.IntRange(min=16), help="Context size (decoder models; default min(limit, 8192)).")
@@ -113,8 +113,8 @@ def _json_plan(p, fits: bool, budget: int | None, measured: int | None = None, p
 @click.option("--batch-size", "batch_tokens", type=click.IntRange(min=16), hidden=True)  # encode's old name
 @click.option("--n-gpu-layers", type=int, default=0, show_default=True,
               help="Layers on the GPU without --vram (-1: all; 1: the output layer only).")
-@click.option("--kv-type", type=click.Choice(vocab.KV_TYPES), help="KV-cache type (default as encode: f16; f32 for rerankers).")
-@click.option("--flash-attn", type=click.Choice(vocab.FLASH_ATTN_MODES), help="Flash attention (default as encode).")
+@click.option("--kv-type", type=click.Choice(choices.KV_TYPES), help="KV-cache type (default as encode: f16; f32 for rerankers).")
+@click.option("--flash-attn", type=click.Choice(choices.FLASH_ATTN_MODES), help="Flash attention (default as encode).")
 @click.option("--check", is_flag=True, help="Also create the context on this machine and show llama.cpp's own report.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live.")

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .. import vocab
+from .. import choices
 from .common import open_model, read_texts, runtime_options, user_errors
 
 __all__ = ["rerank_cmd"]
@@ -23,9 +23,9 @@ __all__ = ["rerank_cmd"]
 @click.option("--top-n", type=click.IntRange(min=1), help="Show only the N best documents.")
 @click.option("--instruction", help="Task instruction (Qwen3-Reranker; default: web search).")
 @click.option("--raw-scores", is_flag=True, help="Logits (l_yes - l_no for Qwen3) instead of probabilities.")
-@click.option("--format", "fmt", type=click.Choice(vocab.LISTING_FORMATS), help="Output (default: table on a terminal, else jsonl).")
+@click.option("--format", "fmt", type=click.Choice(choices.LISTING_FORMATS), help="Output (default: table on a terminal, else jsonl).")
 @click.option("--text-field", help="Field holding the text in a .jsonl FILE (default: text).")
-@click.option("--truncate", type=click.Choice(vocab.TRUNCATE_POLICIES), default="end", show_default=True,
+@click.option("--truncate", type=click.Choice(choices.TRUNCATE_POLICIES), default="end", show_default=True,
               help="Over-long documents: cut their end or start, or refuse.")
 def rerank_cmd(query, file, model, settings, top_n, instruction, raw_scores, fmt, text_field, truncate):
     """Rank the documents in FILE (one per line, '-' for stdin, or .jsonl) by relevance to QUERY."""

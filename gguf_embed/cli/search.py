@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .. import vocab
+from .. import choices
 from .common import open_model, read_texts, runtime_options, user_errors
 
 __all__ = ["search_cmd"]
@@ -51,12 +51,12 @@ def _print_table(queries: list[str], blocks, reranked: bool) -> None:
 @click.option("--top-k", type=click.IntRange(min=1), default=10, show_default=True, help="Nearest rows to return (to rerank, with --rerank).")
 @click.option("--rerank", "reranker_model", help="Rescore the top-k with this reranker (texts from the index or its corpus).")
 @click.option("--top-n", type=click.IntRange(min=1), help="With --rerank: show only the N best (default: all top-k).")
-@click.option("--format", "fmt", type=click.Choice(vocab.LISTING_FORMATS), help="Output (default: table on a terminal, else jsonl).")
+@click.option("--format", "fmt", type=click.Choice(choices.LISTING_FORMATS), help="Output (default: table on a terminal, else jsonl).")
 @click.option("--queries", "queries_file", help="A file of queries, one per line ('-' for stdin): one result block each.")
 @click.option("--instruction", help="Task instruction for the query (as in encode; Qwen3: 'Instruct: {task}\\nQuery:{text}').")
 @click.option("--rerank-instruction", help="Task instruction for a Qwen3 reranker (default: web search).")
 @click.option("--faiss", "use_faiss", is_flag=True, help="Approximate search through a FAISS index next to the Parquet (built on first use).")
-@click.option("--faiss-index", "faiss_kind", type=click.Choice(vocab.FAISS_INDEXES), default="hnsw", show_default=True,
+@click.option("--faiss-index", "faiss_kind", type=click.Choice(choices.FAISS_INDEXES), default="hnsw", show_default=True,
               help="With --faiss: the FAISS index kind.")
 @click.option("--faiss-probe", type=click.IntRange(min=1), help="With --faiss: efSearch (hnsw) or nprobe (ivf); more is slower and finds more.")
 @click.option("--rescore", type=click.IntRange(min=1), help="Binary indexes: rescore the N x top-k nearest by Hamming distance with the float query (default 10).")

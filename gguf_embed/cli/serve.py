@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .. import vocab
+from .. import choices
 from .common import open_model, runtime_options, stderr, user_errors
 
 
@@ -20,7 +20,7 @@ from .common import open_model, runtime_options, stderr, user_errors
               help="Tokens per scheduling round shared by concurrent requests.")
 @click.option("--max-inputs", default=2048, show_default=True, type=click.IntRange(min=1), help="Inputs per request.")
 @click.option("--max-body-mb", default=32, show_default=True, type=click.IntRange(min=1), help="Request body limit.")
-@click.option("--truncate", type=click.Choice(vocab.TRUNCATE_POLICIES), default="error", show_default=True,
+@click.option("--truncate", type=click.Choice(choices.TRUNCATE_POLICIES), default="error", show_default=True,
               help="Default for over-long inputs (a request may override it).")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow browser requests from this origin (repeatable).")
 @click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), help="Answer repeated texts from this vector cache (shared with encode).")

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .. import vocab
+from .. import choices
 from .common import open_model, read_texts, runtime_options, user_errors
 
 __all__ = ["tokenize_cmd"]
@@ -20,10 +20,10 @@ TABLE_IDS = 24  # ids shown per row in the table format
 @click.argument("files", nargs=-1, required=True)
 @click.option("-m", "--model", required=True, help="The model: a .gguf path, a pulled or converted models.toml name, hf:OWNER/REPO/FILE.gguf, hf:OWNER/REPO:QUANT or ollama:NAME[:TAG].")
 @runtime_options
-@click.option("--format", "fmt", type=click.Choice(vocab.LISTING_FORMATS), default="jsonl", show_default=True)
-@click.option("--input-type", type=click.Choice(vocab.INPUT_TYPES), help="Apply the model's query or document prompt.")
+@click.option("--format", "fmt", type=click.Choice(choices.LISTING_FORMATS), default="jsonl", show_default=True)
+@click.option("--input-type", type=click.Choice(choices.INPUT_TYPES), help="Apply the model's query or document prompt.")
 @click.option("--instruction", help="Task instruction for queries (Qwen3: 'Instruct: {task}\\nQuery:{text}').")
-@click.option("--truncate", type=click.Choice(vocab.TRUNCATE_POLICIES), default="error", show_default=True)
+@click.option("--truncate", type=click.Choice(choices.TRUNCATE_POLICIES), default="error", show_default=True)
 def tokenize_cmd(files, model, settings, fmt, input_type, instruction, truncate):
     """Token ids for each non-empty line of FILE(s) ('-' for stdin), after prompt, normalisation and special tokens.
 

@@ -16,7 +16,7 @@ from ..engine.machine import resolve_quant
 from ..errors import ConversionError
 from ..registry import QUANT_TYPES, ModelEntry, Registry, load_registry
 from ..model.tensor_table import default_mix
-from ..vocab import IMATRIX_AUTO, IMATRIX_REQUIRED, QUANT_MIXES
+from ..choices import IMATRIX_AUTO, IMATRIX_REQUIRED, QUANT_MIXES
 from .hf import REGISTRY_ARCHS, read_folder
 
 SUPPORTED_ARCHS = REGISTRY_ARCHS
@@ -103,7 +103,7 @@ def convert_model(
 ) -> ConversionResult:
     """``imatrix``: quantise with importance weights, computed here (``"auto"``: on the built-in
     calibration texts, or on ``calibration``, a file of one text per line) or read from an imatrix GGUF;
-    ``mix``: a quantised file's tensor mixture (``vocab.QUANT_MIXES``, ``model.tensor_table.default_mix``)."""
+    ``mix``: a quantised file's tensor mixture (``choices.QUANT_MIXES``, ``model.tensor_table.default_mix``)."""
     quant, why = resolve_quant(quant)  # "auto": this machine's fastest lossless type
     if quant not in QUANT_TYPES:
         raise ConversionError(f"unknown quantisation type {quant}; choose one of {', '.join(QUANT_TYPES)}")

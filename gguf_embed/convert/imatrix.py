@@ -20,7 +20,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from .. import vocab
+from .. import keys
 from ..errors import ConversionError
 from ..engine.importance import Importance
 
@@ -66,10 +66,10 @@ def write_imatrix(path: Path, im: ImatrixFile) -> Path:
     w = gguf.GGUFWriter(str(tmp), arch="imatrix")
     try:
         w.add_type("imatrix")
-        w.add_array(vocab.IMATRIX_DATASETS, list(im.datasets))
-        w.add_uint32(vocab.IMATRIX_CHUNK_COUNT, im.chunk_count)
-        w.add_uint32(vocab.IMATRIX_CHUNK_SIZE, max(1, math.ceil(imp.tokens / max(im.chunk_count, 1))))
-        w.add_uint32(vocab.IMATRIX_TOKENS, imp.tokens)
+        w.add_array(keys.IMATRIX_DATASETS, list(im.datasets))
+        w.add_uint32(keys.IMATRIX_CHUNK_COUNT, im.chunk_count)
+        w.add_uint32(keys.IMATRIX_CHUNK_SIZE, max(1, math.ceil(imp.tokens / max(im.chunk_count, 1))))
+        w.add_uint32(keys.IMATRIX_TOKENS, imp.tokens)
         for name in sorted(imp.sums):
             sums = np.asarray(imp.sums[name], dtype=np.float32)
             w.add_tensor(f"{name}.in_sum2", sums)
@@ -114,10 +114,10 @@ def read_imatrix(path: Path) -> ImatrixFile:
         imp.counts[name] = int(round(float(counts.ravel()[0])))
     if not imp.sums:
         raise ConversionError(f"{path} holds no importance data")
-    datasets = _field(r, vocab.IMATRIX_DATASETS) or []
+    datasets = _field(r, keys.IMATRIX_DATASETS) or []
     datasets = tuple(datasets) if isinstance(datasets, list) else (str(datasets),)
-    imp.sequences = int(_field(r, vocab.IMATRIX_CHUNK_COUNT) or 0)
-    imp.tokens = int(_field(r, vocab.IMATRIX_TOKENS) or 0)
+    imp.sequences = int(_field(r, keys.IMATRIX_CHUNK_COUNT) or 0)
+    imp.tokens = int(_field(r, keys.IMATRIX_TOKENS) or 0)
     return ImatrixFile(imp, datasets, imp.sequences, path)
 
 
@@ -146,9 +146,9 @@ def check_matches(im: ImatrixFile, model_gguf: Path) -> None:
 def quantize_metadata(im: ImatrixFile, file_label: str) -> dict[str, str | int]:
     """The keys llama-quantize writes for an importance-weighted file, and ours."""
     return {
-        vocab.QUANTIZE_IMATRIX_FILE: file_label,
-        vocab.QUANTIZE_IMATRIX_DATASET: im.datasets[0] if im.datasets else "",
-        vocab.QUANTIZE_IMATRIX_ENTRIES: len(im.importance.sums),
-        vocab.QUANTIZE_IMATRIX_CHUNKS: im.chunk_count,
-        vocab.IMATRIX_TOKENS: im.importance.tokens,
+        keys.QUANTIZE_IMATRIX_FILE: file_label,
+        keys.QUANTIZE_IMATRIX_DATASET: im.datasets[0] if im.datasets else "",
+        keys.QUANTIZE_IMATRIX_ENTRIES: len(im.importance.sums),
+        keys.QUANTIZE_IMATRIX_CHUNKS: im.chunk_count,
+        keys.IMATRIX_TOKENS: im.importance.tokens,
     }

@@ -24,7 +24,7 @@ import logging
 import gguf
 import numpy as np
 
-from .. import vocab as keys
+from .. import choices, keys
 from ..errors import ConversionError
 from .hf import HFModel
 from .weights import HEAD_STEMS, _pickle_refs, _safetensors_refs, to_float32
@@ -33,7 +33,7 @@ __all__ = ["HEAD_FILES", "read_heads", "write_heads", "skip_ids", "f32_base64"]
 
 log = logging.getLogger("gguf_embed.convert")
 
-HEAD_FILES = dict(zip(keys.HEAD_OUTPUTS, HEAD_STEMS))
+HEAD_FILES = dict(zip(choices.HEAD_OUTPUTS, HEAD_STEMS))
 #: the tokenizer's tokens FlagEmbedding drops from the sparse weights
 SKIPPED_SPECIALS = ("cls_token", "eos_token", "pad_token", "unk_token")
 

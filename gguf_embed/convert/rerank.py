@@ -24,7 +24,7 @@ from __future__ import annotations
 import gguf
 import numpy as np
 
-from .. import vocab as keys
+from .. import choices, keys
 from ..errors import ConversionError
 from .hf import HFModel
 from .weights import TensorRef, to_float32
@@ -66,8 +66,8 @@ def is_qwen3_reranker(hf: HFModel) -> bool:
 def detect_task(hf: HFModel, forced: str | None) -> str:
     """"rerank" for a reranker folder (or when forced), else "embed"."""
     if forced is not None:
-        if forced not in keys.TASKS:
-            raise ConversionError(f"task must be one of {', '.join(keys.TASKS)}")
+        if forced not in choices.TASKS:
+            raise ConversionError(f"task must be one of {', '.join(choices.TASKS)}")
         if forced == "rerank" and hf.arch not in ("qwen3", "bert"):
             raise ConversionError(f"{hf.hf_architecture} cannot be converted as a reranker")
         if forced == "embed" and hf.hf_architecture in RERANK_HF_ARCHS:

@@ -10,7 +10,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from .. import vocab as keys
+from .. import keys
 from ..errors import ConversionError
 from ..text.normalize import UnsupportedNormalizer, normalizer_for_tokenizer_json
 from .hf import HFModel, bpe_pre_tokenizer
@@ -342,7 +342,7 @@ def quantize(src: Path, dst: Path, quant: str, threads: int | None = None, *, he
     """llama.cpp's quantizer; ``head_for_width``: the model's hidden size, when the file has a
     separate head to store at the smallest type (see ``separate_head_for``); ``importance``:
     (mean squared input per weight, metadata keys recording it) to quantise with; ``mix``: the
-    tensor mixture (``vocab.QUANT_MIXES``, see ``model.tensor_table``), recorded in the file."""
+    tensor mixture (``choices.QUANT_MIXES``, see ``model.tensor_table``), recorded in the file."""
     from ..engine.llama import quantize_file
     from ..model.tensor_table import head_types, mix_overrides
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import vocab
+from .. import choices
 from ..heads.pooling import l2_normalize
 from .cache import sha256_file
 from .search import SearchError, SearchIndex
@@ -105,8 +105,8 @@ def _write_json(path: Path, obj: dict) -> None:
 
 def open_faiss(index: SearchIndex, kind: str = "hnsw", *, rebuild: bool = False):
     """(FAISS index, sidecar dict): the one beside the Parquet if it is current, else built now and saved."""
-    if kind not in vocab.FAISS_INDEXES:
-        raise SearchError(f"unknown FAISS index kind {kind!r} (one of {', '.join(vocab.FAISS_INDEXES)})")
+    if kind not in choices.FAISS_INDEXES:
+        raise SearchError(f"unknown FAISS index kind {kind!r} (one of {', '.join(choices.FAISS_INDEXES)})")
     faiss = _faiss()
     ann_path, meta_path = ann_paths(index)
     meta = None if rebuild else _reusable(index, kind, meta_path, ann_path)

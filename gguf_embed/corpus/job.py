@@ -39,7 +39,7 @@ class JobSpec:
     chunk_overlap: int = 0
     window: int = DEFAULT_WINDOW
     late_chunking: bool = False  # each chunk pooled from one pass over its whole document (corpus/late.py)
-    outputs: tuple[str, ...] = ("dense",)  # vocab.OUTPUTS: anything beyond "dense" is computed per token
+    outputs: tuple[str, ...] = ("dense",)  # choices.OUTPUTS: anything beyond "dense" is computed per token
     batch_invariant: bool = False  # each text in a llama.cpp batch of its own: bit-identical in any batch
 
     @property

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import GGUFEmbedError, InvalidInputError
 from ..heads.pooling import l2_normalize
 from ..heads.precision import code_dtype, code_width, dequantize, ranges_digest
-from ..vocab import PRECISIONS
+from ..choices import PRECISIONS
 from .cache import remembered_sha256
 
 __all__ = ["Hit", "SearchIndex", "SearchError", "search", "search_vectors", "top_k_exact", "embed_queries",

@@ -139,7 +139,7 @@ class _Owned:
         except Exception:  # interpreter shutdown
             pass
 
-# vocab.FLASH_ATTN_MODES and vocab.KV_TYPES as llama.cpp's enums (ggml types for the KV cache)
+# choices.FLASH_ATTN_MODES and choices.KV_TYPES as llama.cpp's enums (ggml types for the KV cache)
 FLASH_ATTN = {"auto": ll.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": ll.LLAMA_FLASH_ATTN_TYPE_ENABLED, "off": ll.LLAMA_FLASH_ATTN_TYPE_DISABLED}
 KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8, "q4_0": 2, "bf16": 30}
 

@@ -16,7 +16,7 @@ import platform
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .. import vocab
+from .. import choices
 
 __all__ = ["LosslessChoice", "lossless_type", "cpu_flags", "llama_cpu_features", "cpu_has_bf16_dot",
            "BF16_FEATURE", "BF16_FLAG", "resolve_quant", "parse_system_info"]
@@ -102,7 +102,7 @@ def resolve_quant(quant: str, *, gpu: bool | None = None) -> tuple[str, str | No
     """(the type to write, why) for a quantisation name: "auto" becomes this machine's lossless
     type with the reason; any other name is itself, with no reason."""
     q = quant.upper()
-    if q != vocab.AUTO_QUANT:
+    if q != choices.AUTO_QUANT:
         return q, None
     choice = lossless_type(gpu)
     return choice.quant, choice.reason

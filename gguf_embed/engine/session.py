@@ -17,9 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-from .. import vocab
+from .. import choices
 from ..errors import InvalidInputError, InvalidTextError, ModelLoadError, text_problem
-from ..model.info import ModelInfo, read_info, resolve_model
+from ..model.info import read_info, resolve_model
 from ..registry import Registry
 from ..text.frame import Frame, special_frame
 from . import llama
@@ -186,7 +186,7 @@ def open_session(model, session: Session | None, settings: RuntimeSettings | Non
         raise InvalidInputError("give a model (a .gguf path or a models.toml name)", param="model")
     settings = settings or RuntimeSettings()
     prompts = overrides.pop("prompts", None) or {}  # Embedder(path, prompts={"query": ..., "document": ...})
-    unknown = sorted(set(prompts) - set(vocab.INPUT_TYPES))
+    unknown = sorted(set(prompts) - set(choices.INPUT_TYPES))
     if unknown:
         raise InvalidInputError(f"prompts take 'query' and 'document', not {', '.join(unknown)}", param="prompts")
     overrides = {**overrides, "query_prompt": prompts.get("query", overrides.get("query_prompt")),

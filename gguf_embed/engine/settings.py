@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .. import vocab
+from .. import choices
 from ..errors import InvalidInputError
 
 __all__ = ["RuntimeSettings", "DEFAULT_BATCH_TOKENS", "batch_reason", "DEFAULT_CAUSAL_CTX", "context_shape", "default_flash_attn",
@@ -39,12 +39,12 @@ class RuntimeSettings:
     verbose: bool = False
 
     def __post_init__(self):
-        if self.pooling is not None and self.pooling not in vocab.POOLINGS:
-            raise InvalidInputError(f"pooling must be one of {', '.join(vocab.POOLINGS)}")
-        if self.flash_attn is not None and self.flash_attn not in vocab.FLASH_ATTN_MODES:
-            raise InvalidInputError(f"flash_attn must be one of {', '.join(vocab.FLASH_ATTN_MODES)}")
-        if self.kv_type is not None and self.kv_type not in vocab.KV_TYPES:
-            raise InvalidInputError(f"kv_type must be one of {', '.join(vocab.KV_TYPES)}")
+        if self.pooling is not None and self.pooling not in choices.POOLINGS:
+            raise InvalidInputError(f"pooling must be one of {', '.join(choices.POOLINGS)}")
+        if self.flash_attn is not None and self.flash_attn not in choices.FLASH_ATTN_MODES:
+            raise InvalidInputError(f"flash_attn must be one of {', '.join(choices.FLASH_ATTN_MODES)}")
+        if self.kv_type is not None and self.kv_type not in choices.KV_TYPES:
+            raise InvalidInputError(f"kv_type must be one of {', '.join(choices.KV_TYPES)}")
 
     @classmethod
     def of(cls, **kwargs) -> "RuntimeSettings":

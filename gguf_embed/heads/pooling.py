@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..vocab import POOLINGS
+from ..choices import POOLINGS
 
 __all__ = ["POOLINGS", "needed_rows", "pool", "pool_picked", "cut_dimensions", "l2_normalize", "postprocess", "cosine",
            "row_cosines"]

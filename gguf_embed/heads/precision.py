@@ -18,7 +18,7 @@ import hashlib
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..vocab import PRECISIONS
+from ..choices import PRECISIONS
 
 __all__ = ["PRECISIONS", "check_precision", "code_width", "code_dtype", "quantize", "dequantize", "pack_bits",
            "unpack_signs", "hamming", "ranges_from", "ranges_digest", "RANGE_MARGIN"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from .. import vocab
+from .. import keys
 from ..registry import Family
 from .gguf_file import GGUFFile
 
@@ -29,13 +29,13 @@ def _name(text: str) -> str:
 def facts(gguf: GGUFFile) -> dict[str, Any]:
     """What a file says that families are told apart by."""
     meta = gguf.meta
-    arch = str(meta.get(vocab.ARCH, "?"))
-    pooling_id = meta.get(vocab.arch_key(arch, "pooling_type"))
-    labels = meta.get(vocab.arch_key(arch, "classifier.output_labels"))
+    arch = str(meta.get(keys.ARCH, "?"))
+    pooling_id = meta.get(keys.arch_key(arch, "pooling_type"))
+    labels = meta.get(keys.arch_key(arch, "classifier.output_labels"))
     names = [meta.get("general.basename"), meta.get("general.name"), gguf.path.stem]
     return {
         "architecture": arch,
-        "pooling": vocab.POOLING_NAMES.get(pooling_id, "none") if isinstance(pooling_id, int) else "none",
+        "pooling": keys.POOLING_NAMES.get(pooling_id, "none") if isinstance(pooling_id, int) else "none",
         "tokenizer": meta.get("tokenizer.ggml.model"),
         "names": " ".join(_name(n) for n in names if n),
         "cls_labels": list(labels) if isinstance(labels, list) else [],

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .. import vocab
+from .. import choices, keys
 from ..errors import InvalidInputError, ModelLoadError
 from ..registry import load_registry
 from ..text import normalize, templates
@@ -67,7 +67,7 @@ class ModelInfo:
     @property
     def outputs(self) -> tuple[str, ...]:
         """What one pass can give: the pooled vector and token states always, head outputs when the file has them."""
-        return tuple(o for o in vocab.OUTPUTS if o not in vocab.HEAD_OUTPUTS or o in self.heads)
+        return tuple(o for o in choices.OUTPUTS if o not in choices.HEAD_OUTPUTS or o in self.heads)
 
     @property
     def dimension_range(self) -> tuple[int, int]:
@@ -79,13 +79,13 @@ class ModelInfo:
         """What ``gguf`` says, completed from its family (``families``: the registry's by default)
         and ``prompts`` given by the caller; ``sources`` says where each value came from."""
         meta, path = gguf.meta, gguf.path
-        arch = str(meta.get(vocab.ARCH, "?"))
+        arch = str(meta.get(keys.ARCH, "?"))
         row = arch_row(arch)
         fam = recognise(gguf, (families if families is not None else load_registry().families).values())
         src: dict[str, str] = {}
 
         def num(key: str, default: int = 0) -> int:
-            value = meta.get(vocab.arch_key(arch, key), default)
+            value = meta.get(keys.arch_key(arch, key), default)
             return int(value) if isinstance(value, (int, float)) else default
 
         def pick(key: str, ours, family_value, default):
@@ -101,8 +101,8 @@ class ModelInfo:
 
         pooling, task = _pooling_and_task(meta, arch, row, pooling_override, fam, src)
         n_ctx_train = num("context_length")
-        max_tokens = int(pick("max_tokens", meta.get(vocab.MAX_TOKENS), fam and fam.max_tokens, n_ctx_train))
-        mmin = pick("matryoshka_min", meta.get(vocab.MATRYOSHKA_MIN), fam and fam.matryoshka_min, None)
+        max_tokens = int(pick("max_tokens", meta.get(keys.MAX_TOKENS), fam and fam.max_tokens, n_ctx_train))
+        mmin = pick("matryoshka_min", meta.get(keys.MATRYOSHKA_MIN), fam and fam.matryoshka_min, None)
         found = _prompts(meta)
         chosen = dict(pick("prompts", found or None, fam and dict(fam.prompts), {}))
         for name, text in (prompts or {}).items():
@@ -110,26 +110,26 @@ class ModelInfo:
                 chosen[name], src["prompts"] = text, "override"
         if fam is not None and fam.eos and task == "embed":
             src["eos"] = f"family {fam.name}"
-        norm = pick("text_normalizer", meta.get(vocab.TEXT_NORMALIZER), fam and fam.text_normalizer, "none")
+        norm = pick("text_normalizer", meta.get(keys.TEXT_NORMALIZER), fam and fam.text_normalizer, "none")
         return cls(
-            path=path, name=str(meta.get(vocab.REGISTRY_NAME) or path.stem), arch=arch,
+            path=path, name=str(meta.get(keys.REGISTRY_NAME) or path.stem), arch=arch,
             n_embd=num("embedding_length"), n_layer=num("block_count"), n_ctx_train=n_ctx_train, pooling=pooling,
-            causal=bool(meta.get(vocab.arch_key(arch, "attention.causal"), row.causal)),
+            causal=bool(meta.get(keys.arch_key(arch, "attention.causal"), row.causal)),
             max_tokens=min(max_tokens, n_ctx_train) if n_ctx_train else max_tokens,
             matryoshka_min=int(mmin) if mmin else None, prompts=MappingProxyType(chosen),
             text_normalizer=_text_normalizer(path, str(norm)), task=str(task),
-            rerank=_rerank_template(meta, fam, src), type1_offset=int(meta.get(vocab.TYPE1_OFFSET, 0) or 0),
-            file_type=meta.get(vocab.FILE_TYPE), family=fam.name if fam else None,
+            rerank=_rerank_template(meta, fam, src), type1_offset=int(meta.get(keys.TYPE1_OFFSET, 0) or 0),
+            file_type=meta.get(keys.FILE_TYPE), family=fam.name if fam else None,
             eos=fam.eos if fam and task == "embed" else None, sources=MappingProxyType(src),
             heads=_heads(meta),
         )
 
 
 def _pooling_and_task(meta, arch: str, row, override: str | None, fam, src: dict) -> tuple[str, str]:
-    pooling = override or vocab.POOLING_NAMES.get(meta.get(vocab.arch_key(arch, "pooling_type")))
+    pooling = override or keys.POOLING_NAMES.get(meta.get(keys.arch_key(arch, "pooling_type")))
     src["pooling"] = "override" if override else "file" if pooling not in (None, "none") else "default"
-    task = meta.get(vocab.TASK) or ("rerank" if pooling == "rank" else fam.task if fam else "embed")
-    src["task"] = "file" if meta.get(vocab.TASK) or pooling == "rank" else f"family {fam.name}" if fam else "default"
+    task = meta.get(keys.TASK) or ("rerank" if pooling == "rank" else fam.task if fam else "embed")
+    src["task"] = "file" if meta.get(keys.TASK) or pooling == "rank" else f"family {fam.name}" if fam else "default"
     if pooling == "rank" or (task == "rerank" and pooling in (None, "none")):
         pooling = row.rank_token  # a rerank head reads the classification token
     if pooling in (None, "none"):
@@ -138,29 +138,29 @@ def _pooling_and_task(meta, arch: str, row, override: str | None, fam, src: dict
 
 
 def _heads(meta: Mapping[str, Any]) -> tuple[str, ...]:
-    listed = meta.get(vocab.HEADS)
-    return tuple(h for h in vocab.HEAD_OUTPUTS if isinstance(listed, list) and h in listed)
+    listed = meta.get(keys.HEADS)
+    return tuple(h for h in choices.HEAD_OUTPUTS if isinstance(listed, list) and h in listed)
 
 
 def _prompts(meta: Mapping[str, Any]) -> dict[str, str]:
-    return {k[len(vocab.PROMPT):]: str(v) for k, v in meta.items() if k.startswith(vocab.PROMPT)}
+    return {k[len(keys.PROMPT):]: str(v) for k, v in meta.items() if k.startswith(keys.PROMPT)}
 
 
 def _rerank_template(meta: Mapping[str, Any], fam, src: dict) -> RerankTemplate | None:
     """gguf-embed's own split template, else llama.cpp's ``tokenizer.chat_template.rerank``, split."""
-    body = meta.get(vocab.RERANK_BODY)
+    body = meta.get(keys.RERANK_BODY)
     if body is not None:
         src["rerank_template"] = "file"
-        return RerankTemplate(str(meta.get(vocab.RERANK_PREFIX, "")), str(body),
-                              str(meta.get(vocab.RERANK_SUFFIX, "")), meta.get(vocab.RERANK_INSTRUCTION))
-    text = meta.get(vocab.LLAMA_RERANK_TEMPLATE)
+        return RerankTemplate(str(meta.get(keys.RERANK_PREFIX, "")), str(body),
+                              str(meta.get(keys.RERANK_SUFFIX, "")), meta.get(keys.RERANK_INSTRUCTION))
+    text = meta.get(keys.LLAMA_RERANK_TEMPLATE)
     if not isinstance(text, str):
         return None
     try:
         prefix, body, suffix, instruction = templates.parse_rerank_template(text)
     except InvalidInputError as exc:
         raise ModelLoadError(f"{meta.get('general.name', 'the file')}: {exc.message}") from None
-    src["rerank_template"] = f"file ({vocab.LLAMA_RERANK_TEMPLATE})"
+    src["rerank_template"] = f"file ({keys.LLAMA_RERANK_TEMPLATE})"
     return RerankTemplate(prefix, body, suffix, instruction or (fam.rerank_instruction if fam else None))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import vocab
+from .. import keys
 from .gguf_file import GGUFFile
 from .info import ModelInfo
 
@@ -36,7 +36,7 @@ def _head(gguf: GGUFFile, info: ModelInfo) -> dict[str, Any] | None:
     if info.task != "rerank":
         return None
     out = gguf.tensors.get("cls.output.weight")
-    labels = gguf.meta.get(vocab.arch_key(info.arch, "classifier.output_labels"))
+    labels = gguf.meta.get(keys.arch_key(info.arch, "classifier.output_labels"))
     return {"rows": out.shape[0] if out is not None else 0, "pooler": "cls.weight" in gguf.tensors,
             "labels": labels if isinstance(labels, list) else None,
             "score": "P(yes) = sigmoid(l_yes - l_no)" if out is not None and out.shape[0] == 2 else "sigmoid(logit)"}
@@ -44,11 +44,11 @@ def _head(gguf: GGUFFile, info: ModelInfo) -> dict[str, Any] | None:
 
 def importance_matrix(meta: dict) -> dict[str, Any] | None:
     """How the file was importance-weighted (the keys llama-quantize and gguf-embed write), or None."""
-    if vocab.QUANTIZE_IMATRIX_ENTRIES not in meta and vocab.QUANTIZE_IMATRIX_FILE not in meta:
+    if keys.QUANTIZE_IMATRIX_ENTRIES not in meta and keys.QUANTIZE_IMATRIX_FILE not in meta:
         return None
-    return {"file": meta.get(vocab.QUANTIZE_IMATRIX_FILE), "dataset": meta.get(vocab.QUANTIZE_IMATRIX_DATASET),
-            "entries": meta.get(vocab.QUANTIZE_IMATRIX_ENTRIES), "chunks": meta.get(vocab.QUANTIZE_IMATRIX_CHUNKS),
-            "tokens": meta.get(vocab.IMATRIX_TOKENS)}
+    return {"file": meta.get(keys.QUANTIZE_IMATRIX_FILE), "dataset": meta.get(keys.QUANTIZE_IMATRIX_DATASET),
+            "entries": meta.get(keys.QUANTIZE_IMATRIX_ENTRIES), "chunks": meta.get(keys.QUANTIZE_IMATRIX_CHUNKS),
+            "tokens": meta.get(keys.IMATRIX_TOKENS)}
 
 
 def describe(gguf: GGUFFile, info: ModelInfo) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def describe(gguf: GGUFFile, info: ModelInfo) -> dict[str, Any]:
         "outputs": list(info.outputs),
         "quantization": info.file_type_name, "importance_matrix": importance_matrix(gguf.meta),
         "causal": info.causal, "layers": info.n_layer,
-        "quant_choice": gguf.meta.get(vocab.QUANT_CHOICE),  # why --quant auto wrote this type, if it did
-        "quant_mix": gguf.meta.get(vocab.QUANT_MIX),  # convert's tensor mixture (absent: not ours, or not quantised)
+        "quant_choice": gguf.meta.get(keys.QUANT_CHOICE),  # why --quant auto wrote this type, if it did
+        "quant_mix": gguf.meta.get(keys.QUANT_MIX),  # convert's tensor mixture (absent: not ours, or not quantised)
         "supplied_by_gguf_embed": sorted(k for k, v in src.items() if v.startswith("family")),
     }

@@ -8,7 +8,7 @@ import binascii
 
 import numpy as np
 
-from .. import vocab
+from .. import keys
 from ..errors import ModelLoadError
 from ..heads.multivector import Head
 from .gguf_file import GGUFFile
@@ -29,9 +29,9 @@ def _f32(value) -> np.ndarray | None:
 
 def read_head(gguf: GGUFFile, kind: str, n_embd: int) -> Head:
     """The ``kind`` head ("sparse" | "colbert"): weight (rows, n_embd) and bias (rows,), float32."""
-    weight = _f32(gguf.get(vocab.HEAD_WEIGHT.format(kind)))
-    bias = _f32(gguf.get(vocab.HEAD_BIAS.format(kind)))
-    rows = gguf.get(vocab.HEAD_ROWS.format(kind))
+    weight = _f32(gguf.get(keys.HEAD_WEIGHT.format(kind)))
+    bias = _f32(gguf.get(keys.HEAD_BIAS.format(kind)))
+    rows = gguf.get(keys.HEAD_ROWS.format(kind))
     if weight is None or bias is None or not isinstance(rows, int) or rows <= 0 \
             or weight.size != rows * n_embd or bias.size != rows:
         raise ModelLoadError(f"{gguf.path}: the {kind} head's metadata is missing or has the wrong size")
@@ -40,9 +40,9 @@ def read_head(gguf: GGUFFile, kind: str, n_embd: int) -> Head:
 
 def sparse_skip_ids(gguf: GGUFFile) -> tuple[int, ...]:
     """Token ids that get no lexical weight: the converter's list, else the file's special tokens."""
-    listed = gguf.ndarray(vocab.HEAD_SKIP_IDS)
+    listed = gguf.ndarray(keys.HEAD_SKIP_IDS)
     if listed is not None:
         return tuple(int(i) for i in listed.reshape(-1))
-    keys = ("cls", "bos", "eos", "seperator", "padding", "unknown")
-    ids = (gguf.get(f"tokenizer.ggml.{k}_token_id") for k in keys)
+    kinds = ("cls", "bos", "eos", "seperator", "padding", "unknown")
+    ids = (gguf.get(f"tokenizer.ggml.{k}_token_id") for k in kinds)
     return tuple(sorted({int(i) for i in ids if isinstance(i, int)}))

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .. import vocab
+from .. import choices, keys
 from ..errors import GGUFEmbedError, ModelLoadError, ModelNotFoundError
 from ..registry import ModelEntry, Registry, default_models_dir, load_registry
 from .gguf_file import GGUF_MAGIC, check_gguf_file, file_type_name, read_gguf
@@ -97,8 +97,8 @@ def pull(model: str, *, quant: str | None = None, registry: Registry | None = No
         raise ModelNotFoundError(f"models.toml names no ready GGUF of {entry.name}; run: gguf-embed convert "
                                  f"{entry.name}", param="model")
     q = (quant or entry.default_quant).upper()
-    if q == vocab.AUTO_QUANT:  # a ready file of either lossless type, the one the repo lists first
-        q = next((t for t in vocab.LOSSLESS_TYPES if t in entry.gguf.files), vocab.LOSSLESS_TYPES[-1])
+    if q == choices.AUTO_QUANT:  # a ready file of either lossless type, the one the repo lists first
+        q = next((t for t in choices.LOSSLESS_TYPES if t in entry.gguf.files), choices.LOSSLESS_TYPES[-1])
     file = entry.gguf.files.get(q)
     return _checked(fetch_hf(HFRef(entry.gguf.repo, file, None if file else q), folder, fallback_quant=q))
 
@@ -232,13 +232,13 @@ def _describe(name: str, source: str, path: Path) -> LocalModel | None:
         size = path.stat().st_size
     except (GGUFEmbedError, OSError):
         return None
-    arch = meta.get(vocab.ARCH)
-    pid = meta.get(vocab.arch_key(str(arch), "pooling_type"))
-    pooling = vocab.POOLING_NAMES.get(int(pid)) if isinstance(pid, int) else None
-    task = meta.get(vocab.TASK) or ("rerank" if pooling == "rank" else "embed" if pooling in vocab.POOLINGS else None)
+    arch = meta.get(keys.ARCH)
+    pid = meta.get(keys.arch_key(str(arch), "pooling_type"))
+    pooling = keys.POOLING_NAMES.get(int(pid)) if isinstance(pid, int) else None
+    task = meta.get(keys.TASK) or ("rerank" if pooling == "rank" else "embed" if pooling in choices.POOLINGS else None)
     title = meta.get("general.name")
     return LocalModel(name, source, path, size, str(arch) if arch else None, str(title) if title else None,
-                      str(task) if task else None, pooling, file_type_name(meta.get(vocab.FILE_TYPE)))
+                      str(task) if task else None, pooling, file_type_name(meta.get(keys.FILE_TYPE)))
 
 
 def list_local(models_dir: Path | None = None) -> list[LocalModel]:

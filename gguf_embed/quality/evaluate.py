@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .. import vocab
+from .. import keys
 from ..errors import GGUFEmbedError
 from ..heads.pooling import l2_normalize
 
@@ -192,7 +192,7 @@ def report(emb, *, reference: str | None, texts_file: Path | None, task: str | N
 
     meta = emb.session.gguf.meta
     out: dict = {"model": str(emb.info.path), "quantization": emb.info.file_type_name,
-                 "tensor_mix": meta.get(vocab.QUANT_MIX), "importance_matrix": importance_matrix(meta)}
+                 "tensor_mix": meta.get(keys.QUANT_MIX), "importance_matrix": importance_matrix(meta)}
     encode, ref_encode, ref_emb = gguf_encoder(emb, input_type), None, None
     try:
         if reference is not None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, TooManyInputsError, check_text
 from ..heads.precision import check_precision
-from ..vocab import COHERE_EMBEDDING_TYPES, COHERE_INPUT_TYPES, COHERE_TRUNCATE, ENCODING_FORMATS
+from ..choices import COHERE_EMBEDDING_TYPES, COHERE_INPUT_TYPES, COHERE_TRUNCATE, ENCODING_FORMATS
 from .embeddings import EmbeddingRequest, json_object, optional_str
 
 __all__ = ["CohereEmbedRequest", "parse_cohere_embed", "cohere_embed_response", "cohere_embed_route"]

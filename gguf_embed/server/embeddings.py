@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError, TooManyInputsError, check_text
-from ..vocab import ENCODING_FORMATS, INPUT_TYPES, TRUNCATE_POLICIES
+from ..choices import ENCODING_FORMATS, INPUT_TYPES, TRUNCATE_POLICIES
 
 KNOWN_FIELDS = {"input", "model", "encoding_format", "dimensions", "user", "input_type", "instruction", "truncate",
                 "late_chunking"}

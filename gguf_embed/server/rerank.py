@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import InvalidInputError, TooManyInputsError, check_text
 from ..reranker import RerankResult, check_top_n
-from ..vocab import TRUNCATE_POLICIES
+from ..choices import TRUNCATE_POLICIES
 from .embeddings import json_object, optional_str
 
 __all__ = ["RerankRequest", "parse_rerank", "rerank_response", "rerank_route"]

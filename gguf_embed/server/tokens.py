@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidInputError, TooManyInputsError, check_text
-from ..vocab import TRUNCATE_POLICIES
+from ..choices import TRUNCATE_POLICIES
 from .embeddings import json_object, optional_str
 
 __all__ = ["TokenRequest", "parse_token_request", "embed_sparse_route", "embed_all_route"]

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .. import vocab
+from .. import choices
 from ..errors import InputTooLongError, InvalidInputError
 
 __all__ = ["fit_body", "common_prefix", "Frame", "special_frame", "check_truncate", "EMPTY"]
@@ -23,8 +23,8 @@ Tokenize = Callable[..., np.ndarray]  # (text, *, add_special, parse_special=Fal
 
 
 def check_truncate(truncate: str) -> None:
-    if truncate not in vocab.TRUNCATE_POLICIES:
-        raise InvalidInputError(f"truncate must be one of {', '.join(vocab.TRUNCATE_POLICIES)}", param="truncate")
+    if truncate not in choices.TRUNCATE_POLICIES:
+        raise InvalidInputError(f"truncate must be one of {', '.join(choices.TRUNCATE_POLICIES)}", param="truncate")
 
 
 def fit_body(tokens: np.ndarray, n_head: int, n_tail: int, limit: int, truncate: str, keep: int = 0) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-from .. import vocab
+from .. import choices
 from ..errors import InvalidInputError
 
 __all__ = ["INSTRUCT_PREFIX", "prompt_for", "instruction_prompt", "split_pair", "parse_rerank_template"]
@@ -28,8 +28,8 @@ def instruction_prompt(task: str) -> str:
 
 def prompt_for(prompts: Mapping[str, str], model: str, input_type: str | None, instruction: str | None) -> str:
     """The text put before an input of ``input_type`` (default: document)."""
-    if input_type is not None and input_type not in vocab.INPUT_TYPES:
-        raise InvalidInputError(f"input_type must be one of {', '.join(vocab.INPUT_TYPES)}", param="input_type")
+    if input_type is not None and input_type not in choices.INPUT_TYPES:
+        raise InvalidInputError(f"input_type must be one of {', '.join(choices.INPUT_TYPES)}", param="input_type")
     if instruction is not None:
         if input_type == "document":
             raise InvalidInputError("an instruction applies to queries, not documents", param="instruction")

@@ -10,7 +10,6 @@ normalisation and query/document prompts.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 QWEN2_SPLIT = (
