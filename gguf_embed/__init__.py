@@ -5,7 +5,9 @@
     vecs = emb.embed(["hello", "world"]).embeddings   # float32 (2, 384), L2-normalised
 """
 
-from .embedder import EmbedResult, Embedder
+from .convert import convert_model
+from .embedder import Embedder, EmbedResult
+from .engine.settings import RuntimeSettings  # noqa: F401 - Embedder(model, settings=RuntimeSettings(...))
 from .errors import (
     ConversionError,
     GGUFEmbedError,
@@ -14,7 +16,6 @@ from .errors import (
     ModelLoadError,
     ModelNotFoundError,
 )
-from .engine.settings import RuntimeSettings  # noqa: F401 - Embedder(model, settings=RuntimeSettings(...))
 from .model.info import ModelInfo
 from .registry import ModelEntry, Registry, load_registry
 from .reranker import Reranker
@@ -38,9 +39,3 @@ __all__ = [
     "ConversionError",
 ]
 
-
-def convert_model(*args, **kwargs):
-    """Hugging Face folder / models.toml name / Hub id -> GGUF (see gguf_embed.convert)."""
-    from .convert import convert_model as _convert
-
-    return _convert(*args, **kwargs)

@@ -21,6 +21,14 @@ __all__ = [
     "InvalidTextError",
     "ModelRuntimeError",
     "NonFiniteOutputError",
+    "UnsupportedNormalizer",
+    "RegistryError",
+    "BudgetError",
+    "BadInputError",
+    "CacheError",
+    "SearchError",
+    "EvalError",
+    "RayNotInstalledError",
     "text_problem",
     "check_text",
 ]
@@ -176,6 +184,50 @@ class NonFiniteOutputError(ModelRuntimeError):
         return cls(f"the model's vector for {what} is not finite (NaN or inf); the llama.cpp context has been "
                    "rebuilt for the next call (if it keeps happening, the GPU backend may be at fault: try the CPU "
                    "or another KV-cache type)", index=index, param=param)
+
+
+class UnsupportedNormalizer(GGUFEmbedError, ValueError):
+    """A tokenizer.json normaliser (or a GGUF value) gguf-embed cannot reproduce."""
+
+    code = "unsupported_normalizer"
+
+
+class RegistryError(GGUFEmbedError):
+    """models.toml (the package's or a user's) is malformed."""
+
+    code = "bad_registry"
+
+
+class BudgetError(InvalidInputError):
+    """The model and the asked-for settings do not fit a memory budget (``--vram``)."""
+
+    code = "does_not_fit"
+
+
+class BadInputError(InvalidInputError):
+    """A corpus record (or a whole input file) that cannot be embedded; the message names its place."""
+
+    code = "bad_input"
+
+
+class CacheError(GGUFEmbedError):
+    """The vector cache file cannot be created, opened or used."""
+
+    code = "cache_error"
+
+
+class SearchError(InvalidInputError):
+    """An index, its manifest or a search request that cannot be used."""
+
+    code = "search_error"
+
+
+class EvalError(GGUFEmbedError):
+    code = "eval_failed"
+
+
+class RayNotInstalledError(GGUFEmbedError):
+    code = "ray_not_installed"
 
 
 class ServiceUnavailableError(GGUFEmbedError):

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .embedder import Embedder
 from .heads.pooling import l2_normalize
 
 __all__ = ["MTEBEncoder"]
@@ -57,8 +58,6 @@ class MTEBEncoder:
         **embedder_kwargs: Any,
     ) -> None:
         if embedder is None:
-            from .embedder import Embedder
-
             if device == "cpu":
                 embedder_kwargs.setdefault("n_gpu_layers", 0)
             embedder = Embedder(model_name, **embedder_kwargs)

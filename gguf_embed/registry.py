@@ -10,15 +10,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
-from .errors import GGUFEmbedError, ModelNotFoundError
+from .errors import ModelNotFoundError, RegistryError
 from .choices import ARCHITECTURES, AUTO_QUANT, LOSSLESS_TYPES, POOLINGS, QUANT_TYPES, TASKS
 
 __all__ = ["Shape", "GGUFSource", "ModelEntry", "Family", "Registry", "load_registry", "default_models_dir",
            "QUANT_TYPES"]
-
-
-class RegistryError(GGUFEmbedError):
-    code = "bad_registry"
 
 
 @dataclass(frozen=True)

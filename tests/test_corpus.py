@@ -369,7 +369,7 @@ def test_cache_stats_and_prune(tmp_path, qwen):
 
 
 def test_model_hash_is_read_once_per_file_version(tmp_path, monkeypatch):
-    from gguf_embed.corpus import cache as cache_mod
+    from gguf_embed.store import cache as cache_mod
 
     f = tmp_path / "m.gguf"
     f.write_bytes(b"GGUF" + b"x" * 1000)

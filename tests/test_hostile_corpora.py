@@ -184,7 +184,7 @@ def test_bad_records_past_the_memory_limit_reach_the_errors_file_in_order(tmp_pa
 
 
 def test_seen_ids_and_bad_log_clean_up():
-    from gguf_embed.corpus.readers import BadRecord
+    from gguf_embed.corpus.records import BadRecord
     from gguf_embed.corpus.seen import BadLog, SeenIds
 
     ids = SeenIds(limit=3)

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from gguf_embed import Embedder
 from gguf_embed.cli import main
 from gguf_embed.corpus import chunk_spans
-from gguf_embed.corpus.job import JobSpec, _token_counter
+from gguf_embed.corpus.backends import token_counter
+from gguf_embed.corpus.spec import JobSpec
 from gguf_embed.errors import InvalidInputError
 from gguf_embed.server import create_app
 from gguf_embed.text.late import join_chunks
@@ -91,7 +92,7 @@ def reference(st, text: str, spans, limit: int, prompt: str = "") -> np.ndarray:
 
 
 def counter(emb, input_type=None):
-    return _token_counter(emb, JobSpec(input_type=input_type))
+    return token_counter(emb, JobSpec(input_type=input_type))
 
 
 # --- the Python API against sentence-transformers ---------------------------------------------

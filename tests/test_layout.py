@@ -1,6 +1,8 @@
 """The package's layout rules, read from its source: where each third-party library may be
-imported, which way imports point, how long modules and functions may grow, and that every
-closed choice set is written once (in ``gguf_embed.choices``)."""
+imported, which way imports point, that no imports go round in a circle, that only the command
+line imports the package's own modules inside functions, that every error class is in the one
+tree, how long modules and functions may grow, and that every closed choice set is written once
+(in ``gguf_embed.choices``)."""
 
 from __future__ import annotations
 
@@ -53,13 +55,18 @@ def module_name(path: Path) -> list[str]:
     return parts[:-1] if parts[-1] == "__init__" else parts
 
 
-def imports(path: Path) -> list[tuple[str, int]]:
-    """(absolute dotted name, line) of every import in a module, function-level ones included."""
+def imports(path: Path, *, in_functions_only: bool = False) -> list[tuple[str, int]]:
+    """(absolute dotted name, line) of every import in a module, function-level ones included
+    (``in_functions_only``: those alone). ``from . import x`` gives ``package.x`` for each name."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     here = ["gguf_embed", *module_name(path)]
     package = here if path.name == "__init__.py" else here[:-1]
+    nodes = ast.walk(tree)
+    if in_functions_only:
+        nodes = (n for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 for n in ast.walk(f))
     out = []
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             out += [(a.name, node.lineno) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -71,7 +78,71 @@ def imports(path: Path) -> list[tuple[str, int]]:
                     continue
             else:
                 name = node.module
+                if name == "gguf_embed" or name.startswith("gguf_embed."):  # from gguf_embed.x import y: y may be a module
+                    out += [(f"{name}.{a.name}", node.lineno) for a in node.names]
+                    continue
             out.append((name, node.lineno))
+    return out
+
+
+def known_modules() -> set[str]:
+    return {".".join(["gguf_embed", *module_name(p)]) for p in modules()}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package modules importing it runs: the module the import names (or the module a
+    name is imported from), and every package above it that the importer is not itself inside (Python
+    runs a package's ``__init__`` before any of its modules)."""
+    known = known_modules()
+    graph: dict[str, set[str]] = {}
+    for path in modules():
+        me = ".".join(["gguf_embed", *module_name(path)])
+        inside = {".".join(me.split(".")[:i]) for i in range(1, me.count(".") + 2)}
+        if path.name == "__init__.py":
+            inside.add(me)
+        edges = graph.setdefault(me, set())
+        for name, _ in imports(path):
+            parts = name.split(".")
+            if parts[0] != "gguf_embed":
+                continue
+            while parts and ".".join(parts) not in known:  # a name imported from a module
+                parts = parts[:-1]
+            for i in range(1, len(parts) + 1):
+                target = ".".join(parts[:i])
+                if target not in inside and target != me:
+                    edges.add(target)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each as a sorted list."""
+    index, low, stack, on, out, n = {}, {}, [], set(), [], [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = n[0]
+        n[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
     return out
 
 
@@ -111,6 +182,40 @@ def test_imports_point_one_way():
             if theirs > mine or (theirs == mine and mine < ADAPTER and not same_package):
                 wrong.append(f"{rel(path)}:{line} ({mine}) imports {name} ({theirs})")
     assert wrong == []
+
+
+def test_no_import_cycles():
+    """Module-level and in-function imports together: no module's import can come back to it."""
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_check_sees_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_package_modules_are_imported_inside_functions_only_by_the_command_line():
+    """A command loads its library lazily (``--help`` stays fast); everything else imports at the top."""
+    wrong = [f"{rel(p)}:{line} imports {name}" for p in modules() if not rel(p).startswith("cli/")
+             for name, line in imports(p, in_functions_only=True) if name.split(".")[0] == "gguf_embed"]
+    assert wrong == []
+
+
+def test_every_error_class_is_in_the_error_tree():
+    """Exception classes are defined in errors.py alone (and derive from GGUFEmbedError)."""
+    from gguf_embed import errors
+
+    outside = []
+    for p in modules():
+        if p.name == "errors.py" and p.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and any(
+                    (isinstance(b, ast.Name) and (b.id.endswith(("Error", "Exception")) or b.id == "GGUFEmbedError"))
+                    or (isinstance(b, ast.Attribute) and b.attr.endswith(("Error", "Exception"))) for b in node.bases):
+                outside.append(f"{rel(p)}:{node.lineno} {node.name}")
+    assert outside == []
+    tree = [getattr(errors, n) for n in errors.__all__ if isinstance(getattr(errors, n), type)]
+    assert tree and all(issubclass(c, errors.GGUFEmbedError) for c in tree)
 
 
 def test_sizes():

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from gguf_embed import Embedder
 from gguf_embed.cli import main
-from gguf_embed.corpus.precision import CalibrationStore, embed_codes, model_quantizer
-from gguf_embed.corpus.search import search
+from gguf_embed.search import search
+from gguf_embed.store.codes import CalibrationStore, embed_codes, model_quantizer
 from gguf_embed.errors import InvalidInputError
 from gguf_embed.heads.precision import dequantize, hamming, quantize, ranges_from
 from gguf_embed.server.app import create_app
@@ -117,7 +117,7 @@ def test_batch_invariant_on_the_qwen3_fast_path_and_across_batches(qwen_embedder
 def test_ranges_are_the_same_in_another_process(minilm_embedder, minilm_q, minilm_gguf):
     codes = embed_codes(minilm_embedder, VARIED_TEXTS[:5], "int8")
     script = ("import sys, numpy as np\nfrom gguf_embed import Embedder\n"
-              "from gguf_embed.corpus.precision import embed_codes, model_quantizer\n"
+              "from gguf_embed.store.codes import embed_codes, model_quantizer\n"
               f"emb = Embedder({str(minilm_gguf('F16'))!r})\n"
               f"np.save(sys.argv[1], embed_codes(emb, {VARIED_TEXTS[:5]!r}, 'int8'))\n"
               "np.save(sys.argv[2], model_quantizer(emb, 'int8').ranges)\n")

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from gguf_embed.cli import main
-from gguf_embed.corpus.search import SearchIndex, search, search_vectors, top_k_exact
+from gguf_embed.search import SearchIndex, search, search_vectors
+from gguf_embed.search.exact import top_k_exact
 
 from .texts import VARIED_TEXTS
 
@@ -90,7 +91,7 @@ def test_model_found_from_manifest(index, minilm, model_dir):
 
 def test_small_batches_keep_the_same_top_k(index, minilm_embedder, monkeypatch):
     """The running top-k over many small batches gives what one pass over everything gives."""
-    import gguf_embed.corpus.search as s
+    import gguf_embed.search.exact as s
 
     q = minilm_embedder.embed([QUERY, "bread"], input_type="query").embeddings
     whole = top_k_exact(SearchIndex(index), q, 5)

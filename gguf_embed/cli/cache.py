@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..corpus.cache import VectorCache, default_cache_path
+from ..store.cache import VectorCache, default_cache_path
 from .common import user_errors
 
 __all__ = ["cache_cmd"]

@@ -70,7 +70,7 @@ class Echo:
 
 def read_texts(files) -> list[str]:
     """One text per non-empty line of FILE(s) ('-' for stdin); a bad file is a one-line error."""
-    from ..corpus.readers import read_lines
+    from ..text.files import read_lines
 
     with user_errors():
         return read_lines(tuple(files))

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .. import choices
-from ..corpus.job import DEFAULT_WINDOW, JobSpec
+from ..corpus.spec import DEFAULT_WINDOW, JobSpec
 from ..corpus.pipeline import CorpusRequest, RayOptions, run_corpus
 from ..corpus.readers import INPUT_FORMATS
 from ..corpus.writers import OUTPUT_FORMATS, output_format, sidecar
@@ -71,7 +71,6 @@ def _progress(quiet: bool):
     def factory(total: int | None):
         t0, state, shown = time.perf_counter(), {"tokens": 0, "cached": 0, "rows": 0}, {}
         with ExitStack() as stack:
-
             def show() -> None:
                 bar = stack.enter_context(job_progress(False))
                 shown["bar"] = bar

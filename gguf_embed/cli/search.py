@@ -63,7 +63,7 @@ def _print_table(queries: list[str], blocks, reranked: bool) -> None:
 def search_cmd(query, index_path, model, settings, top_k, reranker_model, top_n, fmt, queries_file, instruction,
                rerank_instruction, use_faiss, faiss_kind, faiss_probe, rescore):
     """Find the rows of an encoded corpus nearest to QUERY (exact by default)."""
-    from ..corpus.search import SearchIndex, index_model, search
+    from ..search import SearchIndex, index_model, search
     from ..reranker import Reranker
 
     queries = _queries(query, queries_file)

@@ -12,18 +12,33 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..choices import IMATRIX_AUTO, IMATRIX_REQUIRED, QUANT_MIXES
 from ..engine.machine import resolve_quant
 from ..errors import ConversionError
-from ..registry import QUANT_TYPES, ModelEntry, Registry, load_registry
 from ..model.tensor_table import default_mix
-from ..choices import IMATRIX_AUTO, IMATRIX_REQUIRED, QUANT_MIXES
+from ..registry import QUANT_TYPES, ModelEntry, Registry, load_registry
 from .hf import REGISTRY_ARCHS, read_folder
 
 SUPPORTED_ARCHS = REGISTRY_ARCHS
 RERANK_ARCHS = ("qwen3", "bert", "xlm-roberta")
-from .imatrix import ImatrixFile, calibrate, check_matches, quantize_metadata, read_imatrix
+from ..errors import GGUFEmbedError
+from ..text.files import read_lines
+from .imatrix import (
+    ImatrixFile,
+    calibrate,
+    check_matches,
+    quantize_metadata,
+    read_imatrix,
+)
 from .rerank import detect_task
-from .writer import DIRECT_TYPES, Overrides, quantize, separate_head_for, source_float_type, write_gguf
+from .writer import (
+    DIRECT_TYPES,
+    Overrides,
+    quantize,
+    separate_head_for,
+    source_float_type,
+    write_gguf,
+)
 
 __all__ = ["convert_model", "resolve_source", "ConversionResult", "HF_ALLOW_PATTERNS"]
 
@@ -166,9 +181,6 @@ def check_imatrix_args(quant: str, imatrix, calibration, mix: str | None = None)
 
 
 def calibration_file(path: str | os.PathLike) -> list[str]:
-    from ..corpus.readers import read_lines
-    from ..errors import GGUFEmbedError
-
     try:
         texts = read_lines([str(path)])
     except GGUFEmbedError as exc:

@@ -21,8 +21,11 @@ import gguf
 import numpy as np
 
 from .. import keys
+from ..embedder import Embedder
+from ..engine.importance import Importance, collect
+from ..engine.settings import RuntimeSettings
 from ..errors import ConversionError
-from ..engine.importance import Importance
+from ..quality.calibration import DATASET_NAME, calibration_texts
 
 __all__ = ["ImatrixFile", "calibrate", "write_imatrix", "read_imatrix", "quantize_metadata", "check_matches"]
 
@@ -39,10 +42,6 @@ def calibrate(model: str | Path, texts: list[str] | None = None, *, dataset: str
               threads: int | None = None, progress=None) -> ImatrixFile:
     """Embed ``texts`` (default: the built-in calibration set) with ``model`` and collect the importance
     of every weight matrix's inputs."""
-    from ..embedder import Embedder
-    from ..engine.importance import collect
-    from ..engine.settings import RuntimeSettings
-    from ..quality.calibration import DATASET_NAME, calibration_texts
 
     if texts is None:
         texts, dataset = calibration_texts(), dataset or DATASET_NAME

@@ -11,11 +11,19 @@ import gguf
 import numpy as np
 
 from .. import keys
+from ..engine.llama import quantize_file
 from ..errors import ConversionError
+from ..model.tensor_table import head_types, mix_overrides
 from ..text.normalize import UnsupportedNormalizer, normalizer_for_tokenizer_json
 from .hf import HFModel, bpe_pre_tokenizer
 from .m3 import write_heads
-from .rerank import DEFAULT_MAX_TOKENS, detect_task, rerank_refs, type1_token_count, write_rerank_meta
+from .rerank import (
+    DEFAULT_MAX_TOKENS,
+    detect_task,
+    rerank_refs,
+    type1_token_count,
+    write_rerank_meta,
+)
 from .unigram import write_unigram
 from .weights import TensorRef, iter_tensor_refs, to_bf16_bits, to_float32
 
@@ -343,8 +351,6 @@ def quantize(src: Path, dst: Path, quant: str, threads: int | None = None, *, he
     separate head to store at the smallest type (see ``separate_head_for``); ``importance``:
     (mean squared input per weight, metadata keys recording it) to quantise with; ``mix``: the
     tensor mixture (``choices.QUANT_MIXES``, see ``model.tensor_table``), recorded in the file."""
-    from ..engine.llama import quantize_file
-    from ..model.tensor_table import head_types, mix_overrides
 
     types: dict = {"tensor_types": {k: int(v) for k, v in mix_overrides(quant, mix).items()}}
     if head_for_width:

@@ -1,5 +1,5 @@
-"""Corpus jobs: read a corpus with ids, embed it through a content-addressed cache with resume, write vectors
-with a manifest.
+"""Corpus jobs: read a corpus with ids, embed it through the content-addressed store (``gguf_embed.store``)
+with resume, write vectors with a manifest.
 
     from gguf_embed import Embedder
     from gguf_embed.corpus import JobSpec, VectorCache, read_corpus, run_job
@@ -14,19 +14,23 @@ with a manifest.
         for rows in stream_job(iter_corpus(["docs.jsonl"]), emb, JobSpec(), cache):
             sink.write(rows)
         sink.finish()
+
+Searching what a job wrote is ``gguf_embed.search``.
 """
 
-from .cache import CacheError, VectorCache, default_cache_path, sha256_file, space_params, text_key
+from ..errors import BadInputError, CacheError
+from ..store.cache import VectorCache, default_cache_path, sha256_file, text_key
+from ..store.space import space_params
 from .chunking import chunk_spans
-from .job import JobSpec, JobStats, plan_units, run_job
 from .pipeline import CorpusRequest, CorpusSummary, RayOptions, run_corpus
-from .readers import BadInputError, BadRecord, Corpus, Record, iter_corpus, read_corpus
-from .stream import stream_job
+from .readers import iter_corpus, read_corpus
+from .records import BadRecord, Corpus, Record
+from .spec import JobSpec, JobStats
+from .stream import run_job, stream_job
 from .writers import Rows, RowSink, write_rows
 
 __all__ = [
     "BadInputError", "BadRecord", "CacheError", "Corpus", "CorpusRequest", "CorpusSummary", "JobSpec", "JobStats",
     "RayOptions", "Record", "RowSink", "Rows", "VectorCache", "chunk_spans", "default_cache_path", "iter_corpus",
-    "plan_units", "read_corpus", "run_corpus", "run_job", "sha256_file", "space_params", "stream_job", "text_key",
-    "write_rows",
+    "read_corpus", "run_corpus", "run_job", "sha256_file", "space_params", "stream_job", "text_key", "write_rows",
 ]

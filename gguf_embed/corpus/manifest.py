@@ -8,7 +8,7 @@ from importlib import metadata
 
 from .. import __version__
 from ..embedder import Embedder
-from .job import JobSpec, JobStats
+from .spec import JobSpec, JobStats
 
 __all__ = ["build_manifest", "file_type_name", "utc_now"]
 

@@ -1,6 +1,6 @@
 """A corpus job with outputs beyond the dense vector (``encode --emit dense,sparse,colbert,tokens``).
 
-Records are read, chunked and windowed as for an ordinary job (``stream._windows``), and each
+Records are read, chunked and windowed as for an ordinary job (``windows.windows``), and each
 window's distinct texts run through the model once with every token's state
 (``Embedder.outputs_for``): dense, sparse, ColBERT and token vectors all come from that one pass.
 
@@ -17,9 +17,11 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..embedder import Embedder, EmbedResult
-from .job import NON_FINITE, JobSpec, JobStats, finite_run, tokenize_checked
-from .readers import BadInputError, BadRecord, Record
-from .stream import _Window, _windows
+from ..errors import BadInputError
+from .backends import finite_run, tokenize_checked
+from .records import BadRecord, Record
+from .spec import NON_FINITE, JobSpec, JobStats
+from .windows import Window, windows
 from .writers import Rows
 
 __all__ = ["stream_outputs", "CACHE_NOTE"]
@@ -42,7 +44,7 @@ def _pick(values: list | None, at: list[int]) -> list | None:
     return None if values is None else [values[i] for i in at]
 
 
-def _window_rows(emb: Embedder, spec: JobSpec, win: _Window, skip_bad: bool, keep_text: bool,
+def _window_rows(emb: Embedder, spec: JobSpec, win: Window, skip_bad: bool, keep_text: bool,
                  stats: JobStats, bad: list[BadRecord]) -> tuple[Rows, int]:
     index: dict[str, int] = {}
     for t in win.texts:
@@ -86,7 +88,7 @@ def stream_outputs(records: Iterable[Record], emb: Embedder, spec: JobSpec, *, s
     emb.check_outputs(spec.outputs)
     t0 = time.perf_counter()
     try:
-        for win in _windows(records, spec, emb, stats):
+        for win in windows(records, spec, emb, stats):
             rows, n_tokens = _window_rows(emb, spec, win, skip_bad, keep_text, stats, bad)
             if progress is not None:
                 progress(len(rows), n_tokens, 0)

@@ -12,18 +12,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Callable, ContextManager
 
-from ..errors import InvalidInputError
+from ..embedder import Embedder
+from ..errors import BadInputError, InvalidInputError
 from ..heads.precision import check_precision
-from .cache import VectorCache, default_cache_path
-from .job import JobSpec, JobStats
-from .late import check_late
+from ..store.cache import VectorCache, default_cache_path
+from ..store.codes import Quantizer, model_quantizer
 from .manifest import build_manifest, utc_now
-from .precision import Quantizer, model_quantizer
 from .outputs import CACHE_NOTE, stream_outputs
-from .readers import BadInputError, BadRecord, iter_corpus
+from .ray_actors import ray_encoder
+from .readers import iter_corpus
+from .records import BadRecord
 from .seen import BadLog
+from .spec import JobSpec, JobStats
 from .stream import stream_job, temporary_store
-from .writers import RowSink, Rows, atomic_path, publish, sidecar, write_rows
+from .writers import RowSink, Rows, atomic_path, publish, sidecar
 
 __all__ = ["CorpusRequest", "RayOptions", "CorpusSummary", "run_corpus", "progress_file"]
 
@@ -99,9 +101,17 @@ def check_chunking(emb, spec: JobSpec) -> None:
                                 f"tokens take {overhead - 1}")
 
 
-def _ray_backend(emb, spec: JobSpec, ray: RayOptions, sha: str):
-    from ..ray import ray_encoder
+def check_late(emb: Embedder, spec: JobSpec, ray: bool) -> None:
+    if not spec.late_chunking:
+        return
+    if spec.chunk_tokens is None:
+        raise InvalidInputError("--late-chunking needs --chunk-tokens (the chunks it pools)")
+    if ray:
+        raise InvalidInputError("--late-chunking does not run on Ray yet; run it without --ray")
+    emb.check_late_chunking()
 
+
+def _ray_backend(emb, spec: JobSpec, ray: RayOptions, sha: str):
     return ray_encoder(emb, spec, model=ray.model, model_sha256=sha, address=ray.address, workers=ray.workers,
                        num_gpus=ray.gpus, settings=ray.settings)
 
@@ -215,12 +225,3 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
         _remove_db(progress_file(req.output))
     return CorpusSummary(None, stats, bad, sink.count, dims)
 
-
-def write_outputs(output: Path, fmt: str, rows: Rows, manifest: dict, bad: list | None) -> None:
-    """Errors file and manifest first, the output last: each appears whole or not at all."""
-    _write_errors(output, bad)
-    with atomic_path(output) as out_tmp, atomic_path(sidecar(output, ".manifest.json")) as man_tmp:
-        write_rows(fmt, out_tmp, rows)
-        man_tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        publish(man_tmp, sidecar(output, ".manifest.json"))
-        publish(out_tmp, output)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ..errors import InvalidInputError, text_problem
+from ..errors import BadInputError, text_problem
+from ..text.files import read_lines  # noqa: F401 - the old import path
+from ..text.files import byte_lines, text_lines
+from .records import BadRecord, Corpus, Record
 from .seen import SeenIds
 
 __all__ = ["Record", "BadRecord", "Corpus", "BadInputError", "read_corpus", "iter_corpus", "read_lines", "read_documents",
@@ -28,34 +28,6 @@ __all__ = ["Record", "BadRecord", "Corpus", "BadInputError", "read_corpus", "ite
 INPUT_FORMATS = ("txt", "jsonl", "csv", "parquet", "folder")
 FOLDER_SUFFIXES = (".txt", ".md")
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-
-
-class BadInputError(InvalidInputError):
-    code = "bad_input"
-
-
-@dataclass(frozen=True)
-class Record:
-    id: str
-    text: str
-    where: str  # "FILE line N" / "FILE row N" / "FOLDER/FILE"
-
-
-@dataclass(frozen=True)
-class BadRecord:
-    where: str
-    id: str | None
-    error: str
-
-    def to_json(self) -> dict:
-        return {"where": self.where, "id": self.id, "error": self.error}
-
-
-@dataclass
-class Corpus:
-    records: list[Record] = field(default_factory=list)
-    bad: list[BadRecord] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)
 
 
 def input_format(name: str, given: str | None = None) -> str:
@@ -102,75 +74,9 @@ class _Collector:
         return Record(rid, text, where)
 
 
-def _unreadable(name: str, exc: OSError) -> BadInputError:
-    """The one-line error for a file that cannot be opened or read."""
-    if isinstance(exc, IsADirectoryError):
-        return BadInputError(f"{name} is a folder, not a text file")
-    if isinstance(exc, FileNotFoundError):
-        return BadInputError(f"{name} does not exist")
-    return BadInputError(f"cannot read {name}: {exc.strerror}")
-
-
-def _read_bytes(name: str, stdin=None) -> bytes:
-    try:
-        if name == "-":
-            return (stdin or sys.stdin.buffer).read()
-        return Path(name).read_bytes()
-    except OSError as exc:
-        raise _unreadable(name, exc) from None
-
-
-def _open_binary(name: str, stdin=None):
-    if name == "-":
-        return nullcontext(stdin or sys.stdin.buffer)
-    try:
-        return open(name, "rb")
-    except OSError as exc:
-        raise _unreadable(name, exc) from None
-
-
-def _byte_lines(name: str, stdin=None) -> Iterator[bytes]:
-    """The file's lines as bytes, endings kept, read as they are needed."""
-    with _open_binary(name, stdin) as fh:
-        try:
-            yield from fh
-        except IsADirectoryError:
-            raise BadInputError(f"{name} is a folder, not a text file") from None
-        except OSError as exc:
-            raise BadInputError(f"cannot read {name}: {exc.strerror}") from None
-
-
-def _text_lines(name: str, stdin=None) -> Iterator[str]:
-    """Decoded lines, endings kept; the first byte that is not UTF-8 or a NUL stops the read."""
-    shown, offset = "stdin" if name == "-" else name, 0
-    for raw in _byte_lines(name, stdin):
-        yield _decode(raw, shown, offset)
-        offset += len(raw)
-
-
-def _decode(data: bytes, name: str, offset: int = 0) -> str:
-    """``data`` as text; ``offset``: where it starts in the file, for the error's byte number."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInputError(f"{name} is not UTF-8 text (byte {offset + exc.start})") from None
-    if "\x00" in text:
-        raise BadInputError(f"{name} looks binary, not text")
-    return text
-
-
-def read_lines(names: Sequence[str], stdin=None) -> list[str]:
-    """The non-empty lines of text files ('-' for stdin), in order: one text per line."""
-    out: list[str] = []
-    for name in names:
-        text = _decode(_read_bytes(name, stdin), "stdin" if name == "-" else name)
-        out.extend(line for line in text.splitlines() if line.strip())
-    return out
-
-
 def _read_txt(name: str, col: _Collector, stdin) -> Iterator[Record | None]:
     n = 0
-    for raw in _text_lines(name, stdin):
+    for raw in text_lines(name, stdin):
         for line in raw.splitlines():
             n += 1
             if line.strip():
@@ -180,7 +86,7 @@ def _read_txt(name: str, col: _Collector, stdin) -> Iterator[Record | None]:
 def _jsonl_objects(name: str, stdin) -> Iterator[tuple[int, str, dict | None, str | None]]:
     """(line number, place, object, why not) for every non-empty line of a JSONL file."""
     n = 0
-    for raw in (part for chunk in _byte_lines(name, stdin) for part in chunk.splitlines()):
+    for raw in (part for chunk in byte_lines(name, stdin) for part in chunk.splitlines()):
         n += 1
         where = f"{name} line {n}"
         if not raw.strip():
@@ -223,7 +129,7 @@ def read_documents(name: str, text_field: str = "text", stdin=None) -> list[str]
 
 def _read_csv(name: str, col: _Collector, stdin, text_field: str, id_field: str) -> Iterator[Record | None]:
     csv.field_size_limit(1 << 30)
-    reader = csv.DictReader(_text_lines(name, stdin), strict=True)  # an unclosed quote is an error, not a merged record
+    reader = csv.DictReader(text_lines(name, stdin), strict=True)  # an unclosed quote is an error, not a merged record
     columns = reader.fieldnames or []
     if text_field not in columns:
         raise BadInputError(f"{name}: no column {text_field!r} (columns: {', '.join(columns) or 'none'})")

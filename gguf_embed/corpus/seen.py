@@ -17,6 +17,8 @@ import sqlite3
 import tempfile
 from typing import Iterable, Iterator, Sequence
 
+from .records import BadRecord
+
 __all__ = ["SeenSet", "SeenIds", "BadLog", "MEMORY_IDS", "MEMORY_BAD"]
 
 SEEN_BATCH = 500
@@ -137,8 +139,6 @@ class BadLog(_TempFile):
         return len(self) > 0
 
     def __iter__(self) -> Iterator:
-        from .readers import BadRecord
-
         yield from self.head
         if self._fh is not None:
             self._fh.flush()

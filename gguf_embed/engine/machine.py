@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .. import choices
+from . import llama
 
 __all__ = ["LosslessChoice", "lossless_type", "cpu_flags", "llama_cpu_features", "cpu_has_bf16_dot",
            "BF16_FEATURE", "BF16_FLAG", "resolve_quant", "parse_system_info"]
@@ -62,7 +63,6 @@ def parse_system_info(text: str) -> dict[str, bool] | None:
 @lru_cache(maxsize=1)
 def llama_cpu_features() -> dict[str, bool] | None:
     """The features llama.cpp's CPU backend was built with and uses here (None if it says nothing)."""
-    from . import llama
 
     return parse_system_info(llama.system_info())
 
@@ -87,8 +87,6 @@ def lossless_type(gpu: bool | None = None) -> LosslessChoice:
     """BF16 where llama.cpp's CPU backend has AVX512-BF16 and no GPU backend is present, else F16.
     ``gpu``: whether the model will run on a GPU (default: whether llama.cpp can offload)."""
     if gpu is None:
-        from . import llama
-
         gpu = llama.supports_gpu_offload()
     if gpu:
         return LosslessChoice("F16", "F16: a GPU backend is present, and GPU kernels are built around F16")

@@ -35,12 +35,20 @@ from pathlib import Path
 
 import gguf
 
-from ..errors import GGUFEmbedError, InvalidInputError, ModelLoadError
+from ..errors import BudgetError, GGUFEmbedError, InvalidInputError, ModelLoadError
 from ..model.archs import FAMILY_ARCH, arch
 from ..model.gguf_file import GGUFFile, read_gguf
 from ..model.info import ModelInfo, resolve_model
+from ..model.tensor_table import tensor_table
+from ..registry import load_registry
 from .machine import cpu_flags, resolve_quant
-from .settings import DEFAULT_BATCH_TOKENS, context_shape, default_flash_attn, default_kv_type, fast_path_enabled
+from .settings import (
+    DEFAULT_BATCH_TOKENS,
+    context_shape,
+    default_flash_attn,
+    default_kv_type,
+    fast_path_enabled,
+)
 
 __all__ = ["ModelShape", "MemoryPlan", "BudgetError", "read_shape", "registry_shape", "uses_fast_path", "estimate",
            "fit_budget", "settings_for_budget", "parse_size", "repacked_types", "resolve_for_plan"]
@@ -67,10 +75,6 @@ def repacked_types() -> frozenset:
     if "avx512f" in flags:
         out.add(T.Q2_K)
     return frozenset(out)
-
-
-class BudgetError(InvalidInputError):
-    code = "does_not_fit"
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,6 @@ def read_shape(path_or_file: str | os.PathLike | GGUFFile, *, repack: frozenset 
 def registry_shape(entry, quant: str | None = None, *, repack: frozenset | None = None) -> ModelShape:
     """The shape and tensor bytes of ``gguf-embed convert NAME --quant QUANT``'s file, from
     models.toml alone: plan before downloading."""
-    from ..model.tensor_table import tensor_table
 
     quant, _ = resolve_quant(quant or entry.default_quant)
     try:
@@ -357,7 +360,6 @@ def parse_size(text: str) -> int:
 def resolve_for_plan(model: str, quant: str | None, models_dir=None, registry=None) -> tuple[ModelShape, Path | None, str]:
     """(shape, file path or None, label): the converted file when there is one (and no other
     quantisation is asked for), else the models.toml entry's shape at ``quant``."""
-    from ..registry import load_registry
 
     reg = registry or load_registry()
     if model in reg and not model.endswith(".gguf"):

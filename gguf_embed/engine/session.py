@@ -10,7 +10,6 @@ the sequences and finish the rows.
 from __future__ import annotations
 
 import functools
-
 import re
 from pathlib import Path
 from typing import Callable
@@ -22,9 +21,17 @@ from ..errors import InvalidInputError, InvalidTextError, ModelLoadError, text_p
 from ..model.info import read_info, resolve_model
 from ..registry import Registry
 from ..text.frame import Frame, special_frame
+from ..text.wordpiece import WordPiece
 from . import llama
+from .planning import fit_budget, parse_size, read_shape
 from .runner import BatchRunner
-from .settings import RuntimeSettings, context_shape, default_flash_attn, default_kv_type, default_threads
+from .settings import (
+    RuntimeSettings,
+    context_shape,
+    default_flash_attn,
+    default_kv_type,
+    default_threads,
+)
 
 __all__ = ["Session", "open_session", "describe_plan", "measure_buffers", "buffer_sizes", "resident_bytes"]
 
@@ -48,8 +55,6 @@ class Session:
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}); is it a corrupt GGUF?") from None
         self.plan = None
         if settings.vram:
-            from .planning import fit_budget, parse_size, read_shape
-
             self.plan = fit_budget(read_shape(self.gguf), parse_size(settings.vram), n_ctx=settings.n_ctx,
                                    batch_tokens=settings.batch_tokens)
             settings = settings.with_(**self.plan.settings())
@@ -84,7 +89,6 @@ class Session:
         differs (it drops the spacing vowel signs of Hindi or Bengali, for one); llama.cpp for the rest."""
         if self.gguf.meta.get("tokenizer.ggml.model") != "bert" or "lower" not in self.info.text_normalizer:
             return None
-        from ..text.wordpiece import WordPiece
 
         tokens = self.gguf.array("tokenizer.ggml.tokens") or []
         unk = self.gguf.meta.get("tokenizer.ggml.unknown_token_id")

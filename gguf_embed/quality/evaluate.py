@@ -21,8 +21,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import keys
-from ..errors import GGUFEmbedError
+from ..errors import EvalError
 from ..heads.pooling import l2_normalize
+from ..model.inspect import importance_matrix
+from ..text.files import read_lines
+from . import texts as builtin
 
 __all__ = [
     "EvalError", "rankdata", "pearson", "spearman", "compare", "Agreement", "LeeResult",
@@ -33,10 +36,6 @@ LEE_DOCS = "lee.cor"
 LEE_RATINGS = "similarities0-1.txt"
 
 Encode = Callable[[Sequence[str]], np.ndarray]
-
-
-class EvalError(GGUFEmbedError):
-    code = "eval_failed"
 
 
 # --- statistics ---------------------------------------------------------------------
@@ -150,8 +149,6 @@ def lee_benchmark(encode: Encode) -> LeeResult:
 
 
 def read_texts_file(path: Path) -> list[str]:
-    from ..corpus.readers import read_lines
-
     texts = read_lines([str(path)])
     if len(texts) < 3:
         raise EvalError(f"{path} has {len(texts)} non-empty lines; give at least 3 texts")
@@ -186,9 +183,6 @@ def report(emb, *, reference: str | None, texts_file: Path | None, task: str | N
            open_reference: Callable, say: Callable[[str], None] = lambda line: None) -> dict:
     """``gguf-embed eval``'s report: agreement with ``reference`` (a Hugging Face folder through
     sentence-transformers, or a GGUF opened with ``open_reference``) and/or the Lee benchmark."""
-    from . import texts as builtin
-
-    from ..model.inspect import importance_matrix
 
     meta = emb.session.gguf.meta
     out: dict = {"model": str(emb.info.path), "quantization": emb.info.file_type_name,

@@ -8,19 +8,24 @@ encode`` keys them, and only the misses reach the scheduler.
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..corpus.cache import VectorCache, text_key
-from ..corpus.job import JobSpec, job_params
-from ..corpus.precision import CalibrationStore, Quantizer, calibration_seqs, quantizer_from_rows, remembered_sha256
 from ..embedder import Embedder
+from ..engine.planning import fit_budget, parse_size, read_shape
 from ..engine.scheduler import Scheduler
+from ..engine.settings import default_threads
 from ..errors import InvalidInputError, NonFiniteOutputError
 from ..heads.pooling import postprocess
+from ..model.info import resolve_model
 from ..reranker import Reranker, RerankResult
+from ..store.cache import VectorCache, remembered_sha256, text_key
+from ..store.codes import CalibrationStore, Quantizer, calibration_seqs, quantizer_from_rows
+from ..store.lookup import Batch, distinct, embed_missing
+from ..store.space import VectorSpec, vector_params
 from .embeddings import EmbeddingRequest
 from .rerank import RerankRequest
 
@@ -28,7 +33,8 @@ __all__ = ["Worker", "ServerCache", "load_worker"]
 
 
 class ServerCache:
-    """The vector store behind the embeddings route."""
+    """The vector store behind the embeddings route: the lookup-then-embed path of corpus jobs
+    (``store.lookup``), run in a worker thread whose misses go to the model's scheduler."""
 
     def __init__(self, path):
         self.store = VectorCache(path)
@@ -37,28 +43,34 @@ class ServerCache:
     def close(self) -> None:
         self.store.close()
 
-    def _space(self, emb: Embedder, spec: JobSpec):
+    def _space(self, emb: Embedder, spec: VectorSpec):
         path = str(emb.info.path)
         if path not in self._sha:
             self._sha[path] = self.store.file_sha256(path)
-        return self.store.space(emb.name, job_params(emb, spec, self._sha[path]))
+        return self.store.space(emb.name, vector_params(emb, spec, self._sha[path]))
 
-    async def vectors(self, emb: Embedder, rows, texts: Sequence[str], seqs: list, spec: JobSpec) -> np.ndarray:
-        """Normalised vectors for ``texts`` (already tokenised as ``seqs``); only misses go to ``rows``."""
-        space = await asyncio.to_thread(self._space, emb, spec)
+    def _lookup(self, emb: Embedder, texts: Sequence[str], spec: VectorSpec):
+        space = self._space(emb, spec)
         keys = [text_key(t) for t in texts]
-        hits = await asyncio.to_thread(self.store.get_many, space, keys)
-        out = np.empty((len(texts), spec.dimensions or emb.dimensions), dtype=np.float32)
-        miss = [i for i, k in enumerate(keys) if k not in hits]
-        if miss:
-            vecs = postprocess(await rows([seqs[i] for i in miss]), spec.dimensions, True)
-            out[miss] = vecs
-            await asyncio.to_thread(self.store.put_many, space, [keys[i] for i in miss], vecs,
-                                    [len(seqs[i]) for i in miss])
-        for i, k in enumerate(keys):
-            if k in hits:
-                out[i] = hits[k][0]
-        return out
+        unique, first = distinct(keys)
+        found = self.store.get_many(space, unique)
+        return space, keys, found, [k for k in unique if k not in found], first
+
+    async def vectors(self, emb: Embedder, rows, texts: Sequence[str], seqs: list, spec: VectorSpec) -> np.ndarray:
+        """Normalised vectors for ``texts`` (already tokenised as ``seqs``): looked up, and the misses (each
+        distinct text once) embedded through ``rows`` (the model's scheduler) and committed, as jobs do."""
+        space, keys, found, missing, first = await asyncio.to_thread(self._lookup, emb, texts, spec)
+        if missing:
+            at = [first[k] for k in missing]
+            try:
+                raw = await rows([seqs[i] for i in at])
+            except NonFiniteOutputError as exc:  # name the request's input, not its place among the misses
+                raise NonFiniteOutputError.for_input(at[exc.index]) from None
+            batch = Batch(np.arange(len(at)), postprocess(raw, spec.dimensions, True),
+                          np.array([len(seqs[i]) for i in at], dtype=np.int64))
+            commit = embed_missing(self.store, space, missing, at, lambda items: iter([batch]), found)
+            await asyncio.to_thread(lambda: list(commit))
+        return np.array([found[k][0] for k in keys], dtype=np.float32).reshape(len(keys), -1)
 
 
 @dataclass
@@ -101,8 +113,8 @@ class Worker:
             return await self.scheduler.rows(part, alone=alone)
 
         if self.cache is not None and req.texts is not None:
-            spec = JobSpec(input_type=req.input_type, instruction=req.instruction, dimensions=req.dimensions,
-                           truncate=req.truncate, batch_invariant=alone)
+            spec = VectorSpec(input_type=req.input_type, instruction=req.instruction, dimensions=req.dimensions,
+                              truncate=req.truncate, batch_invariant=alone)
             vectors = await self.cache.vectors(emb, rows, req.texts, seqs, spec)
         else:
             vectors = emb.finish(await rows(seqs), seqs, req.dimensions).embeddings
@@ -186,12 +198,6 @@ def load_worker(source, *, max_batch_tokens: int, on_batch: Callable, cache: Ser
 def model_loaders(models: Sequence[str], settings, opener: Callable = Embedder) -> list[Callable[[], Embedder]]:
     """Loaders (``opener(path, settings)``) for ``serve``'s models, each checked first (the file exists,
     a ``--vram`` budget fits) so that a mistake is reported before the port is bound."""
-    import functools
-
-    from ..engine.planning import fit_budget, parse_size, read_shape
-    from ..engine.settings import default_threads
-    from ..model.info import resolve_model
-
     paths = [resolve_model(m, models_dir=settings.models_dir) for m in models]
     if settings.vram:
         for p in paths:

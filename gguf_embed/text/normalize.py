@@ -20,6 +20,8 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
+from ..errors import UnsupportedNormalizer
+
 __all__ = ["NORMALIZERS", "STEPS", "normalizer_for_tokenizer_json", "parse", "apply", "UnsupportedNormalizer"]
 
 #: The composite values written by earlier versions (BERT only); still valid.
@@ -30,10 +32,6 @@ STEPS = ("none", "nfc", "nfkc", "nfd", "nfkd", "lower", "strip_accents", "precom
 _UNICODE_FORMS = {"NFC": "nfc", "NFKC": "nfkc", "NFD": "nfd", "NFKD": "nfkd"}
 # whitespace rewriting that llama.cpp's SentencePiece-style tokenizers do themselves
 _LEFT_TO_TOKENIZER = ("Replace", "Prepend", "Strip")
-
-
-class UnsupportedNormalizer(ValueError):
-    """A tokenizer.json normaliser (or a GGUF value) gguf-embed cannot reproduce."""
 
 
 def _bert_step(step: dict) -> str:

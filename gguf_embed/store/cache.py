@@ -26,11 +26,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import GGUFEmbedError
+from ..errors import CacheError
 from ..model.gguf_file import sha256_file
 
-__all__ = ["VectorCache", "CacheError", "default_cache_path", "text_key", "space_params", "sha256_file",
-           "remembered_sha256"]
+__all__ = ["VectorCache", "Space", "CacheError", "default_cache_path", "text_key", "sha256_file", "remembered_sha256"]
 
 LOOKUP_CHUNK = 500
 BUSY_TIMEOUT_S = 60.0
@@ -52,10 +51,6 @@ CREATE TABLE IF NOT EXISTS files (
 """
 
 
-class CacheError(GGUFEmbedError):
-    code = "cache_error"
-
-
 def default_cache_path() -> Path:
     """``$GGUF_EMBED_CACHE``, else ``$XDG_CACHE_HOME/gguf-embed/vectors.sqlite`` (``~/.cache/...``)."""
     env = os.environ.get("GGUF_EMBED_CACHE")
@@ -67,14 +62,6 @@ def default_cache_path() -> Path:
 
 def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-
-
-def space_params(model_sha256: str, *, prompt: str, input_type: str | None, instruction: str | None, pooling: str,
-                 dimensions: int, normalize: bool, truncate: str, max_tokens: int) -> dict:
-    """Everything that changes a vector besides its text; the CLI, the server and Ray share it."""
-    return {"model_sha256": model_sha256, "prompt": prompt, "input_type": input_type or "document",
-            "instruction": instruction, "pooling": pooling, "dimensions": int(dimensions),
-            "normalize": bool(normalize), "truncate": truncate, "max_tokens": int(max_tokens)}
 
 
 def _today() -> int:

@@ -18,8 +18,8 @@ import numpy as np
 
 from .. import choices
 from ..heads.pooling import l2_normalize
-from .cache import sha256_file
-from .search import SearchError, SearchIndex
+from ..store.cache import sha256_file
+from .index import SearchError, SearchIndex
 
 __all__ = ["faiss_top_k", "open_faiss", "ann_paths", "HNSW_M", "HNSW_EF_CONSTRUCTION"]
 

@@ -17,10 +17,11 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..embedder import Embedder
-from ..errors import InvalidInputError, NonFiniteOutputError
-from .job import NON_FINITE, Backend, Batch, JobSpec
+from ..errors import NonFiniteOutputError
+from ..store.lookup import Backend, Batch
+from .spec import NON_FINITE, JobSpec
 
-__all__ = ["LateUnit", "span_key", "late_backend", "check_late"]
+__all__ = ["LateUnit", "span_key", "late_backend"]
 
 UNITS_PER_BATCH = 128  # chunks per committed batch (whole documents; at least one)
 
@@ -39,16 +40,6 @@ def span_key(text: str, start: int, end: int) -> bytes:
     h = hashlib.sha256(f"late-chunk {start} {end}\n".encode())
     h.update(text.encode("utf-8", "surrogatepass"))
     return h.digest()
-
-
-def check_late(emb: Embedder, spec: JobSpec, ray: bool) -> None:
-    if not spec.late_chunking:
-        return
-    if spec.chunk_tokens is None:
-        raise InvalidInputError("--late-chunking needs --chunk-tokens (the chunks it pools)")
-    if ray:
-        raise InvalidInputError("--late-chunking does not run on Ray yet; run it without --ray")
-    emb.check_late_chunking()
 
 
 def _documents(units: Sequence[LateUnit]) -> list[tuple[LateUnit, list[int]]]:

@@ -14,11 +14,11 @@ import numpy as np
 
 from ..heads.pooling import l2_normalize
 from ..heads.precision import dequantize, hamming, pack_bits, unpack_signs
-from .search import MAX_BATCH_ROWS, SearchError, SearchIndex
+from .index import MAX_BATCH_ROWS, SearchError, SearchIndex
 
 __all__ = ["top_k_hamming", "DEFAULT_RESCORE"]
 
-DEFAULT_RESCORE = 10  # candidates per result rescored with the float query (see README)
+DEFAULT_RESCORE = 10  # candidates per result rescored with the float query (docs: Compressed vectors)
 
 
 def _as_unsigned(codes: np.ndarray) -> np.ndarray:
