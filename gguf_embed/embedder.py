@@ -254,13 +254,6 @@ class Embedder:
         seqs = [self.frame_tokens(ids, i, truncate) for i, ids in enumerate(token_lists)]
         return self.finish(self.session.rows(seqs), seqs, dimensions, normalize)
 
-    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        """Documents in, normalised float32 (n, d) out: the core every interface builds on."""
-        return self.embed(texts).embeddings
-
-    def embed_one(self, text: str, **kwargs) -> np.ndarray:
-        return self.embed([text], **kwargs).embeddings[0]
-
     # --- late chunking: one pass over a document, pooled per chunk span (see text/late.py) ---
 
     def check_late_chunking(self) -> None:

@@ -90,11 +90,6 @@ class Reranker:
             self._prefix = self._tok(self.template.prefix, special=False)
             self._suffix = self._tok(self.template.suffix, special=False)
 
-    @classmethod
-    def from_embedder(cls, embedder) -> "Reranker":
-        """A Reranker on an Embedder's session (the same loaded model)."""
-        return cls(session=embedder.session)
-
     # --- properties ----------------------------------------------------------------
 
     @property

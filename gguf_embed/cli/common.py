@@ -4,6 +4,7 @@ options (collected into one ``RuntimeSettings``), and opening a model from them.
 from __future__ import annotations
 
 import functools
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,9 +29,18 @@ __all__ = ["stderr", "user_errors", "progress_bar", "job_progress", "runtime_opt
 stderr = Console(stderr=True)
 
 
+#: the library's setting names (written `name` in its messages) whose command-line flag is not ``--name``
+FLAGS = {"n_ctx": "--ctx", "output": "-o", "everything": "--all"}
+
+
+def flag_words(message: str) -> str:
+    """A library message in the command line's words: each `setting` named by its flag."""
+    return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: FLAGS.get(m[1], "--" + m[1].replace("_", "-")), message)
+
+
 def _fail(exc: Exception) -> click.ClickException:
     msg = exc.message if isinstance(exc, GGUFEmbedError) else str(exc)
-    return click.ClickException(msg.splitlines()[0] if msg else type(exc).__name__)
+    return click.ClickException(flag_words(msg.splitlines()[0]) if msg else type(exc).__name__)
 
 
 @contextmanager

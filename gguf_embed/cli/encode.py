@@ -43,10 +43,7 @@ def _check_emit(outputs: tuple[str, ...], fmt: str, ray_address, late: bool = Fa
         raise click.UsageError("--emit with sparse, colbert or tokens runs in this process, not on Ray")
 
 
-def _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text=False,
-                 late=False) -> None:
-    if late and chunk_tokens is None:
-        raise click.UsageError("--late-chunking needs --chunk-tokens (the chunks it pools)")
+def _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text=False) -> None:
     if keep_text and fmt == "npy":
         raise click.UsageError("npy output has no room for texts; use --format parquet or jsonl with --keep-text")
     if fmt != "jsonl" and output is None:
@@ -135,29 +132,37 @@ def _progress(quiet: bool):
                    "with (always on for int8/uint8/binary/ubinary; slower for short texts).")
 @click.option("--keep-text", is_flag=True, help="Add each row's text: a text column (Parquet), a text field (JSONL).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def encode_cmd(files, model, settings, output, fmt, input_format, text_field, id_field, skip_bad, input_type,
-               instruction, dimensions, no_normalize, truncate, chunk_tokens, chunk_overlap, late_chunking, cache,
-               no_cache, commit_every, restart, ray_address, ray_workers, ray_gpus, precision, rescore, outputs,
-               batch_invariant, keep_text, quiet):
+def encode_cmd(files, model, settings, quiet, **opts):
     """Embed a corpus: FILES are .txt (one text per line), .jsonl, .csv, .parquet or folders of .txt/.md."""
-    fmt = output_format(output, fmt)
-    _check_usage(fmt, output, skip_bad, chunk_tokens, chunk_overlap, cache, no_cache, keep_text, late_chunking)
-    _check_emit(outputs, fmt, ray_address, late_chunking, precision)
-    spec = JobSpec(input_type=input_type, instruction=instruction, dimensions=dimensions, normalize=not no_normalize,
-                   truncate=truncate, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, window=commit_every,
-                   late_chunking=late_chunking, outputs=outputs, batch_invariant=batch_invariant)
-    ray = None
-    if ray_address is not None:  # the driver tokenises and checks; the actors embed with the user's settings
-        ray = RayOptions(ray_address, ray_workers, ray_gpus, model, settings.with_(vram=None))
-        settings = settings.with_(n_threads=1, n_gpu_layers=0, vram=None)
-    req = CorpusRequest(tuple(files), output, fmt, text_field, id_field, input_format, skip_bad, cache, no_cache,
-                        restart, ray, keep_text, precision, rescore)
+    req, spec, settings = _request(tuple(files), model, settings, opts)
     with user_errors(), open_model(model, settings) as emb:
         done = run_corpus(req, emb, spec, progress=_progress(quiet), stdout=Echo())
-    if output is not None and not quiet:
+    if req.output is not None and not quiet:
         bad = done.bad
-        extra = f"; {len(bad)} bad records in {sidecar(output, '.errors.jsonl').name}" if bad else ""
-        kind = "" if precision == "float" else f"{precision} "
-        what = f"{kind}vectors of {done.dims} dims" if outputs == ("dense",) else f"rows ({', '.join(outputs)})"
-        stderr.print(f"wrote {done.count} {what} to {output} "
-                      f"({done.stats.embedded} embedded, {done.stats.reused} from the cache){extra}")
+        extra = f"; {len(bad)} bad records in {sidecar(req.output, '.errors.jsonl').name}" if bad else ""
+        kind = "" if req.precision == "float" else f"{req.precision} "
+        what = f"{kind}vectors of {done.dims} dims" if spec.dense_only else f"rows ({', '.join(spec.outputs)})"
+        stderr.print(f"wrote {done.count} {what} to {req.output} "
+                     f"({done.stats.embedded} embedded, {done.stats.reused} from the cache){extra}")
+
+
+def _request(files: tuple[str, ...], model: str, settings, o: dict):
+    """The command's options as the library's request objects: (CorpusRequest, JobSpec, the settings
+    this process runs with)."""
+    fmt = output_format(o["output"], o["fmt"])
+    _check_usage(fmt, o["output"], o["skip_bad"], o["chunk_tokens"], o["chunk_overlap"], o["cache"], o["no_cache"],
+                 o["keep_text"])
+    _check_emit(o["outputs"], fmt, o["ray_address"], o["late_chunking"], o["precision"])
+    spec = JobSpec(input_type=o["input_type"], instruction=o["instruction"], dimensions=o["dimensions"],
+                   normalize=not o["no_normalize"], truncate=o["truncate"], chunk_tokens=o["chunk_tokens"],
+                   chunk_overlap=o["chunk_overlap"], window=o["commit_every"], late_chunking=o["late_chunking"],
+                   outputs=o["outputs"], batch_invariant=o["batch_invariant"])
+    ray = None
+    if o["ray_address"] is not None:  # the driver tokenises and checks; the actors embed with the user's settings
+        ray = RayOptions(o["ray_address"], o["ray_workers"], o["ray_gpus"], model, settings.with_(vram=None))
+        settings = settings.with_(n_threads=1, n_gpu_layers=0, vram=None)
+    req = CorpusRequest(inputs=files, output=o["output"], fmt=fmt, text_field=o["text_field"], id_field=o["id_field"],
+                        input_format=o["input_format"], skip_bad=o["skip_bad"], cache=o["cache"],
+                        no_cache=o["no_cache"], restart=o["restart"], ray=ray, keep_text=o["keep_text"],
+                        precision=o["precision"], rescore=o["rescore"])
+    return req, spec, settings

@@ -175,9 +175,9 @@ def check_imatrix_args(quant: str, imatrix, calibration, mix: str | None = None)
     if imatrix is not None and quant in DIRECT_TYPES:
         raise ConversionError(f"{quant} is not quantised; an importance matrix applies to Q8_0 and smaller types")
     if calibration is not None and (imatrix is None or str(imatrix) != IMATRIX_AUTO):
-        raise ConversionError("--calibration gives the texts for --imatrix auto; use them together")
+        raise ConversionError("`calibration` gives the texts for `imatrix` auto; use them together")
     if quant in IMATRIX_REQUIRED and imatrix is None:
-        raise ConversionError(f"llama.cpp quantises {quant} only with an importance matrix; add --imatrix auto")
+        raise ConversionError(f"llama.cpp quantises {quant} only with an importance matrix; add `imatrix` auto")
 
 
 def calibration_file(path: str | os.PathLike) -> list[str]:

@@ -293,7 +293,7 @@ def write_gguf(hf: HFModel, out: Path, ftype: str, ov: Overrides, *, allow_pickl
     else:
         pooling = ov.pooling or hf.st.pooling or ("last" if hf.arch == "qwen3" else None)
     if pooling is None:
-        raise ConversionError("the model has no sentence-transformers pooling config; pass --pooling mean|cls|last")
+        raise ConversionError("the model has no sentence-transformers pooling config; pass `pooling` mean|cls|last")
     # rerank heads stay F32: they are tiny and the scores are differences of their rows
     planned = plan_tensors(hf, refs, ftype, separate_head=separate_head) + [_Planned(h, h.name, "F32") for h in heads]
     w = gguf.GGUFWriter(path=None, arch=gguf.MODEL_ARCH_NAMES[ARCH[hf.arch]])

@@ -45,7 +45,7 @@ def tokenize_checked(emb: Embedder, texts: Sequence[str], spec: JobSpec) -> tupl
         except InputTooLongError as exc:
             seqs.append(None)
             bad[i] = (f"{exc.counted}, more than the model's limit of {exc.limit} "
-                      "(use --truncate end|start or --chunk-tokens)")
+                      "(use `truncate` end|start or `chunk_tokens`)")
     return seqs, bad
 
 
@@ -63,7 +63,7 @@ def finite_run(run: Callable[[list], object], seqs: list, bad: dict[int, str], *
             if not retry:
                 return np.zeros(0, np.int64), empty
     raise ModelRuntimeError(f"more than {MAX_NON_FINITE} texts of {len(seqs)} gave {what} that are not finite "
-                            "(NaN or inf); the backend is broken: try the CPU (--n-gpu-layers 0) or another --kv-type")
+                            "(NaN or inf); the backend is broken: try the CPU (`n_gpu_layers` 0) or another `kv_type`")
 
 
 def finite_rows(emb: Embedder, seqs: list, bad: dict[int, str], *, retry: bool,

@@ -94,10 +94,10 @@ def check_chunking(emb, spec: JobSpec) -> None:
     if spec.chunk_tokens is None:
         return
     if spec.chunk_tokens > emb.max_tokens:
-        raise InvalidInputError(f"--chunk-tokens {spec.chunk_tokens} is more than the model's limit of {emb.max_tokens}")
+        raise InvalidInputError(f"`chunk_tokens` {spec.chunk_tokens} is more than the model's limit of {emb.max_tokens}")
     overhead = len(emb.tokenize(["x"], input_type=spec.input_type, instruction=spec.instruction)[0])
     if spec.chunk_tokens <= overhead:
-        raise InvalidInputError(f"--chunk-tokens {spec.chunk_tokens} leaves no room for text: the prompt and special "
+        raise InvalidInputError(f"`chunk_tokens` {spec.chunk_tokens} leaves no room for text: the prompt and special "
                                 f"tokens take {overhead - 1}")
 
 
@@ -105,9 +105,9 @@ def check_late(emb: Embedder, spec: JobSpec, ray: bool) -> None:
     if not spec.late_chunking:
         return
     if spec.chunk_tokens is None:
-        raise InvalidInputError("--late-chunking needs --chunk-tokens (the chunks it pools)")
+        raise InvalidInputError("`late_chunking` needs `chunk_tokens` (the chunks it pools)", param="chunk_tokens")
     if ray:
-        raise InvalidInputError("--late-chunking does not run on Ray yet; run it without --ray")
+        raise InvalidInputError("`late_chunking` does not run on Ray yet; run it without `ray`", param="late_chunking")
     emb.check_late_chunking()
 
 
@@ -192,7 +192,7 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
         spec = replace(spec, batch_invariant=True)
     if req.rescore and (not req.precision.endswith("binary") or req.fmt != "parquet" or req.output is None):
         raise InvalidInputError("rescore vectors go beside binary or ubinary vectors in a Parquet index "
-                                "(--precision binary|ubinary -o OUT.parquet)")
+                                "(`precision` binary|ubinary `output` OUT.parquet)", param="rescore")
     store = _open_store(req)
     with ExitStack() as stack:
         if store is None:

@@ -332,9 +332,6 @@ class Context(_Owned):
             self.capture.enabled = True
             self.capture.rows.clear()
 
-    def state_size(self) -> int:
-        return int(ll.llama_state_get_size(self.ptr))
-
     def close(self) -> None:
         if getattr(self, "ptr", None):
             ll.llama_batch_free(self.batch)

@@ -374,7 +374,7 @@ def resolve_for_plan(model: str, quant: str | None, models_dir=None, registry=No
         q = q or resolve_quant(entry.default_quant)[0]
         return registry_shape(entry, q), None, f"{entry.name} at {q} (from models.toml, no file)"
     if quant:
-        raise GGUFEmbedError(f"--quant applies to models.toml names; {model} is a file", param="quant")
+        raise GGUFEmbedError(f"`quant` applies to models.toml names; {model} is a file", param="quant")
     path = resolve_model(model, models_dir=models_dir)
     shape = read_shape(path)
     return shape, path, f"{shape.info.name} ({path.name})"

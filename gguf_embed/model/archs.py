@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Arch", "ARCHS", "arch", "HF_ARCHITECTURES", "HF_MODEL_TYPES", "FAMILY_ARCH", "is_encoder"]
+__all__ = ["Arch", "ARCHS", "arch", "HF_ARCHITECTURES", "HF_MODEL_TYPES", "FAMILY_ARCH"]
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,6 @@ def arch(name: str) -> Arch:
     if name.startswith("qwen"):
         return Arch(name, causal=True, default_pooling="last", rank_token="last")
     return Arch(name, _UNKNOWN_DECODER.causal, _UNKNOWN_DECODER.default_pooling, _UNKNOWN_DECODER.rank_token)
-
-
-def is_encoder(name: str) -> bool:
-    return not arch(name).causal
 
 
 #: Hugging Face ``architectures`` entries the converter reads, and the GGUF architecture each becomes

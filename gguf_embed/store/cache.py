@@ -266,7 +266,7 @@ class VectorCache:
             where.append("space IN (SELECT id FROM spaces WHERE model_sha256 LIKE ?)")
             args.append(model_sha256 + "%")
         if not where and not everything:
-            raise CacheError("say what to prune: --older-than DAYS, --model-sha256 HASH or --all")
+            raise CacheError("say what to prune: `older_than` DAYS, `model_sha256` HASH or `everything`")
         sql = "DELETE FROM vecs" + (f" WHERE {' AND '.join(where)}" if where else "")
         with self._lock:
             with self._write() as db:
