@@ -1,6 +1,7 @@
 # gguf-embed: two commands on a fresh machine.
 #   make run    create .venv, install, convert the default model, embed a sample
 #   make test   install the test references too and run the test suite
+#   make docs   build the documentation site (mkdocs-material, strict) into out/site
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -23,7 +24,7 @@ ifneq ($(shell grep -qs amx_tile /proc/cpuinfo && echo amx),)
 export CMAKE_ARGS ?= $(LLAMA_NO_AMX)
 endif
 
-.PHONY: run test install install-test convert synth bench clean
+.PHONY: run test install install-test convert synth bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +80,15 @@ run: install
 
 test: install-test
 	$(BIN)/python -m pytest -q tests
+
+# the documentation site from docs/ (mkdocs.yml): strict, so a broken link or anchor or a page
+# missing from the nav fails the build; the CLI reference is generated from the commands' --help
+docs: install $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d out/site
+
+$(VENV)/.installed-docs: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -e '.[docs]'
+	touch $@
 
 bench: install-test
 	$(BIN)/python bench/bench_embed.py
