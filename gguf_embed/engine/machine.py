@@ -7,7 +7,7 @@ fp32 (all-MiniLM-L6-v2); which is faster depends on the matrix-product kernels: 
 llama.cpp's CPU backend multiplies BF16 weights by BF16 activations natively (``vdpbf16ps``,
 twice the multiply-adds of an F32 FMA, no conversion); without it BF16 is widened in software and
 F16 wins; GPU backends are built around F16. How much BF16 gains depends on how much of the time
-the matrix products take (README, "Fastest lossless type").
+the matrix products take (docs/explanations/fastest-lossless-type.md).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ __all__ = ["PRECISIONS", "check_precision", "code_width", "code_dtype", "quantiz
 
 #: the calibration range of each dimension is widened by this fraction of its width on each side:
 #: a set of a few hundred texts underestimates the extremes, and a clipped component costs far
-#: more than the coarser step (see README, "Compressed vectors")
+#: more than the coarser step (docs/benchmarks/compressed-vectors.md)
 RANGE_MARGIN = 0.5
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 

@@ -15,10 +15,10 @@ llama.cpp's mixture in two places, both for a model that is only ever pooled:
 - the token embeddings are looked up, never multiplied as an output head, so they take the
   layers' base type (at least 4 bits) instead of the head's Q6_K / Q8_0;
 - ``attn_v`` and ``ffn_down``, the matrices whose error moves a pooled vector most (measured on
-  all-MiniLM-L6-v2 by keeping one group at F16 at a time: see README), get in every layer the
+  all-MiniLM-L6-v2 by keeping one group at F16 at a time: docs/benchmarks/quantisation.md), get in every layer the
   type llama.cpp gives only some of its layers.
 
-On all-MiniLM-L6-v2 Q4_K_M that is 17% fewer bytes and half the cosine error (README). These
+On all-MiniLM-L6-v2 Q4_K_M that is 17% fewer bytes and half the cosine error (docs/benchmarks/quantisation.md). These
 rules are the ``tensor_types`` handed to llama.cpp's quantizer (``mix_overrides``), and this
 module's tensor table follows them, so planning stays exact.
 """

@@ -18,7 +18,7 @@ from .index import MAX_BATCH_ROWS, SearchError, SearchIndex
 
 __all__ = ["top_k_hamming", "DEFAULT_RESCORE"]
 
-DEFAULT_RESCORE = 10  # candidates per result rescored with the float query (docs: Compressed vectors)
+DEFAULT_RESCORE = 10  # candidates per result rescored with the float query (docs/guides/compressed-vectors.md)
 
 
 def _as_unsigned(codes: np.ndarray) -> np.ndarray:
