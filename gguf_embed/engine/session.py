@@ -19,7 +19,9 @@ import numpy as np
 
 from .. import choices
 from ..errors import InvalidInputError, InvalidTextError, ModelLoadError, text_problem
+from ..model.archs import arch as arch_row
 from ..model.info import read_info, resolve_model
+from ..notes import warn_once
 from ..registry import Registry
 from ..text.frame import Frame, special_frame
 from . import llama
@@ -29,6 +31,15 @@ from .settings import RuntimeSettings, context_shape, default_flash_attn, defaul
 __all__ = ["Session", "open_session", "describe_plan", "measure_buffers", "buffer_sizes", "resident_bytes"]
 
 MAX_SEQS_CAP = 256
+
+
+def _check_arch(info) -> None:
+    """Refuse an architecture the engine cannot run; say once what else may make the vectors wrong."""
+    row = arch_row(info.arch)
+    if not row.runs:
+        raise ModelLoadError(f"{info.path}: architecture {info.arch!r} is not supported: {row.note}")
+    for note in info.warnings:
+        warn_once(note)
 
 
 class Session:
@@ -46,6 +57,7 @@ class Session:
         except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:  # metadata of the wrong kind
             raise ModelLoadError(f"{path} has metadata gguf-embed cannot read ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}); is it a corrupt GGUF?") from None
+        _check_arch(self.info)
         self.plan = None
         if settings.vram:
             from .planning import fit_budget, parse_size, read_shape
