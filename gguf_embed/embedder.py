@@ -10,7 +10,6 @@ or on ``embed`` itself.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,22 +23,13 @@ from .errors import InputTooLongError, InvalidInputError, ModelLoadError, check_
 from .heads import multivector as mv
 from .heads.pooling import pool_picked, postprocess
 from .model.m3 import read_head, sparse_skip_ids
+from .notes import warn_once
 from .registry import Registry
 from .text import normalize, templates
 from .text.frame import CLIP_MARGIN, EMPTY, EXACT_COUNT_CHARS, check_truncate, clip_chars, common_prefix
 from .text.late import LatePlan, join_chunks, plan_late
 
 __all__ = ["Embedder", "EmbedResult"]
-
-_warned: set[str] = set()
-
-
-def warn_once(note: str) -> None:
-    """A one-line warning on stderr, once per process for the same text."""
-    if note not in _warned:
-        _warned.add(note)
-        sys.stderr.write(f"gguf-embed: {note}\n")
-
 
 @dataclass(frozen=True)
 class EmbedResult:

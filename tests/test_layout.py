@@ -20,7 +20,7 @@ MAX_TOP_LEVEL_MODULES = 12
 
 # Layers, lowest first: a module may import its own layer (same package) or lower layers only.
 LAYERS = {
-    "choices": 0, "keys": 0, "errors": 0,
+    "choices": 0, "keys": 0, "errors": 0, "notes": 0,
     "registry": 1,
     "text": 2, "heads": 2,
     "model": 3,

@@ -78,6 +78,8 @@ def inspect_cmd(model, models_dir, as_json):
         table.add_row(*row)
     Console(width=160).print(table)
     click.echo(f"--quant auto on this machine: {auto.reason}")
+    for note in report["warnings"]:
+        click.echo(f"warning: {note}")
     supplied = report["supplied_by_gguf_embed"]
     if supplied:
         click.echo(f"supplied by gguf-embed (the file lacks them): {', '.join(supplied)}")

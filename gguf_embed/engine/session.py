@@ -18,7 +18,9 @@ import numpy as np
 
 from .. import choices
 from ..errors import InvalidInputError, InvalidTextError, ModelLoadError, text_problem
+from ..model.archs import arch as arch_row
 from ..model.info import read_info, resolve_model
+from ..notes import warn_once
 from ..registry import Registry
 from ..text.frame import Frame, special_frame
 from ..text.wordpiece import WordPiece
@@ -38,6 +40,15 @@ __all__ = ["Session", "open_session", "describe_plan", "measure_buffers", "buffe
 MAX_SEQS_CAP = 256
 
 
+def _check_arch(info) -> None:
+    """Refuse an architecture the engine cannot run; say once what else may make the vectors wrong."""
+    row = arch_row(info.arch)
+    if not row.runs:
+        raise ModelLoadError(f"{info.path}: architecture {info.arch!r} is not supported: {row.note}")
+    for note in info.warnings:
+        warn_once(note)
+
+
 class Session:
     """A GGUF on llama.cpp. ``rows`` is serialised: one caller at a time."""
 
@@ -53,6 +64,7 @@ class Session:
         except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:  # metadata of the wrong kind
             raise ModelLoadError(f"{path} has metadata gguf-embed cannot read ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}); is it a corrupt GGUF?") from None
+        _check_arch(self.info)
         self.plan = None
         if settings.vram:
             self.plan = fit_budget(read_shape(self.gguf), parse_size(settings.vram), n_ctx=settings.n_ctx,

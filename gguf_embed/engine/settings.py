@@ -62,7 +62,7 @@ class RuntimeSettings:
 def context_shape(info, n_ctx: int | None, batch_tokens: int | None) -> tuple[int, int, int]:
     """(context size, tokens per llama.cpp batch, longest input) for a model and the user's wishes."""
     budget = int(batch_tokens or DEFAULT_BATCH_TOKENS)
-    if info.causal:
+    if not info.one_batch:
         ctx = max(int(n_ctx or min(info.max_tokens, DEFAULT_CAUSAL_CTX)), budget)
         return ctx, budget, min(info.max_tokens, ctx)
     # encoder models see a whole sequence in one batch: the budget must hold the longest
@@ -72,7 +72,7 @@ def context_shape(info, n_ctx: int | None, batch_tokens: int | None) -> tuple[in
 
 def batch_reason(info, batch_tokens: int) -> str:
     """Why a model runs with ``batch_tokens`` tokens per llama.cpp batch (one clause, for plan)."""
-    if info.causal:
+    if not info.one_batch:
         return ("the default" if batch_tokens == DEFAULT_BATCH_TOKENS else "as asked") + \
             "; decoders split longer inputs over batches (ctx holds the whole input)"
     if batch_tokens == info.max_tokens and batch_tokens > DEFAULT_BATCH_TOKENS:

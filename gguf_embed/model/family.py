@@ -49,14 +49,26 @@ def _holds(key: str, want: Any, have: dict[str, Any]) -> bool:
         return have["pooling"] in want
     if key == "names":
         return any(_name(n) in have["names"] for n in want)
+    if key == "architecture" and isinstance(want, list):  # one family over several architectures
+        return have[key] in want
     return have[key] == want
 
 
+def _specificity(family: Family) -> tuple[int, bool, int]:
+    """More conditions first; then a family that names the model; then the narrower architecture list."""
+    archs = family.match.get("architecture")
+    breadth = len(archs) if isinstance(archs, list) else 1 if archs else 1000
+    return len(family.match), "names" in family.match, -breadth
+
+
 def recognise(gguf: GGUFFile, families: Iterable[Family]) -> Family | None:
-    """The most specific family whose every match condition holds for this file, or None."""
+    """The most specific family whose every match condition holds for this file, or None
+    (between equally specific ones, the first in the table)."""
     have = facts(gguf)
-    best, best_n = None, 0
+    best, best_key = None, None
     for family in families:
-        if all(_holds(k, v, have) for k, v in family.match.items()) and len(family.match) > best_n:
-            best, best_n = family, len(family.match)
+        if all(_holds(k, v, have) for k, v in family.match.items()):
+            key = _specificity(family)
+            if best_key is None or key > best_key:
+                best, best_key = family, key
     return best

@@ -13,6 +13,7 @@ from .. import choices, keys
 from ..errors import InvalidInputError, ModelLoadError
 from ..registry import load_registry
 from ..text import normalize, templates
+from .archs import DENSE_TENSORS, known, missing_dense_note, unknown_note
 from .archs import arch as arch_row
 from .family import recognise
 from .gguf_file import GGUFFile, check_gguf_file, file_type_name, read_gguf
@@ -58,6 +59,12 @@ class ModelInfo:
     eos: str | None = None  # the token every framed input must end with (last-token pooling reads it)
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # value -> where it came from
     heads: tuple[str, ...] = ()  # extra heads the file carries (bge-m3: sparse, colbert)
+    warnings: tuple[str, ...] = ()  # one line each: what may make this file's vectors wrong (inspect, first load)
+
+    @property
+    def one_batch(self) -> bool:
+        """Whether an input must stay whole in one llama.cpp batch (encoders: no KV cache between batches)."""
+        return not self.causal or arch_row(self.arch).one_batch
 
     @property
     def file_type_name(self) -> str | None:
@@ -111,17 +118,19 @@ class ModelInfo:
         if fam is not None and fam.eos and task == "embed":
             src["eos"] = f"family {fam.name}"
         norm = pick("text_normalizer", meta.get(keys.TEXT_NORMALIZER), fam and fam.text_normalizer, "none")
+        file_causal = meta.get(keys.arch_key(arch, "attention.causal"))
+        causal = row.causal if row.causal_fixed or file_causal is None else bool(file_causal)
         return cls(
             path=path, name=str(meta.get(keys.REGISTRY_NAME) or path.stem), arch=arch,
             n_embd=num("embedding_length"), n_layer=num("block_count"), n_ctx_train=n_ctx_train, pooling=pooling,
-            causal=bool(meta.get(keys.arch_key(arch, "attention.causal"), row.causal)),
+            causal=causal,
             max_tokens=min(max_tokens, n_ctx_train) if n_ctx_train else max_tokens,
             matryoshka_min=int(mmin) if mmin else None, prompts=MappingProxyType(chosen),
             text_normalizer=_text_normalizer(path, str(norm)), task=str(task),
             rerank=_rerank_template(meta, fam, src), type1_offset=int(meta.get(keys.TYPE1_OFFSET, 0) or 0),
             file_type=meta.get(keys.FILE_TYPE), family=fam.name if fam else None,
             eos=fam.eos if fam and task == "embed" else None, sources=MappingProxyType(src),
-            heads=_heads(meta),
+            heads=_heads(meta), warnings=_warnings(gguf, arch, causal, pooling),
         )
 
 
@@ -135,6 +144,19 @@ def _pooling_and_task(meta, arch: str, row, override: str | None, fam, src: dict
     if pooling in (None, "none"):
         pooling = row.default_pooling  # llama.cpp's converter writes no pooling for plain decoders
     return pooling, str(task)
+
+
+def _warnings(gguf: GGUFFile, arch: str, causal: bool, pooling: str) -> tuple[str, ...]:
+    """What the architecture table knows to be wrong with this file: an architecture it does not know,
+    one gguf-embed cannot run, an EmbeddingGemma without its Dense layers."""
+    if not known(arch):
+        return (unknown_note(arch, causal, pooling),)
+    row = arch_row(arch)
+    if not row.runs:
+        return (f"architecture {arch!r}: {row.note}",)
+    if arch == "gemma-embedding" and not all(t in gguf.tensors for t in DENSE_TENSORS):
+        return (missing_dense_note(gguf.path.name),)
+    return ()
 
 
 def _heads(meta: Mapping[str, Any]) -> tuple[str, ...]:

@@ -76,4 +76,5 @@ def describe(gguf: GGUFFile, info: ModelInfo) -> dict[str, Any]:
         "quant_choice": gguf.meta.get(keys.QUANT_CHOICE),  # why --quant auto wrote this type, if it did
         "quant_mix": gguf.meta.get(keys.QUANT_MIX),  # convert's tensor mixture (absent: not ours, or not quantised)
         "supplied_by_gguf_embed": sorted(k for k, v in src.items() if v.startswith("family")),
+        "warnings": list(info.warnings),  # what may make this file's vectors wrong, one line each
     }
