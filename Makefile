@@ -70,7 +70,7 @@ convert: install
 
 # a random-weight Hugging Face folder with the exact shapes of MODEL, for memory and speed checks
 synth: install
-	$(BIN)/python convert/synth.py $(MODEL) $(MODELS_DIR)/synthetic/$(MODEL)
+	$(BIN)/python tools/synth.py $(MODEL) $(MODELS_DIR)/synthetic/$(MODEL)
 
 run: install
 	$(BIN)/gguf-embed convert $(MODEL) --models-dir $(MODELS_DIR) $(if $(QUANT),--quant $(QUANT))

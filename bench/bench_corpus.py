@@ -15,7 +15,7 @@
 4. scale: the same command at each ``--scale-docs`` size (10k, 100k; add 1000000 to the list for
    1M), a fresh process and a new cache each: documents/s, peak RSS, cache file bytes against
    the raw vector bytes. ``--wide 1024`` builds a random Qwen3 layout that wide (2 layers, from
-   tests/models/tiny.py) and uses it instead of ``--gguf``, so a row is 4 KiB and memory that
+   tools/models/tiny.py) and uses it instead of ``--gguf``, so a row is 4 KiB and memory that
    grew with the corpus would show; ``--distinct N`` cycles the documents through N distinct texts
    (the rest come from the cache as duplicates), to measure the streaming path at sizes whose
    embedding would take hours on a small machine.
@@ -179,7 +179,7 @@ def bench_kill(gguf: str, n: int, after_s: float, tmp: Path) -> dict:
 
 def build_wide(hidden: int, tmp: Path) -> str:
     """A random Qwen3 layout ``hidden`` wide, 2 layers, converted to an F16 GGUF."""
-    from tests.models.tiny import build_tiny_qwen3
+    from tools.models.tiny import build_tiny_qwen3
 
     from gguf_embed.convert import convert_model
 

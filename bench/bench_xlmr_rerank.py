@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from tests.models.multilingual import xlmr_tokenizer_json  # noqa: E402
-from tests.models.rerankers import DOCUMENTS, QUERY, build_tiny_xlmr_reranker  # noqa: E402
+from tools.models.multilingual import xlmr_tokenizer_json  # noqa: E402
+from tools.models.rerankers import DOCUMENTS, QUERY, build_tiny_xlmr_reranker  # noqa: E402
 
 
 def main() -> None:

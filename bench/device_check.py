@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 import socket
@@ -55,16 +54,9 @@ CPU_CASE = ("qwen3-embedding-0.6b", {"hidden": 256, "heads": 4, "kv_heads": 2, "
             "Q4_K_M", 2048, 48, 120)
 
 
-def load_module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def real_qwen_tokenizer(dest: Path) -> int:
     """Qwen3's tokenizer files with Qwen3-Embedding's appended <|endoftext|>; returns the vocabulary size."""
-    from tests.models.multilingual import write_qwen_tokenizer
+    from tools.models.multilingual import write_qwen_tokenizer
 
     try:
         return write_qwen_tokenizer(dest)
@@ -75,8 +67,9 @@ def real_qwen_tokenizer(dest: Path) -> int:
 
 def build_model(work: Path, case, threads: int) -> tuple[Path, float]:
     """A random-weight Qwen3-Embedding of the case's shape with the real tokenizer, as Q4_K_M."""
+    from tools import synth
+
     name, changes, layers, quant, *_ = case
-    synth = load_module("synth", ROOT / "convert" / "synth.py")
     entry = load_registry().get(name)
     folder = work / "hf"
     folder.mkdir(parents=True, exist_ok=True)

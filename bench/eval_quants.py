@@ -41,7 +41,7 @@ HELD_OUT_EACH = 100
 
 
 def held_out_texts() -> list[str]:
-    from tests.texts import VARIED_TEXTS
+    from tools.texts import VARIED_TEXTS
 
     folder = evaluate._gensim_test_data()
     out = list(VARIED_TEXTS)

@@ -21,10 +21,10 @@ from gguf_embed.corpus.job import JobSpec, _token_counter
 from gguf_embed.errors import InvalidInputError
 from gguf_embed.server import create_app
 from gguf_embed.text.late import join_chunks
+from tools.models.multilingual import XLMR_VOCAB, build_tiny_xlmr, xlmr_tokenizer_json
+from tools.texts import VARIED_TEXTS
 
 from .helpers import RunningServer, cos
-from .models.multilingual import XLMR_VOCAB, build_tiny_xlmr, xlmr_tokenizer_json
-from .texts import VARIED_TEXTS
 
 torch.set_num_threads(1)
 

@@ -19,7 +19,7 @@ from gguf_embed.text import normalize as textnorm
 from gguf_embed.cli import main
 from gguf_embed.convert import convert_model
 
-from .models.multilingual import build_real_qwen3, qwen_tokenizer_dir, read_gguf_kv
+from tools.models.multilingual import build_real_qwen3, qwen_tokenizer_dir, read_gguf_kv
 
 TEXTS = multilingual.texts()
 EOT_ID = 151643

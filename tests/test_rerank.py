@@ -15,7 +15,7 @@ from gguf_embed.errors import ConversionError, InputTooLongError, InvalidInputEr
 from gguf_embed.registry import load_registry
 from gguf_embed.reranker import Reranker
 
-from .models.rerankers import DOCUMENTS, QUERY, qwen3_recipe_scores
+from tools.models.rerankers import DOCUMENTS, QUERY, qwen3_recipe_scores
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from gguf_embed.server import create_app
+from tools.texts import VARIED_TEXTS
 
 from .helpers import RunningServer, cos
-from .texts import VARIED_TEXTS
 
 KEY = "test-key-123"
 

@@ -17,7 +17,7 @@ from gguf_embed.quality import texts as multilingual
 from gguf_embed.text import normalize as textnorm
 from gguf_embed.text.wordpiece import MAX_WORD_CHARS, PHANTOM, WordPiece, needed, words
 
-from .models.tiny import minilm_dir
+from tools.models.tiny import minilm_dir
 
 NORM = "nfd_strip_lower"
 TEXTS = multilingual.texts()
