@@ -13,12 +13,10 @@ Scores from random weights say nothing about quality; the two servers must agree
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import random
 import shutil
-import statistics
 import sys
 import threading
 import time
@@ -26,12 +24,9 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import ROOT, free_port, latency_quantiles, md_header, md_row, parser, run_server
+from tools.texts import VARIED_TEXTS
 
-from bench.bench_server import free_port, run_server  # noqa: E402
-from tools.texts import VARIED_TEXTS  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = {"name": ""}
 
 
@@ -94,13 +89,13 @@ def load(url: str, queries: list[str], docs: list[str], ref: dict, clients: int,
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
-    return {"requests": len(lat), "pairs_s": pairs[0] / wall, "p50": q[49], "p99": q[98],
+    p50, p99 = latency_quantiles(lat)
+    return {"requests": len(lat), "pairs_s": pairs[0] / wall, "p50": p50, "p99": p99,
             "errors": errors[0], "wrong": wrong[0]}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--gguf", type=Path, help="a reranker GGUF (default: a synthetic Qwen3-Reranker-0.6B shape)")
     ap.add_argument("--work", type=Path, default=ROOT / "models" / "bench")
     ap.add_argument("--layers", type=int, help="fewer layers for a quick run")
@@ -146,10 +141,10 @@ def main() -> None:
 
     print(f"\n{gguf.name}, {args.threads} threads, {args.docs_per_request} documents per request, "
           f"{args.seconds:.0f} s per point\n")
-    print("| server | clients | pairs/s | p50 latency (s) | p99 latency (s) | errors | wrong scores |")
-    print("|---|---|---|---|---|---|---|")
+    print(md_header("server", "clients", "pairs/s", "p50 latency (s)", "p99 latency (s)", "errors", "wrong scores"))
     for name, clients, r in rows:
-        print(f"| {name} | {clients} | {r['pairs_s']:.1f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} | {r['wrong']} |")
+        print(md_row(name, clients, f"{r['pairs_s']:.1f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}", r["errors"],
+                     r["wrong"]))
     if len(refs) == 2:
         a, b = refs.values()
         print(f"\nlargest score difference between the servers: {max(abs(a[k] - b[k]) for k in a):.2e}")
