@@ -1,6 +1,7 @@
 # gguf-embed: two commands on a fresh machine.
 #   make run    create .venv, install, convert the default model, embed a sample
 #   make test   install the test references too and run the test suite
+#   (make test-fast: the quick subset of the suite, in under a minute)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -23,7 +24,7 @@ ifneq ($(shell grep -qs amx_tile /proc/cpuinfo && echo amx),)
 export CMAKE_ARGS ?= $(LLAMA_NO_AMX)
 endif
 
-.PHONY: run test install install-test convert synth bench clean
+.PHONY: run test test-fast install install-test convert synth bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +80,11 @@ run: install
 
 test: install-test
 	$(BIN)/python -m pytest -q tests
+
+# the quick subset (tests marked quick): the pure stages, the scheduler with a fake session, the
+# package's layout rules and a few end-to-end smoke tests (CLI encode, an HTTP round trip)
+test-fast: install-test
+	$(BIN)/python -m pytest -q -m quick tests
 
 bench: install-test
 	$(BIN)/python bench/bench_embed.py

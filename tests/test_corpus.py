@@ -386,6 +386,7 @@ def test_model_hash_is_read_once_per_file_version(tmp_path, monkeypatch):
 # --- chunking -------------------------------------------------------------------------------
 
 
+@pytest.mark.quick
 def test_chunk_spans_snap_to_whitespace_with_overlap():
     text = " ".join(f"w{i}" for i in range(50)) + " " + "x" * 100 + " tail"
     count = lambda s: 2 + len(s.split()) + sum(len(w) // 8 for w in s.split())  # noqa: E731

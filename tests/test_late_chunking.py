@@ -140,6 +140,7 @@ def test_spans_are_checked(minilm_embedder):
             minilm_embedder.embed_late_chunks(BERLIN, spans)
 
 
+@pytest.mark.quick
 def test_join_chunks():
     text, spans = join_chunks(["One.", "Two ", "three", "\nfour"])
     assert text == "One. Two three\nfour" and [text[a:b] for a, b in spans] == ["One.", "Two ", "three", "\nfour"]
@@ -262,6 +263,7 @@ def test_http_late_chunking_flag(minilm_embedder, qwen_embedder):
 # --- the pass planning on its own (one token per word) ----------------------------------------
 
 
+@pytest.mark.quick
 def test_passes_cut_at_chunk_boundaries():
     from gguf_embed.text.late import plan_late
 

@@ -124,6 +124,7 @@ def test_budget_fitting(tiny_qwen_gguf, minilm_gguf):
     assert plan.fit_budget(minilm_gguf("F16"), 2**30).batch_tokens == 512  # encoder: batch >= its limit
 
 
+@pytest.mark.quick
 def test_parse_size():
     assert plan.parse_size("3GB") == 3 * 2**30
     assert plan.parse_size("2.5GiB") == int(2.5 * 2**30)

@@ -272,6 +272,7 @@ def test_cli_rerank_errors_are_one_line(tmp_path, minilm_gguf, cross_encoder_ggu
     assert res.exit_code == 1 and "no string field 'text'" in res.output
 
 
+@pytest.mark.quick
 def test_pure_pieces():
     from gguf_embed.heads.rerank import RerankHead, sigmoid
     from gguf_embed.server.rerank import parse_rerank

@@ -190,6 +190,7 @@ def test_random_mixtures(hf_fast, wp, llama):
             assert llama(norm) == ref, repr(text)
 
 
+@pytest.mark.quick
 def test_edge_cases(wp):
     unk = wp.unk_id
     assert wp.encode("x" * MAX_WORD_CHARS) != [unk] and wp.encode("x" * (MAX_WORD_CHARS + 1)) == [unk]
@@ -205,6 +206,7 @@ def test_edge_cases(wp):
     assert WordPiece.needed is needed
 
 
+@pytest.mark.quick
 def test_word_cache_is_bounded(gguf_tokens):
     wp = WordPiece(gguf_tokens, cache_size=4)
     first = wp.encode("one two three four five six seven")
