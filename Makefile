@@ -2,6 +2,7 @@
 #   make run    create .venv, install, convert the default model, embed a sample
 #   make test   install the test references too and run the test suite
 #   make docs   build the documentation site (mkdocs-material, strict) into out/site
+#   (make test-fast: the quick subset of the suite, in under a minute)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -24,7 +25,7 @@ ifneq ($(shell grep -qs amx_tile /proc/cpuinfo && echo amx),)
 export CMAKE_ARGS ?= $(LLAMA_NO_AMX)
 endif
 
-.PHONY: run test install install-test convert synth bench docs clean
+.PHONY: run test test-fast install install-test convert synth bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,7 +72,7 @@ convert: install
 
 # a random-weight Hugging Face folder with the exact shapes of MODEL, for memory and speed checks
 synth: install
-	$(BIN)/python convert/synth.py $(MODEL) $(MODELS_DIR)/synthetic/$(MODEL)
+	$(BIN)/python tools/synth.py $(MODEL) $(MODELS_DIR)/synthetic/$(MODEL)
 
 run: install
 	$(BIN)/gguf-embed convert $(MODEL) --models-dir $(MODELS_DIR) $(if $(QUANT),--quant $(QUANT))
@@ -81,6 +82,10 @@ run: install
 test: install-test
 	$(BIN)/python -m pytest -q tests
 
+# the quick subset (tests marked quick): the pure stages, the scheduler with a fake session, the
+# package's layout rules and a few end-to-end smoke tests (CLI encode, an HTTP round trip)
+test-fast: install-test
+	$(BIN)/python -m pytest -q -m quick tests
 # the documentation site from docs/ (mkdocs.yml): strict, so a broken link or anchor or a page
 # missing from the nav fails the build; the CLI reference is generated from the commands' --help
 docs: install $(VENV)/.installed-docs

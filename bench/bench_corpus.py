@@ -15,7 +15,7 @@
 4. scale: the same command at each ``--scale-docs`` size (10k, 100k; add 1000000 to the list for
    1M), a fresh process and a new cache each: documents/s, peak RSS, cache file bytes against
    the raw vector bytes. ``--wide 1024`` builds a random Qwen3 layout that wide (2 layers, from
-   tests/models/tiny.py) and uses it instead of ``--gguf``, so a row is 4 KiB and memory that
+   tools/models/tiny.py) and uses it instead of ``--gguf``, so a row is 4 KiB and memory that
    grew with the corpus would show; ``--distinct N`` cycles the documents through N distinct texts
    (the rest come from the cache as duplicates), to measure the streaming path at sizes whose
    embedding would take hours on a small machine.
@@ -31,7 +31,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -43,8 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from common import ROOT, parser, repeat
 
 WORDS = ("the quick brown fox jumps over a lazy dog while embeddings of short documents are cached and "
          "resumed across nightly runs on a small machine with quantised models in GGUF files").split()
@@ -103,7 +101,7 @@ def bench_overhead(gguf: str, n: int, threads: int, tmp: Path) -> dict:
 
 def run_cli(args: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one ``gguf-embed`` process."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     code = ("import resource, sys; from gguf_embed.cli import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
             "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"  # this process's own peak
@@ -152,7 +150,7 @@ def bench_kill(gguf: str, n: int, after_s: float, tmp: Path) -> dict:
     import pyarrow.parquet as pq
 
     src = write_jsonl(tmp / "kill.jsonl", make_docs(n, seed=4))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     base = [sys.executable, "-m", "gguf_embed.cli", "encode", str(src), "-m", gguf, "-q"]
     out, cache = tmp / "kill.parquet", tmp / "kill.sqlite"
     proc = subprocess.Popen(base + ["-o", str(out), "--cache", str(cache)], env=env, stderr=subprocess.DEVNULL)
@@ -179,7 +177,7 @@ def bench_kill(gguf: str, n: int, after_s: float, tmp: Path) -> dict:
 
 def build_wide(hidden: int, tmp: Path) -> str:
     """A random Qwen3 layout ``hidden`` wide, 2 layers, converted to an F16 GGUF."""
-    from tests.models.tiny import build_tiny_qwen3
+    from tools.models.tiny import build_tiny_qwen3
 
     from gguf_embed.convert import convert_model
 
@@ -262,13 +260,8 @@ def bench_search(rows: int, dims: int, kinds: list[str], tmp: Path) -> dict:
     queries = first[rng.integers(0, len(first), 16)]
     queries = queries + rng.standard_normal(queries.shape, dtype=np.float32) / np.sqrt(dims)
     for nq in (1, 16):
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            top_k_exact(index, queries[:nq], 10)
-            times.append(time.perf_counter() - t0)
-        out[f"exact_{nq}q_s"] = round(statistics.median(times), 3)
-    rss = subprocess.run([sys.executable, "-c", _EXACT_RSS.format(repo=str(REPO), path=str(path), dims=dims)],
+        out[f"exact_{nq}q_s"] = round(repeat(lambda nq=nq: top_k_exact(index, queries[:nq], 10), 3).median, 3)
+    rss = subprocess.run([sys.executable, "-c", _EXACT_RSS.format(repo=str(ROOT), path=str(path), dims=dims)],
                          capture_output=True, text=True, check=True)
     out["exact_peak_rss_mib"] = round(float(rss.stdout.split()[-1]), 1)
     exact = search_vectors(index, queries, 10)
@@ -286,7 +279,7 @@ def bench_search(rows: int, dims: int, kinds: list[str], tmp: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--gguf", help="The model for the corpus measurements (not needed for search).")
     ap.add_argument("--wide", type=int, help="Build and use a random Qwen3 layout this wide (2 layers).")
     ap.add_argument("--scale-docs", default="10000,100000", help="Sizes for the scale runs (add 1000000 for 1M).")

@@ -14,37 +14,13 @@ converted with a 512-token limit so the long texts fit everywhere untruncated.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-WORDS = (
-    "the of and to in is was for that on with as by at from his an were are which this be or have had "
-    "one not but all they their there been has more when who will would no if out so said what up its "
-    "about into than them can only other new some could time these two may then do first any my now such "
-    "like our over man me even most made after also did many before must through back years where much "
-    "your way well down should because each just those people how too little state good very make world "
-    "still own see men work long get here between both life being under never day same another know while "
-    "last might us great old year off come since against go came right used take three model vector "
-    "embedding search retrieval local quantised document query passage answer question energy light"
-).split()
-
-
-def make_texts(n: int, n_words: int, seed: int) -> list[str]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        k = int(np.clip(rng.normal(n_words, n_words * 0.15), 1, n_words * 1.1))
-        words = rng.choice(WORDS, size=k)
-        out.append(" ".join(words).capitalize() + ".")
-    return out
+from common import make_texts, md_header, md_row, parser, work_dir
 
 
 def timed(fn, reps: int = 1) -> float:
@@ -124,7 +100,7 @@ def minimal_loop(path: Path, texts: list[str], threads: int, n_batch: int, n_seq
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--quick", action="store_true", help="fewer texts, no settings sweep")
     ap.add_argument("--no-sweep", action="store_true", help="the peer table only")
@@ -140,7 +116,7 @@ def main() -> None:
 
     from gguf_embed import Embedder
     from gguf_embed.convert import convert_model
-    from tests.models.tiny import minilm_dir
+    from tools.models.tiny import minilm_dir
 
     torch.set_num_threads(args.threads)
     scale = 10 if args.quick else 1
@@ -148,7 +124,7 @@ def main() -> None:
         "2000 short (~15 tok)": make_texts(2000 // scale, 11, 1),
         "200 long (~400 tok)": make_texts(200 // scale, 380, 2),
     }
-    work = Path(tempfile.mkdtemp(prefix="gguf-embed-bench-"))
+    work = work_dir("gguf-embed-bench-")
     ggufs = {q: convert_model("all-minilm-l6-v2", work / f"minilm-{q}.gguf", q, max_tokens=512).path
              for q in ("F32", "F16", "Q8_0", "Q4_K_M")}
     st = SentenceTransformer(str(minilm_dir()), device="cpu")
@@ -172,18 +148,16 @@ def main() -> None:
             rows.append((label, fa, len(texts), n_tok, t_ours, t_min, t_embed, t_torch[label]))
 
     print(f"\nall-MiniLM-L6-v2 F16, {args.threads} threads, batch 512 tokens (texts/s; ratio = Embedder / peer)\n")
-    print("| workload | flash attn | tokens | Embedder | minimal loop | Llama.embed() | sentence-transformers fp32 "
-          "| vs minimal | vs Llama.embed | vs torch |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(md_header("workload", "flash attn", "tokens", "Embedder", "minimal loop", "Llama.embed()",
+                    "sentence-transformers fp32", "vs minimal", "vs Llama.embed", "vs torch"))
     for label, fa, n, n_tok, t_o, t_m, t_e, t_s in rows:
-        print(f"| {label} | {fa} | {n_tok} | {n / t_o:.0f} | {n / t_m:.0f} | {n / t_e:.0f} | {n / t_s:.0f} | "
-              f"{t_m / t_o:.2f}x | {t_e / t_o:.2f}x | {t_s / t_o:.2f}x |")
+        print(md_row(label, fa, n_tok, f"{n / t_o:.0f}", f"{n / t_m:.0f}", f"{n / t_e:.0f}", f"{n / t_s:.0f}",
+                     f"{t_m / t_o:.2f}x", f"{t_e / t_o:.2f}x", f"{t_s / t_o:.2f}x"))
 
     if args.quick or args.no_sweep:
         return
     print("\nSettings sweep against sentence-transformers fp32 (Embedder texts/s / torch texts/s)\n")
-    print("| workload | quant | threads | batch tokens | flash attn | Embedder texts/s | vs torch |")
-    print("|---|---|---|---|---|---|---|")
+    print(md_header("workload", "quant", "threads", "batch tokens", "flash attn", "Embedder texts/s", "vs torch"))
     nt = args.threads
     sweep = [("F16", nt, 512, "on"), ("F16", nt, 256, "on"), ("F16", nt, 2048, "on"), ("F16", nt, 512, "off"),
              ("F16", nt, 2048, "off"), ("F32", nt, 512, "on"), ("Q8_0", nt, 512, "on"), ("Q4_K_M", nt, 512, "on"),
@@ -192,7 +166,7 @@ def main() -> None:
         for quant, threads, bt, fa in sweep:
             with Embedder(ggufs[quant], n_threads=threads, batch_tokens=bt, flash_attn=fa) as emb:
                 secs = timed(lambda: emb.embed(texts), reps=1)
-            print(f"| {label} | {quant} | {threads} | {bt} | {fa} | {len(texts) / secs:.0f} | {t_torch[label] / secs:.2f}x |")
+            print(md_row(label, quant, threads, bt, fa, f"{len(texts) / secs:.0f}", f"{t_torch[label] / secs:.2f}x"))
 
 
 if __name__ == "__main__":

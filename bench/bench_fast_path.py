@@ -15,22 +15,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_embed import make_texts, minimal_loop  # noqa: E402
+from bench_embed import minimal_loop
+from common import interleaved, make_texts, parser
 
 
 def peer_loop(model: str, texts_file: str, out: str, threads: int, n_batch: int, n_seq: int) -> None:
@@ -41,12 +36,10 @@ def peer_loop(model: str, texts_file: str, out: str, threads: int, n_batch: int,
     np.save(out, result / np.linalg.norm(result, axis=1, keepdims=True))
 
 
-def _run(cmd: list[str]) -> float:
-    t = time.perf_counter()
+def _run(cmd: list[str]) -> None:
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])}... failed ({done.returncode}): {done.stderr[-2000:]}")
-    return time.perf_counter() - t
 
 
 def process_bench(models: list[str], n_texts: int, reps: int, threads: int, batch: int) -> list[dict]:
@@ -62,14 +55,13 @@ def process_bench(models: list[str], n_texts: int, reps: int, threads: int, batc
                               "--batch-tokens", str(batch)]
             peer_cmd = [sys.executable, __file__, "peer", model, str(src), str(peer_out), "--threads", str(threads),
                         "--batch", str(batch)]
-            ours_t, peer_t = [], []
-            for _ in range(reps):  # alternated, so both see the same machine
-                ours_t.append(_run(ours_cmd))
-                peer_t.append(_run(peer_cmd))
+            # alternated, so both see the same machine
+            t = interleaved({"ours": lambda: _run(ours_cmd), "peer": lambda: _run(peer_cmd)}, reps)
+            ours_s, peer_s = t["ours"].best, t["peer"].best
             a, b = np.load(ours_out), np.load(peer_out)
             cos = (a * b).sum(1)
             row = {"model": Path(model).name, "texts": n_texts, "threads": threads, "batch": batch,
-                   "ours_s": min(ours_t), "all_token_s": min(peer_t), "speedup": min(peer_t) / min(ours_t),
+                   "ours_s": ours_s, "all_token_s": peer_s, "speedup": peer_s / ours_s,
                    "cos_min": float(cos.min()), "cos_mean": float(cos.mean()),
                    "identical": int((np.abs(a - b).max(axis=1) == 0).sum())}
             rows.append(row)
@@ -81,28 +73,22 @@ def inprocess_bench(model: str, n_texts: int, reps: int, threads: int, batch: in
     from gguf_embed import Embedder
 
     texts = make_texts(n_texts, 15, seed=2)
-    vecs = {}
     with Embedder(model, n_threads=threads, batch_tokens=batch) as fast, \
             Embedder(model, n_threads=threads, batch_tokens=batch, fast_path=False) as plain:
         assert fast.fast_path and not plain.fast_path
         for emb in (fast, plain):
             emb.embed(texts[:50])  # warm-up
-        times = {"fast": [], "plain": []}
-        for _ in range(reps):
-            for name, emb in (("fast", fast), ("plain", plain)):
-                t = time.perf_counter()
-                vecs[name] = emb.embed(texts).embeddings
-                times[name].append(time.perf_counter() - t)
-    cos = (vecs["fast"] * vecs["plain"]).sum(1)
-    out = {"model": Path(model).name, "texts": n_texts, "fast_texts_per_s": n_texts / min(times["fast"]),
-           "plain_texts_per_s": n_texts / min(times["plain"]), "ratio": min(times["plain"]) / min(times["fast"]),
+        t = interleaved({"fast": lambda: fast.embed(texts), "plain": lambda: plain.embed(texts)}, reps, keep=True)
+    cos = (t["fast"].result.embeddings * t["plain"].result.embeddings).sum(1)
+    out = {"model": Path(model).name, "texts": n_texts, "fast_texts_per_s": n_texts / t["fast"].best,
+           "plain_texts_per_s": n_texts / t["plain"].best, "ratio": t["plain"].best / t["fast"].best,
            "cos_min": float(cos.min())}
     print(json.dumps(out), flush=True)
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("process")
     p.add_argument("models", nargs="+")

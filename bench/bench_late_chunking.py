@@ -13,17 +13,12 @@
 
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
-import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import interleaved, parser
 
-from gguf_embed import Embedder  # noqa: E402
-from gguf_embed.corpus import JobSpec, Record, run_job  # noqa: E402
+from gguf_embed import Embedder
+from gguf_embed.corpus import JobSpec, Record, run_job
 
 BERLIN = ["Berlin is the capital and largest city of Germany, both by area and by population.",
           "Its more than 3.85 million inhabitants make it the European Union's most populous city, as measured by "
@@ -42,14 +37,8 @@ def documents(n: int) -> list[Record]:
     return out
 
 
-def timed(emb, records, spec) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    rows, _, _ = run_job(records, emb, spec)
-    return time.perf_counter() - t0, len(rows.ids)
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--gguf", required=True)
     ap.add_argument("--docs", type=int, default=200)
     ap.add_argument("--chunk-tokens", type=int, default=64)
@@ -59,14 +48,12 @@ def main() -> None:
     with Embedder(args.gguf, n_threads=args.threads) as emb:
         print(f"{emb.name}, {args.threads} threads, {args.docs} documents, --chunk-tokens {args.chunk_tokens} "
               f"--chunk-overlap 8, limit {emb.max_tokens}")
-        results = {"ordinary": [], "late": []}
-        for _ in range(3):
-            for kind in results:
-                spec = JobSpec(chunk_tokens=args.chunk_tokens, chunk_overlap=8, late_chunking=kind == "late")
-                results[kind].append(timed(emb, records, spec))
-        for kind, runs in results.items():
-            secs = statistics.median(r[0] for r in runs)
-            print(f"  {kind:8s}: {runs[0][1]} chunks in {secs:.2f} s ({runs[0][1] / secs:.0f} chunks/s)")
+        specs = {kind: JobSpec(chunk_tokens=args.chunk_tokens, chunk_overlap=8, late_chunking=kind == "late")
+                 for kind in ("ordinary", "late")}
+        jobs = {kind: (lambda spec=spec: run_job(records, emb, spec)) for kind, spec in specs.items()}
+        for kind, t in interleaved(jobs, 3, keep=True).items():
+            chunks, secs = len(t.result[0].ids), t.median
+            print(f"  {kind:8s}: {chunks} chunks in {secs:.2f} s ({chunks / secs:.0f} chunks/s)")
         query = emb.embed(["Berlin"]).embeddings[0]
         alone = emb.embed(BERLIN).embeddings @ query
         late = emb.embed_chunks_late(BERLIN).embeddings @ query

@@ -11,16 +11,13 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import interleaved, parser
 
 
 def texts(n: int) -> list[str]:
@@ -35,15 +32,8 @@ def speed(path: Path, docs: list[str], outputs: tuple[str, ...], threads: int) -
 
     with Embedder(path, n_threads=threads) as emb:
         emb.embed(docs[:32])
-        dense, multi = [], []
-        for _ in range(3):
-            t = time.perf_counter()
-            emb.embed(docs)
-            dense.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            emb.embed(docs, outputs=outputs)
-            multi.append(time.perf_counter() - t)
-    d, m = statistics.median(dense), statistics.median(multi)
+        t = interleaved({"dense": lambda: emb.embed(docs), "multi": lambda: emb.embed(docs, outputs=outputs)}, 3)
+    d, m = t["dense"].median, t["multi"].median
     print(f"{len(docs)} texts, {threads} thread(s): embed {d:.2f} s; embed(outputs={','.join(outputs)}) {m:.2f} s "
           f"({m / d:.2f}x)")
 
@@ -102,7 +92,7 @@ def load_time(path: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--gguf", type=Path, required=True)
     ap.add_argument("--texts", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=1)

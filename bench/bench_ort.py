@@ -19,21 +19,14 @@ Ratios: the fastest ORT path's time over each configuration's, same workload, sa
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_embed import make_texts  # noqa: E402
+from common import interleaved, make_texts, md_header, md_row, parser, work_dir
 
 ORT_BATCH = 32
 QUANTS = ("F16", "BF16", "Q8_0", "F32")
@@ -101,7 +94,7 @@ def setup(work: Path, threads: int) -> tuple[dict, object]:
 
     from gguf_embed import Embedder
     from gguf_embed.convert import convert_model
-    from tests.models.tiny import minilm_dir
+    from tools.models.tiny import minilm_dir
 
     src = minilm_dir()
     fp32 = export_onnx(src, work / "minilm.onnx")
@@ -130,29 +123,26 @@ def measure(runs: dict, st, workloads: dict, reps: int) -> dict:
         for name, run in runs.items():
             c = np.sum(run(texts) * ref, axis=1)  # also the warm-up
             results[(wl, name)] = {"cos_min": float(c.min()), "cos_mean": float(c.mean()), "seconds": float("inf")}
-    for _ in range(reps):
-        for wl, texts in workloads.items():
-            for name, run in runs.items():
-                t = time.perf_counter()
-                run(texts)
-                r = results[(wl, name)]
-                r["seconds"] = min(r["seconds"], time.perf_counter() - t)
+    timed = {(wl, name): (lambda run=run, texts=texts: run(texts))
+             for wl, texts in workloads.items() for name, run in runs.items()}
+    for key, timing in interleaved(timed, reps).items():
+        results[key]["seconds"] = timing.best
     return results
 
 
 def table(results: dict, workloads: dict) -> list[str]:
-    lines = ["| workload | configuration | texts/s | vs fastest ORT | cos min | cos mean |", "|---|---|---|---|---|---|"]
+    lines = [md_header("workload", "configuration", "texts/s", "vs fastest ORT", "cos min", "cos mean")]
     for wl, texts in workloads.items():
         rows = {name: r for (w, name), r in results.items() if w == wl}
         ort_best = min(r["seconds"] for name, r in rows.items() if name.startswith("ORT"))
         for name, r in rows.items():
-            lines.append(f"| {wl} | {name} | {len(texts) / r['seconds']:.1f} | {ort_best / r['seconds']:.2f}x | "
-                         f"{r['cos_min']:.5f} | {r['cos_mean']:.5f} |")
+            lines.append(md_row(wl, name, f"{len(texts) / r['seconds']:.1f}", f"{ort_best / r['seconds']:.2f}x",
+                                f"{r['cos_min']:.5f}", f"{r['cos_mean']:.5f}"))
     return lines
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3, help="best of N, repetitions interleaved")
     ap.add_argument("--quick", action="store_true", help="a tenth of the texts, best of 2")
@@ -168,7 +158,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     scale, reps = (10, min(args.reps, 2)) if args.quick else (1, args.reps)
     workloads = {"short (~15 tok)": make_texts(2000 // scale, 11, 1), "long (~400 tok)": make_texts(200 // scale, 380, 2)}
-    work = Path(tempfile.mkdtemp(prefix="gguf-embed-bench-ort-"))
+    work = work_dir("gguf-embed-bench-ort-")
     runs, st = setup(work, args.threads)
     results = measure(runs, st, workloads, reps)
     cmd = "python bench/bench_ort.py " + " ".join(sys.argv[1:])

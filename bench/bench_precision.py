@@ -13,18 +13,16 @@ vectors to the float ones, bytes per vector, how often a text's int8 codes chang
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+
+from common import interleaved, md_header, md_row, parser, work_dir  # noqa: E402
 
 
 def sentences(path: Path, encoding: str = "utf-8") -> list[str]:
@@ -37,7 +35,7 @@ def recall(found: list, exact: list, k: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--model", help="a MiniLM GGUF (default: convert all-minilm-l6-v2 at F16 into a temp dir)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", help="a folder for the indexes and their vector cache (default: a new temp dir)")
@@ -54,7 +52,7 @@ def main() -> None:
 
     data = Path(gensim.__file__).parent / "test" / "test_data"
     corpus, queries = sentences(data / "lee_background.cor"), sentences(data / "lee.cor", "latin-1")
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-precision-"))
+    work = work_dir("bench-precision-", args.work)
     os.environ.setdefault("GGUF_EMBED_RANGES", str(work / "ranges"))
     model = args.model or str(convert_model("all-minilm-l6-v2", work / "minilm-F16.gguf", "F16").path)
     src = work / "corpus.txt"
@@ -75,19 +73,18 @@ def main() -> None:
         invariance_cost(emb, corpus[:1000])
     floats = np.concatenate([b for _, b in idx["float"].batches(8192)])
     exact = search_vectors(idx["float"], qv, 100)
-    print("| index | bytes per vector | recall@10 vs exact float | recall@1 |")
-    print("|---|---|---|---|")
-    print(f"| float32 | {4 * idx['float'].dims} | 1 | 1 |")
+    print(md_header("index", "bytes per vector", "recall@10 vs exact float", "recall@1"))
+    print(md_row("float32", 4 * idx["float"].dims, 1, 1))
     for p in ("int8", "uint8"):
         found = search_vectors(idx[p], qv, 10)
-        print(f"| {p} (dequantised, exact) | {idx[p].width} | {recall(found, exact, 10):.4f} | "
-              f"{recall(found, exact, 1):.4f} |")
+        print(md_row(f"{p} (dequantised, exact)", idx[p].width, f"{recall(found, exact, 10):.4f}",
+                     f"{recall(found, exact, 1):.4f}"))
     for name, with_ in (("binary", "its sign vectors"), ("binary+int8", "int8 codes"), ("binary+float", "floats")):
         extra = {"binary": 0, "binary+int8": idx["float"].dims, "binary+float": 4 * idx["float"].dims}[name]
         for m in (1, 2, 4, 10, 25):
             found = search_vectors(idx[name], qv, 10, rescore=m)
-            print(f"| binary, Hamming top {10 * m} rescored with {with_} | {idx[name].width} (+{extra} on disk) | "
-                  f"{recall(found, exact, 10):.4f} | {recall(found, exact, 1):.4f} |")
+            print(md_row(f"binary, Hamming top {10 * m} rescored with {with_}", f"{idx[name].width} (+{extra} on disk)",
+                         f"{recall(found, exact, 10):.4f}", f"{recall(found, exact, 1):.4f}"))
     for p in ("int8", "uint8"):
         codes = np.concatenate([b for _, b in idx[p].code_batches(8192)])
         c = row_cosines(dequantize(codes, p, idx[p].ranges), floats)
@@ -112,12 +109,9 @@ def batch_noise(emb, texts: list[str], ranges: np.ndarray) -> None:
 
 def invariance_cost(emb, texts: list[str], reps: int = 2) -> None:
     """Texts per second packed vs batch-invariant (each text in a batch of its own), best of ``reps``."""
-    best = {}
-    for _ in range(reps):
-        for invariant in (False, True):
-            t = time.perf_counter()
-            emb.embed(texts, truncate="end", batch_invariant=invariant)
-            best[invariant] = min(best.get(invariant, float("inf")), time.perf_counter() - t)
+    runs = {invariant: (lambda invariant=invariant: emb.embed(texts, truncate="end", batch_invariant=invariant))
+            for invariant in (False, True)}
+    best = {invariant: t.best for invariant, t in interleaved(runs, reps).items()}
     print(f"{len(texts)} corpus sentences: packed {len(texts) / best[False]:.0f} texts/s, batch-invariant "
           f"{len(texts) / best[True]:.0f} texts/s ({best[False] / best[True]:.2f}x)")
 
@@ -132,12 +126,11 @@ def ranges_choices(floats: np.ndarray, index) -> None:
     for lo in (0.5, 2.0):
         choices[f"percentiles {lo:g}-{100 - lo:g}"] = np.percentile(cal, [lo, 100 - lo], axis=0).astype(np.float32)
     print(f"int8 ranges from the {len(cal)} calibration vectors, cos(dequantised, float) over the corpus:")
-    print("| ranges | min | p1 | mean | components clipped |")
-    print("|---|---|---|---|---|")
+    print(md_header("ranges", "min", "p1", "mean", "components clipped"))
     for name, r in choices.items():
         c = row_cosines(dequantize(quantize(floats, "int8", r), "int8", r), floats)
         clipped = float(((floats < r[0]) | (floats > r[1])).mean())
-        print(f"| {name} | {c.min():.5f} | {np.percentile(c, 1):.5f} | {c.mean():.5f} | {clipped:.2%} |")
+        print(md_row(name, f"{c.min():.5f}", f"{np.percentile(c, 1):.5f}", f"{c.mean():.5f}", f"{clipped:.2%}"))
 
 
 if __name__ == "__main__":

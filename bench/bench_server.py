@@ -11,14 +11,9 @@ llama-server is started as ``llama-server -m GGUF --embeddings --pooling POOLING
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import shutil
-import socket
-import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,31 +21,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.texts import VARIED_TEXTS  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.args}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("server did not come up")
+from common import ROOT, free_port, latency_quantiles, md_header, md_row, parser, run_server
+from tools.texts import VARIED_TEXTS
 
 
 def text_pool(n: int = 400) -> list[str]:
@@ -102,19 +74,13 @@ def load(url: str, pool: list[str], ref: dict[str, np.ndarray], clients: int, se
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
-    return {"requests": len(lat), "req_s": len(lat) / wall, "inputs_s": inputs[0] / wall, "p50": q[49],
-            "p99": q[98], "errors": errors[0], "wrong": wrong[0]}
-
-
-def run_server(cmd: list[str], url: str) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_up(url, proc)
-    return proc
+    p50, p99 = latency_quantiles(lat)
+    return {"requests": len(lat), "req_s": len(lat) / wall, "inputs_s": inputs[0] / wall, "p50": p50,
+            "p99": p99, "errors": errors[0], "wrong": wrong[0]}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--gguf", type=Path, required=True)
     ap.add_argument("--llama-server", default=shutil.which("llama-server"))
     ap.add_argument("--clients", type=int, nargs="+", default=[16, 32])
@@ -155,11 +121,11 @@ def main() -> None:
 
     print(f"\n{args.gguf.name}, {args.threads} threads, clients sending {sizes[0]}-{sizes[1]} texts per request, "
           f"{args.seconds:.0f} s each\n")
-    print("| server | clients | requests/s | inputs/s | p50 latency (s) | p99 latency (s) | errors | wrong vectors |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(md_header("server", "clients", "requests/s", "inputs/s", "p50 latency (s)", "p99 latency (s)", "errors",
+                    "wrong vectors"))
     for name, clients, r in rows:
-        print(f"| {name} | {clients} | {r['req_s']:.1f} | {r['inputs_s']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-              f"{r['errors']} | {r['wrong']} |")
+        print(md_row(name, clients, f"{r['req_s']:.1f}", f"{r['inputs_s']:.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}",
+                     r["errors"], r["wrong"]))
     ours = {c: r for n, c, r in rows if n == "gguf-embed serve"}
     theirs = {c: r for n, c, r in rows if n == "llama-server"}
     for c in sorted(set(ours) & set(theirs)):

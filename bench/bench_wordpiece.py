@@ -9,13 +9,10 @@ MODEL.gguf: a BERT WordPiece GGUF, e.g. ``gguf-embed convert all-minilm-l6-v2``'
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import parser
 
 from gguf_embed.engine import llama as _llama  # noqa: E402
 from gguf_embed.quality import texts as multilingual  # noqa: E402
@@ -36,7 +33,7 @@ def rate(fn, texts, reps: int, tries: int = 5) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("model", type=Path)
     ap.add_argument("--reps", type=int, default=20)
     args = ap.parse_args()

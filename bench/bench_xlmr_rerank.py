@@ -15,25 +15,21 @@ and reports its wall time and the process's peak RSS.
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from tests.models.multilingual import xlmr_tokenizer_json  # noqa: E402
-from tests.models.rerankers import DOCUMENTS, QUERY, build_tiny_xlmr_reranker  # noqa: E402
+from common import parser, work_dir  # noqa: E402
+from tools.models.multilingual import xlmr_tokenizer_json  # noqa: E402
+from tools.models.rerankers import DOCUMENTS, QUERY, build_tiny_xlmr_reranker  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--quants", nargs="+", default=["F32", "F16", "Q8_0"])
@@ -48,7 +44,7 @@ def main() -> None:
     from gguf_embed.reranker import Reranker
 
     torch.set_num_threads(1)
-    work = Path(tempfile.mkdtemp(prefix="xlmr-rerank-"))
+    work = work_dir("xlmr-rerank-")
     # weights scaled with 1/sqrt(hidden): each layer's activations spread as in the tests' hidden-32 model
     src = build_tiny_xlmr_reranker(work / "bge-reranker-v2-m3-random", xlmr_tokenizer_json(), hidden=args.hidden,
                                    layers=args.layers, init_range=0.2 * (32 / args.hidden) ** 0.5)

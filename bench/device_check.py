@@ -19,15 +19,11 @@ Random weights say nothing about quality; CI never runs this.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -36,17 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from common import ROOT, free_port, make_texts, parser, repeat, work_dir
 
-from bench_embed import make_texts  # noqa: E402
-
-from gguf_embed import Embedder  # noqa: E402
-from gguf_embed.convert import convert_model  # noqa: E402
-from gguf_embed.engine import llama, planning  # noqa: E402
-from gguf_embed.engine.session import buffer_sizes, resident_bytes  # noqa: E402
-from gguf_embed.registry import load_registry  # noqa: E402
+from gguf_embed import Embedder
+from gguf_embed.convert import convert_model
+from gguf_embed.engine import llama, planning
+from gguf_embed.engine.session import buffer_sizes, resident_bytes
+from gguf_embed.registry import load_registry
 
 MiB = 2**20
 # (registry entry, shape changes, layers, quant, ctx, docs, words per doc)
@@ -55,16 +47,9 @@ CPU_CASE = ("qwen3-embedding-0.6b", {"hidden": 256, "heads": 4, "kv_heads": 2, "
             "Q4_K_M", 2048, 48, 120)
 
 
-def load_module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def real_qwen_tokenizer(dest: Path) -> int:
     """Qwen3's tokenizer files with Qwen3-Embedding's appended <|endoftext|>; returns the vocabulary size."""
-    from tests.models.multilingual import write_qwen_tokenizer
+    from tools.models.multilingual import write_qwen_tokenizer
 
     try:
         return write_qwen_tokenizer(dest)
@@ -75,8 +60,9 @@ def real_qwen_tokenizer(dest: Path) -> int:
 
 def build_model(work: Path, case, threads: int) -> tuple[Path, float]:
     """A random-weight Qwen3-Embedding of the case's shape with the real tokenizer, as Q4_K_M."""
+    from tools import synth
+
     name, changes, layers, quant, *_ = case
-    synth = load_module("synth", ROOT / "convert" / "synth.py")
     entry = load_registry().get(name)
     folder = work / "hf"
     folder.mkdir(parents=True, exist_ok=True)
@@ -143,11 +129,8 @@ def embed_paths(path: Path, texts: list[str], opts: dict) -> dict:
             with Embedder(path, fast_path=fast, **opts) as emb:
                 assert emb.session.fast_path == fast, f"{label}: the session did not take that path"
                 emb.embed(texts[:4])  # warm-up
-                best = float("inf")
-                for _ in range(2):
-                    t = time.perf_counter()
-                    r = emb.embed(texts)
-                    best = min(best, time.perf_counter() - t)
+                timing = repeat(lambda: emb.embed(texts), 2, keep=True)
+                best, r = timing.best, timing.result
                 vecs[label] = r.embeddings
                 n_tok = r.total_tokens
         reported = buffer_sizes(lines)
@@ -182,12 +165,6 @@ def memory_vs_plan(measured: dict, plan: dict) -> dict:
             "llama_cpp_reported_mib": measured["llama_cpp_total_mib"],
             "measured_is": "nvidia-smi peak of this process (includes the CUDA context)" if gpu
             else "llama.cpp's reported buffers at context creation"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(url: str, body: dict) -> dict:
@@ -245,7 +222,7 @@ def run(args) -> dict:
     case = CPU_CASE if small else GPU_CASE
     name, _, _, quant, ctx, n_docs, n_words = case
     threads = args.threads or max(1, (os.cpu_count() or 2))
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="gguf-embed-device-check-"))
+    work = work_dir("gguf-embed-device-check-", args.workdir)
     path, build_s = build_model(work, case, threads)
     opts = {"n_ctx": ctx, "n_gpu_layers": 0 if small and not gpu else -1, "n_threads": args.threads}
     if args.small and gpu:
@@ -273,7 +250,7 @@ def run(args) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--small", action="store_true", help="the small shape (the default without a GPU)")
     ap.add_argument("--threads", type=int, help="CPU threads (default: all)")
     ap.add_argument("--docs", type=int, help="texts to embed (default: 256 on a GPU, 48 small)")

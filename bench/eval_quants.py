@@ -20,13 +20,12 @@ embedding mix alone); rows are labelled with theirs when there is more than one.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import md_header, md_row, parser
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from gguf_embed import Embedder  # noqa: E402
@@ -41,7 +40,7 @@ HELD_OUT_EACH = 100
 
 
 def held_out_texts() -> list[str]:
-    from tests.texts import VARIED_TEXTS
+    from tools.texts import VARIED_TEXTS
 
     folder = evaluate._gensim_test_data()
     out = list(VARIED_TEXTS)
@@ -53,12 +52,12 @@ def held_out_texts() -> list[str]:
 
 
 def row(label: str, size: int, a, lee) -> str:
-    return (f"| {label} | {size / 2**20:.2f} | {a.cos_min:.4f} | {a.cos_p1:.4f} | {a.cos_mean:.5f} | {a.spearman:.4f} "
-            f"| {lee.spearman:.4f} | {lee.pearson:.4f} |")
+    return md_row(label, f"{size / 2**20:.2f}", f"{a.cos_min:.4f}", f"{a.cos_p1:.4f}", f"{a.cos_mean:.5f}",
+                  f"{a.spearman:.4f}", f"{lee.spearman:.4f}", f"{lee.pearson:.4f}")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("model", nargs="?", default="all-minilm-l6-v2")
     ap.add_argument("--quants", default="F16,Q8_0,Q6_K,Q5_K_M,Q4_K_M")
     ap.add_argument("--imatrix", action="store_true", help="also quantise with an importance matrix")
@@ -75,8 +74,8 @@ def main() -> None:
     ref = st(texts)
     st_lee = evaluate.lee_benchmark(st)
     print(f"{len(texts)} {args.texts} texts\n")
-    print("| GGUF | MiB | cos min | cos p1 | cos mean | rank agreement (Spearman) | Lee Spearman | Lee Pearson |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(md_header("GGUF", "MiB", "cos min", "cos p1", "cos mean", "rank agreement (Spearman)", "Lee Spearman",
+                    "Lee Pearson"))
     print(f"| sentence-transformers fp32 | | 1 | 1 | 1 | 1 | {st_lee.spearman:.4f} | {st_lee.pearson:.4f} |", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         imatrix = None

@@ -9,14 +9,12 @@ This is the measurement behind ``convert --mix embedding`` (see ``gguf_embed.mod
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import md_header, md_row, parser
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import gguf  # noqa: E402
@@ -35,7 +33,7 @@ GROUPS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_up", "ffn_down")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("model", nargs="?", default="all-minilm-l6-v2")
     ap.add_argument("--quant", default="Q4_K_M")
     ap.add_argument("--no-imatrix", action="store_true")
@@ -51,13 +49,14 @@ def main() -> None:
         runs = [("nothing (llama.cpp's mix)", {}, None), ("token embeddings", {}, f16)]
         runs += [(g, {rf"\.{g}\.weight$": f16}, None) for g in GROUPS]
         print(f"{args.model} {args.quant}{'' if args.no_imatrix else ' + imatrix'}, {len(texts)} held-out texts\n")
-        print("| kept at F16 | MiB | cos min | cos mean |\n|---|---|---|---|")
+        print(md_header("kept at F16", "MiB", "cos min", "cos mean"))
         for label, types, embd in runs:
             out = Path(tmp) / "q.gguf"
             quantize_file(f32, out, args.quant, args.threads, imatrix=weights, tensor_types=types, token_embd_type=embd)
             with Embedder(out, n_threads=args.threads) as emb:
                 c = row_cosines(emb.embed(texts, truncate="end").embeddings, ref)
-            print(f"| {label} | {out.stat().st_size / 2**20:.2f} | {np.min(c):.4f} | {np.mean(c):.5f} |", flush=True)
+            size = f"{out.stat().st_size / 2**20:.2f}"
+            print(md_row(label, size, f"{np.min(c):.4f}", f"{np.mean(c):.5f}"), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,27 +9,24 @@ after one full batch vs the plan's total with the output buffer grown to a full 
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import md_header, md_row, parser
 
-from gguf_embed.engine import planning as plan  # noqa: E402
-from gguf_embed.engine.session import measure_buffers  # noqa: E402
-from gguf_embed.engine.settings import RuntimeSettings  # noqa: E402
+from gguf_embed.engine import planning as plan
+from gguf_embed.engine.session import measure_buffers
+from gguf_embed.engine.settings import RuntimeSettings
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("models", nargs="+", type=Path)
     ap.add_argument("--ctx", nargs="+", type=int, default=[512, 8192, 32768])
     ap.add_argument("--paths", nargs="+", choices=["fast", "all-token"], default=["fast"],
                     help="for last-token decoders: the fast path, the all-token path, or both")
     args = ap.parse_args()
-    print("| model | path | context | plan at start (MiB) | llama.cpp allocates (MiB) | difference | "
-          "plan after a full batch (MiB) | resident growth (MiB) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(md_header("model", "path", "context", "plan at start (MiB)", "llama.cpp allocates (MiB)", "difference",
+                    "plan after a full batch (MiB)", "resident growth (MiB)"))
     for path in args.models:
         for which in args.paths:
             fast = which == "fast"
@@ -39,8 +36,8 @@ def main() -> None:
                 actual = sum(m["reported"].values())
                 diff = (p.total_at_start - actual) / actual
                 label = "fast" if p.fast_path else "all-token"
-                print(f"| {path.name} | {label} | {ctx} | {p.total_at_start / 2**20:,.0f} | {actual / 2**20:,.0f} | "
-                      f"{diff:+.1%} | {p.total / 2**20:,.0f} | {m['rss_growth'] / 2**20:,.0f} |", flush=True)
+                print(md_row(path.name, label, ctx, f"{p.total_at_start / 2**20:,.0f}", f"{actual / 2**20:,.0f}",
+                             f"{diff:+.1%}", f"{p.total / 2**20:,.0f}", f"{m['rss_growth'] / 2**20:,.0f}"), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 from gguf_embed.convert import convert_model  # noqa: E402
+from tools.models.tiny import QUERY_PROMPT, build_tiny_qwen3, minilm_dir  # noqa: E402
 
 from .helpers import per_quant  # noqa: E402
-from .models.tiny import QUERY_PROMPT, build_tiny_qwen3, minilm_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +85,7 @@ __all__ = ["QUERY_PROMPT"]
 
 @pytest.fixture(scope="session")
 def tiny_reranker_src(tmp_path_factory):
-    from .models.rerankers import build_tiny_qwen3_reranker
+    from tools.models.rerankers import build_tiny_qwen3_reranker
 
     return build_tiny_qwen3_reranker(tmp_path_factory.mktemp("tiny-rerank") / "Tiny-Qwen3-Reranker")
 
@@ -98,7 +98,7 @@ def tiny_reranker_gguf(tiny_reranker_src, model_dir):
 
 @pytest.fixture(scope="session")
 def cross_encoder_src(tmp_path_factory):
-    from .models.rerankers import build_minilm_cross_encoder
+    from tools.models.rerankers import build_minilm_cross_encoder
 
     return build_minilm_cross_encoder(tmp_path_factory.mktemp("cross") / "minilm-cross-encoder")
 

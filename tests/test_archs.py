@@ -3,7 +3,7 @@ extra flags, against sentence-transformers in fp32 (references computed here): d
 documents longer than a batch; the architecture table; one clear line for a file gguf-embed cannot
 vouch for (an EmbeddingGemma without its Dense layers, an architecture it does not know).
 
-The models are tiny random ones around real tokenizers (see ``tests/models/archs.py``).
+The models are tiny random ones around real tokenizers (see ``tools/models/archs.py``).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from gguf_embed.cli import main  # noqa: E402
 from gguf_embed.model import archs  # noqa: E402
 
 from .helpers import cos  # noqa: E402
-from .models.archs import (  # noqa: E402
+from tools.models.archs import (  # noqa: E402
     build_embeddinggemma, build_modernbert_embed, build_nomic_bert, with_architecture,
 )
-from .models.llama_converter import converter_dir, llama_convert  # noqa: E402
+from tools.models.llama_converter import converter_dir, llama_convert  # noqa: E402
 from .texts import VARIED_TEXTS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

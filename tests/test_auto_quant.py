@@ -17,9 +17,9 @@ from gguf_embed.cli import main
 from gguf_embed.engine import llama, machine
 from gguf_embed.quality.texts import texts as builtin_texts
 from gguf_embed.registry import load_registry
+from tools.texts import VARIED_TEXTS
 
 from .helpers import cos
-from .texts import VARIED_TEXTS
 
 
 def llama_reports_bf16() -> bool:

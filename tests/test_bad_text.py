@@ -24,6 +24,7 @@ def body(obj) -> bytes:
     return json.dumps(obj).encode()  # ensure_ascii: the surrogate travels as the escape "\ud800"
 
 
+@pytest.mark.quick
 def test_the_one_check():
     assert text_problem("fine, even 😀 and é") is None
     assert check_text("ok", "input 0") == "ok"
@@ -102,6 +103,7 @@ def test_other_bodies_that_escaped_as_500s(client, raw, expect):
         assert expect in r.json()["error"]["message"], r.text
 
 
+@pytest.mark.quick
 def test_parsers_name_the_field_directly():
     with pytest.raises(InvalidTextError, match=r"^input 1 has a lone"):
         parse_request(body({"input": ["a", LONE]}), max_inputs=8, default_truncate="error")

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from gguf_embed import Embedder
 from gguf_embed.cli import main
+from tools.texts import VARIED_TEXTS
 
 from .helpers import cos
-from .texts import VARIED_TEXTS
 
 
 @pytest.fixture()
@@ -20,6 +20,7 @@ def runner():
     return CliRunner()
 
 
+@pytest.mark.quick
 def test_encode_jsonl_to_stdout(runner, tmp_path, minilm_gguf, minilm_embedder):
     src = tmp_path / "in.txt"
     src.write_text("first line\n\n   \nsecond line\n", encoding="utf-8")
@@ -122,6 +123,7 @@ def test_interrupted_encode_leaves_no_file(runner, tmp_path, tiny_qwen_gguf, mon
     assert list(tmp_path.iterdir()) == [src]
 
 
+@pytest.mark.quick
 def test_models_lists_registry(runner):
     result = runner.invoke(main, ["models"])
     assert result.exit_code == 0

@@ -17,10 +17,10 @@ from gguf_embed.text import normalize as textnorm
 from gguf_embed.cli import main
 from gguf_embed.convert import convert_model
 from gguf_embed.errors import ConversionError
+from tools.models.tiny import QUERY_PROMPT
+from tools.texts import VARIED_TEXTS
 
 from .helpers import cos
-from .texts import VARIED_TEXTS
-from .models.tiny import QUERY_PROMPT
 
 assert len(VARIED_TEXTS) >= 50
 

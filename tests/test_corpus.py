@@ -21,9 +21,9 @@ from click.testing import CliRunner
 
 from gguf_embed.cli import main
 from gguf_embed.corpus import VectorCache, chunk_spans, text_key
+from tools.texts import VARIED_TEXTS
 
 from .helpers import cos
-from .texts import VARIED_TEXTS
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST_KEYS = {"model", "model_sha256", "file_type", "pooling", "dimensions", "normalized", "input_type",
@@ -386,6 +386,7 @@ def test_model_hash_is_read_once_per_file_version(tmp_path, monkeypatch):
 # --- chunking -------------------------------------------------------------------------------
 
 
+@pytest.mark.quick
 def test_chunk_spans_snap_to_whitespace_with_overlap():
     text = " ".join(f"w{i}" for i in range(50)) + " " + "x" * 100 + " tail"
     count = lambda s: 2 + len(s.split()) + sum(len(w) // 8 for w in s.split())  # noqa: E731
@@ -585,6 +586,7 @@ import pyarrow.parquet
 from gguf_embed import Embedder
 from gguf_embed.corpus import JobSpec
 from gguf_embed.corpus.pipeline import CorpusRequest, run_corpus
+from tools.texts import VARIED_TEXTS
 
 model, n, folder = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
 src = folder / f"in{n}.jsonl"

@@ -8,9 +8,9 @@ import torch
 
 from gguf_embed import Embedder, InputTooLongError, InvalidInputError
 from gguf_embed.convert import convert_model
+from tools.texts import VARIED_TEXTS
 
 from .helpers import cos
-from .texts import VARIED_TEXTS
 
 TASK = "Given a question about science, find the paragraph that explains it"
 

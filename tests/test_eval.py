@@ -20,6 +20,7 @@ needs_gensim = pytest.mark.skipif(
 )
 
 
+@pytest.mark.quick
 def test_statistics_match_scipy():
     stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(0)
@@ -31,6 +32,7 @@ def test_statistics_match_scipy():
     np.testing.assert_allclose(evaluate.rankdata(ties), stats.rankdata(ties))
 
 
+@pytest.mark.quick
 def test_compare():
     rng = np.random.default_rng(1)
     ref = rng.normal(size=(40, 16))

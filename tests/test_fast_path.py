@@ -9,9 +9,9 @@ from gguf_embed import Embedder
 from gguf_embed.engine import llama as _llama
 from gguf_embed.convert import convert_model
 from gguf_embed.engine.settings import FAST_PATH_ENV
+from tools.texts import VARIED_TEXTS
 
 from .test_embedder import cos, long_text, st_raw
-from .texts import VARIED_TEXTS
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from gguf_embed.cli import main
 from gguf_embed.engine import llama as _llama
 from gguf_embed.quality import texts as multilingual
 from gguf_embed.registry import load_registry
+from tools.models.multilingual import qwen_tokenizer_dir
+from tools.models.rerankers import DOCUMENTS, QUERY, qwen3_recipe_scores
 
 from .helpers import cos
-from .models.multilingual import qwen_tokenizer_dir
-from .models.rerankers import DOCUMENTS, QUERY, qwen3_recipe_scores
 from .test_llama_converter import CONVERTER
 
 TEXTS = multilingual.texts()
@@ -37,7 +37,7 @@ def work(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def qwen_embedding(work):
-    from .models.foreign_models import convert_fixture
+    from tools.models.foreign_models import convert_fixture
 
     path = convert_fixture("Qwen3-Embedding-0.6B", work, converter=CONVERTER)
     return path, work / "hf" / "Qwen3-Embedding-0.6B"
@@ -132,7 +132,7 @@ def test_query_prompt_override(qwen_embedding, st_qwen):
 
 @pytest.fixture(scope="module")
 def qwen_reranker(work):
-    from .models.foreign_models import convert_fixture
+    from tools.models.foreign_models import convert_fixture
 
     path = convert_fixture("Qwen3-Reranker-8B", work, converter=CONVERTER)
     with Reranker(path) as rr:
@@ -170,7 +170,7 @@ def test_cli_rerank_on_the_llama_cpp_file(qwen_reranker, tmp_path):
 def test_minilm_f16_matches_sentence_transformers_on_every_text(maker, work, st_minilm, minilm_gguf):
     """Uncased WordPiece: the BERT normaliser the tokenizer needs (from the family table for
     llama.cpp's file), and Hugging Face's ids where llama.cpp's WPM drops spacing marks (Mc)."""
-    from .models.foreign_models import convert_fixture
+    from tools.models.foreign_models import convert_fixture
 
     path = convert_fixture("all-MiniLM-L6-v2", work, "f16", converter=CONVERTER) if maker == "llama.cpp" \
         else minilm_gguf("F16")
@@ -191,7 +191,7 @@ def test_cross_encoder_from_llama_cpp_scores_as_llama_cpp_does(work, cross_encod
     """llama.cpp's converter writes a BertForSequenceClassification's classifier (cls.output and its
     labels) but no pooling type and no pooler: gguf-embed reads it as a reranker on [CLS] and
     scores it as llama.cpp's own RANK pooling does."""
-    from .models.llama_converter import llama_convert
+    from tools.models.llama_converter import llama_convert
 
     path = llama_convert(cross_encoder_src, work / "cross-encoder-f32.gguf", "f32", converter=CONVERTER)
     with Reranker(path) as rr:

@@ -14,7 +14,7 @@ from gguf_embed.convert import convert_model
 from gguf_embed.convert.imatrix import calibrate, read_imatrix, write_imatrix
 from gguf_embed.errors import ConversionError
 
-from .texts import VARIED_TEXTS
+from tools.texts import VARIED_TEXTS
 
 CAL = VARIED_TEXTS[:24]
 

@@ -22,10 +22,10 @@ from gguf_embed.corpus.spec import JobSpec
 from gguf_embed.errors import InvalidInputError
 from gguf_embed.server import create_app
 from gguf_embed.text.late import join_chunks
+from tools.models.multilingual import XLMR_VOCAB, build_tiny_xlmr, xlmr_tokenizer_json
+from tools.texts import VARIED_TEXTS
 
 from .helpers import RunningServer, cos
-from .models.multilingual import XLMR_VOCAB, build_tiny_xlmr, xlmr_tokenizer_json
-from .texts import VARIED_TEXTS
 
 torch.set_num_threads(1)
 
@@ -141,6 +141,7 @@ def test_spans_are_checked(minilm_embedder):
             minilm_embedder.embed_late_chunks(BERLIN, spans)
 
 
+@pytest.mark.quick
 def test_join_chunks():
     text, spans = join_chunks(["One.", "Two ", "three", "\nfour"])
     assert text == "One. Two three\nfour" and [text[a:b] for a, b in spans] == ["One.", "Two ", "three", "\nfour"]
@@ -263,6 +264,7 @@ def test_http_late_chunking_flag(minilm_embedder, qwen_embedder):
 # --- the pass planning on its own (one token per word) ----------------------------------------
 
 
+@pytest.mark.quick
 def test_passes_cut_at_chunk_boundaries():
     from gguf_embed.text.late import plan_late
 

@@ -13,6 +13,8 @@ import pytest
 
 from gguf_embed import choices
 
+pytestmark = pytest.mark.quick
+
 PACKAGE = Path(__file__).resolve().parent.parent / "gguf_embed"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60

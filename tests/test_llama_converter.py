@@ -15,10 +15,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from tests.models.multilingual import qwen_tokenizer_dir, read_gguf_kv  # noqa: E402
-
-from .models.foreign_models import convert_fixture  # noqa: E402
-from .models.llama_converter import converter_dir  # noqa: E402
+from tools.models.multilingual import qwen_tokenizer_dir, read_gguf_kv  # noqa: E402
+from tools.models.foreign_models import convert_fixture  # noqa: E402
+from tools.models.llama_converter import converter_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONVERTER = converter_dir(REPO / ".cache")
@@ -78,8 +77,8 @@ def test_qwen3_reranker(foreign, name):
 @needs_qwen
 def test_qwen3_reranker_needs_its_model_card(tmp_path):
     """Without README.md, in a folder whose name says nothing, it converts as a plain causal LM."""
-    from .models.foreign_models import qwen3_reranker
-    from .models.llama_converter import llama_convert
+    from tools.models.foreign_models import qwen3_reranker
+    from tools.models.llama_converter import llama_convert
 
     folder = qwen3_reranker(tmp_path / "tiny-qwen3", readme=False)
     kv = read_gguf_kv(llama_convert(folder, tmp_path / "plain.gguf", converter=CONVERTER))
@@ -89,9 +88,9 @@ def test_qwen3_reranker_needs_its_model_card(tmp_path):
 
 @needs_qwen
 def test_qwen3_reranker_scores_match_the_model_card(foreign, tmp_path):
-    from tests.models.rerankers import qwen3_recipe_scores
+    from tools.models.rerankers import qwen3_recipe_scores
 
-    from .models.llama_check import LlamaModel, llama_rank
+    from tools.models.llama_check import LlamaModel, llama_rank
 
     path = foreign("Qwen3-Reranker-8B")
     query, doc = "how do plants make energy from sunlight?", "Photosynthesis converts light energy."

@@ -28,10 +28,10 @@ from gguf_embed.convert import convert_model
 from gguf_embed.errors import InvalidInputError
 from gguf_embed.heads import multivector as mv
 from gguf_embed.quality import texts as multilingual
+from tools.models.m3 import build_tiny_m3, load_heads
+from tools.models.multilingual import XLMR_VOCAB, read_gguf_kv, xlmr_tokenizer_json
 
 from .helpers import cos
-from .models.m3 import build_tiny_m3, load_heads
-from .models.multilingual import XLMR_VOCAB, read_gguf_kv, xlmr_tokenizer_json
 
 pytestmark = pytest.mark.skipif(not XLMR_VOCAB.is_file(), reason=f"{XLMR_VOCAB} is missing (make install-test)")
 

@@ -19,7 +19,7 @@ from gguf_embed.text import normalize as textnorm
 from gguf_embed.cli import main
 from gguf_embed.convert import convert_model
 
-from .models.multilingual import build_real_qwen3, qwen_tokenizer_dir, read_gguf_kv
+from tools.models.multilingual import build_real_qwen3, qwen_tokenizer_dir, read_gguf_kv
 
 TEXTS = multilingual.texts()
 EOT_ID = 151643
@@ -29,6 +29,7 @@ needs_qwen = pytest.mark.skipif(
 )
 
 
+@pytest.mark.quick
 def test_builtin_set_covers_the_hard_cases():
     assert len(TEXTS) >= 200 and len(set(TEXTS)) == len(TEXTS)
     assert all("\n" not in t and t.strip() for t in TEXTS)
@@ -38,6 +39,7 @@ def test_builtin_set_covers_the_hard_cases():
     assert sum(unicodedata.normalize("NFC", t) != t for t in TEXTS) >= 10  # decomposed texts
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("normalizer, value", [
     ({"type": "NFC"}, "nfc"),
     ({"type": "NFKC"}, "nfkc"),
@@ -58,6 +60,7 @@ def test_normalizer_values(normalizer, value):
     textnorm.parse(value)
 
 
+@pytest.mark.quick
 def test_normalizers_match_hugging_face():
     from tokenizers import normalizers as n
 
@@ -74,6 +77,7 @@ def test_normalizers_match_hugging_face():
     assert textnorm.apply("precompiled", "e\u0301") == "e\u0301"  # llama.cpp's UGM tokenizer applies the map
 
 
+@pytest.mark.quick
 def test_unknown_normalizers_are_refused():
     with pytest.raises(textnorm.UnsupportedNormalizer):
         textnorm.normalizer_for_tokenizer_json({"normalizer": {"type": "ByteLevel"}})

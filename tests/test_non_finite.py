@@ -107,6 +107,7 @@ class NaNSession:
         return np.array([[f, len(self.calls)] for f in firsts], dtype=np.float32)
 
 
+@pytest.mark.quick
 def test_the_scheduler_fails_only_the_request_it_belongs_to():
     session = NaNSession()
     sched = Scheduler(session, max_batch_tokens=1000)

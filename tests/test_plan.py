@@ -124,6 +124,7 @@ def test_budget_fitting(tiny_qwen_gguf, minilm_gguf):
     assert plan.fit_budget(minilm_gguf("F16"), 2**30).batch_tokens == 512  # encoder: batch >= its limit
 
 
+@pytest.mark.quick
 def test_parse_size():
     assert plan.parse_size("3GB") == 3 * 2**30
     assert plan.parse_size("2.5GiB") == int(2.5 * 2**30)
@@ -164,7 +165,7 @@ def test_encode_applies_vram_budget(tiny_qwen_gguf, tmp_path):
 
 
 def load_synth():
-    spec = importlib.util.spec_from_file_location("synth", ROOT / "convert" / "synth.py")
+    spec = importlib.util.spec_from_file_location("synth", ROOT / "tools" / "synth.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -173,7 +174,7 @@ def load_synth():
 @pytest.mark.parametrize("name, dtype, quant", [("qwen3-embedding-0.6b", "bf16", "F16"), ("bge-small-en-v1.5", "f16", "Q8_0")])
 def test_synthetic_model_has_the_registry_shapes(tmp_path, name, dtype, quant):
     out = tmp_path / name
-    subprocess.run([sys.executable, str(ROOT / "convert" / "synth.py"), name, str(out), "--layers", "1",
+    subprocess.run([sys.executable, str(ROOT / "tools" / "synth.py"), name, str(out), "--layers", "1",
                     "--dtype", dtype], check=True, capture_output=True)
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     assert (out / "modules.json").is_file() and (out / "1_Pooling" / "config.json").is_file()

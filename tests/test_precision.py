@@ -22,9 +22,9 @@ from gguf_embed.store.codes import CalibrationStore, embed_codes, model_quantize
 from gguf_embed.errors import InvalidInputError
 from gguf_embed.heads.precision import dequantize, hamming, quantize, ranges_from
 from gguf_embed.server.app import create_app
+from tools.texts import VARIED_TEXTS
 
 from .helpers import RunningServer, cos
-from .texts import VARIED_TEXTS
 
 REPO = Path(__file__).resolve().parent.parent
 st_quantize = pytest.importorskip("sentence_transformers.util.quantization").quantize_embeddings

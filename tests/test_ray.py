@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from gguf_embed.cli import main
+from tools.texts import VARIED_TEXTS
 
 from .helpers import cos
-from .texts import VARIED_TEXTS
 
 ray = pytest.importorskip("ray")
 

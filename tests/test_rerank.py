@@ -15,7 +15,7 @@ from gguf_embed.errors import ConversionError, InputTooLongError, InvalidInputEr
 from gguf_embed.registry import load_registry
 from gguf_embed.reranker import Reranker
 
-from .models.rerankers import DOCUMENTS, QUERY, qwen3_recipe_scores
+from tools.models.rerankers import DOCUMENTS, QUERY, qwen3_recipe_scores
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +272,7 @@ def test_cli_rerank_errors_are_one_line(tmp_path, minilm_gguf, cross_encoder_ggu
     assert res.exit_code == 1 and "no string field 'text'" in res.output
 
 
+@pytest.mark.quick
 def test_pure_pieces():
     from gguf_embed.heads.rerank import RerankHead, sigmoid
     from gguf_embed.server.rerank import parse_rerank

@@ -7,8 +7,11 @@ import asyncio
 import threading
 
 import numpy as np
+import pytest
 
 from gguf_embed.engine.scheduler import Scheduler
+
+pytestmark = pytest.mark.quick
 
 
 class FakeSession:

@@ -18,7 +18,7 @@ from gguf_embed.cli import main
 from gguf_embed.search import SearchIndex, search, search_vectors
 from gguf_embed.search.exact import top_k_exact
 
-from .texts import VARIED_TEXTS
+from tools.texts import VARIED_TEXTS
 
 QUERY = "how do plants make energy from sunlight?"
 TOPICS = ["Plants turn sunlight into chemical energy by photosynthesis", "The stock market fell sharply today",

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from gguf_embed.server import create_app
+from tools.texts import VARIED_TEXTS
 
 from .helpers import RunningServer, cos
-from .texts import VARIED_TEXTS
 
 KEY = "test-key-123"
 
@@ -245,6 +245,7 @@ def test_small_request_is_not_starved_by_a_huge_one(minilm_embedder):
     assert small_done is not None
 
 
+@pytest.mark.quick
 def test_health_is_503_while_loading(minilm_gguf):
     from gguf_embed import Embedder
 
@@ -273,6 +274,7 @@ def test_cors_only_when_asked(minilm_embedder, server):
         assert r.headers.get("access-control-allow-origin") == "http://localhost:3000"
 
 
+@pytest.mark.quick
 def test_serve_refuses_unknown_model_before_binding():
     from click.testing import CliRunner
 

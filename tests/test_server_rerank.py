@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from gguf_embed.server import create_app
+from tools.models.rerankers import DOCUMENTS, QUERY
 
 from .helpers import RunningServer
-from .models.rerankers import DOCUMENTS, QUERY
 
 KEY = "rerank-key"
 H = {"Authorization": f"Bearer {KEY}"}

@@ -10,6 +10,8 @@ from gguf_embed.errors import InputTooLongError, InvalidInputError
 from gguf_embed.text import templates
 from gguf_embed.text.frame import Frame, common_prefix, fit_body, special_frame
 
+pytestmark = pytest.mark.quick
+
 QWEN_PROMPTS = {"query": templates.instruction_prompt("Given a web search query, retrieve relevant passages"),
                 "document": ""}
 

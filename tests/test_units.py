@@ -11,6 +11,8 @@ from gguf_embed.text import normalize as textnorm
 from gguf_embed.errors import GGUFEmbedError, InputTooLongError, ModelNotFoundError
 from gguf_embed.registry import load_registry
 
+pytestmark = pytest.mark.quick
+
 
 def test_public_api():
     assert sorted(gguf_embed.__all__) == sorted([

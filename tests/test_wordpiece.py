@@ -17,7 +17,7 @@ from gguf_embed.quality import texts as multilingual
 from gguf_embed.text import normalize as textnorm
 from gguf_embed.text.wordpiece import MAX_WORD_CHARS, PHANTOM, WordPiece, needed, words
 
-from .models.tiny import minilm_dir
+from tools.models.tiny import minilm_dir
 
 NORM = "nfd_strip_lower"
 TEXTS = multilingual.texts()
@@ -190,6 +190,7 @@ def test_random_mixtures(hf_fast, wp, llama):
             assert llama(norm) == ref, repr(text)
 
 
+@pytest.mark.quick
 def test_edge_cases(wp):
     unk = wp.unk_id
     assert wp.encode("x" * MAX_WORD_CHARS) != [unk] and wp.encode("x" * (MAX_WORD_CHARS + 1)) == [unk]
@@ -205,6 +206,7 @@ def test_edge_cases(wp):
     assert WordPiece.needed is needed
 
 
+@pytest.mark.quick
 def test_word_cache_is_bounded(gguf_tokens):
     wp = WordPiece(gguf_tokens, cache_size=4)
     first = wp.encode("one two three four five six seven")

@@ -21,7 +21,7 @@ from gguf_embed.convert import convert_model
 from gguf_embed.errors import ConversionError
 from gguf_embed.registry import load_registry
 
-from .models.multilingual import (
+from tools.models.multilingual import (
     E5_PROMPTS, XLMR_VOCAB, build_tiny_e5_small, build_tiny_xlmr, read_gguf_kv, sentencepiece_processor,
     xlmr_tokenizer_json,
 )

@@ -20,9 +20,9 @@ from gguf_embed.convert import convert_model
 from gguf_embed.errors import InputTooLongError
 from gguf_embed.reranker import Reranker
 
-from .models.llama_converter import converter_dir
-from .models.multilingual import XLMR_VOCAB, read_gguf_kv, xlmr_tokenizer_json
-from .models.rerankers import DOCUMENTS, QUERY, build_tiny_xlmr_reranker
+from tools.models.llama_converter import converter_dir
+from tools.models.multilingual import XLMR_VOCAB, read_gguf_kv, xlmr_tokenizer_json
+from tools.models.rerankers import DOCUMENTS, QUERY, build_tiny_xlmr_reranker
 
 pytestmark = pytest.mark.skipif(
     not XLMR_VOCAB.is_file(),
@@ -185,7 +185,7 @@ needs_converter = pytest.mark.skipif(converter_dir(REPO / ".cache") is None,
 
 @needs_converter
 def test_llama_cpp_converter_file_scores_the_same(src, tmp_path, reranker):
-    from .models.llama_converter import llama_convert
+    from tools.models.llama_converter import llama_convert
 
     foreign = llama_convert(src, tmp_path / "llama-bge-reranker-v2-m3.gguf", "f32",
                             converter=converter_dir(REPO / ".cache"))

@@ -1,7 +1,7 @@
 """Hugging Face folders laid out like the real repos, for llama.cpp's own converter.
 
-Each builder reuses the test suite's builders (``tests.models.multilingual``,
-``tests.models.rerankers``, ``tests.models.tiny``) and only adds what the real repo has
+Each builder reuses the test suite's builders (``tools.models.multilingual``,
+``tools.models.rerankers``, ``tools.models.tiny``) and only adds what the real repo has
 and llama.cpp's converter looks at:
 
 - ``qwen3_embedding``: Qwen/Qwen3-Embedding-* (``Qwen3ForCausalLM`` config, weights of the
@@ -59,7 +59,7 @@ tags:
 
 
 def qwen3_embedding(dest: Path, *, hidden: int = 32, layers: int = 2, readme: bool = True) -> Path:
-    from tests.models.multilingual import build_real_qwen3
+    from tools.models.multilingual import build_real_qwen3
 
     build_real_qwen3(dest, hidden=hidden, layers=layers)
     if readme:
@@ -68,7 +68,7 @@ def qwen3_embedding(dest: Path, *, hidden: int = 32, layers: int = 2, readme: bo
 
 
 def qwen3_reranker(dest: Path, *, tied: bool = False, hidden: int = 64, layers: int = 2, readme: bool = True) -> Path:
-    from tests.models.rerankers import build_tiny_qwen3_reranker
+    from tools.models.rerankers import build_tiny_qwen3_reranker
 
     build_tiny_qwen3_reranker(dest, tied=tied, hidden=hidden, layers=layers)
     if readme:
@@ -77,7 +77,7 @@ def qwen3_reranker(dest: Path, *, tied: bool = False, hidden: int = 64, layers: 
 
 
 def all_minilm_l6_v2() -> Path:
-    from tests.models.tiny import minilm_dir
+    from tools.models.tiny import minilm_dir
 
     return minilm_dir()
 
@@ -119,7 +119,7 @@ def xlmr_sentencepiece_model(tok: dict) -> bytes:
 def tiny_xlmr(dest: Path, vocab_gguf: Path, *, hidden: int = 32, layers: int = 2, spm_model: bool = False) -> Path:
     """``spm_model``: also write ``sentencepiece.bpe.model`` (the real XLM-R repos ship one, and
     llama.cpp's converter then reads the vocabulary from it instead of tokenizer.json)."""
-    from tests.models.multilingual import build_tiny_xlmr, xlmr_tokenizer_json
+    from tools.models.multilingual import build_tiny_xlmr, xlmr_tokenizer_json
 
     tok = xlmr_tokenizer_json(vocab_gguf)
     build_tiny_xlmr(dest, tok, hidden=hidden, layers=layers)

@@ -25,7 +25,7 @@ import json
 import shutil
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 NOMIC_PROMPTS = {"query": "search_query: ", "document": "search_document: "}
 GEMMA_PROMPTS = {"query": "task: search result | query: ", "document": "title: none | text: "}
 

