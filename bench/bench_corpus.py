@@ -237,7 +237,8 @@ def write_vector_index(path: Path, rows: int, dims: int, seed: int = 0) -> Path:
 _EXACT_RSS = """
 import resource, sys, numpy as np
 sys.path.insert(0, {repo!r})
-from gguf_embed.corpus.search import SearchIndex, top_k_exact
+from gguf_embed.search import SearchIndex
+from gguf_embed.search.exact import top_k_exact
 top_k_exact(SearchIndex({path!r}), np.ones((1, {dims}), np.float32), 10)
 # VmHWM: this process's own peak (ru_maxrss would include the parent's at fork)
 hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
@@ -248,7 +249,8 @@ print(int(hwm[0]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru
 def bench_search(rows: int, dims: int, kinds: list[str], tmp: Path) -> dict:
     import numpy as np
 
-    from gguf_embed.corpus.search import SearchIndex, search_vectors, top_k_exact
+    from gguf_embed.search import SearchIndex, search_vectors
+    from gguf_embed.search.exact import top_k_exact
 
     t0 = time.perf_counter()
     path = write_vector_index(tmp / "index.parquet", rows, dims)

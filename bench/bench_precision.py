@@ -3,7 +3,7 @@
 The corpus is every sentence of gensim's Lee background corpus (about 2,500 news sentences);
 the queries are the sentences of the Lee benchmark's 50 documents (another set of news texts).
 Each index is written by ``encode --precision`` through one vector cache, batch-invariant (so all
-are made from the same float vectors) and searched through ``corpus.search.search_vectors``; recall@10 is the
+are made from the same float vectors) and searched through ``search.search_vectors``; recall@10 is the
 share of the float index's exact top 10 that each finds. Also: cosine of dequantised int8/uint8
 vectors to the float ones, bytes per vector, how often a text's int8 codes change with its batch
 (packed as usual, and batch-invariant) and what batch invariance costs in speed.
@@ -44,9 +44,9 @@ def main() -> None:
 
     from gguf_embed import Embedder
     from gguf_embed.convert import convert_model
-    from gguf_embed.corpus.job import JobSpec
+    from gguf_embed.corpus import JobSpec
     from gguf_embed.corpus.pipeline import CorpusRequest, run_corpus
-    from gguf_embed.corpus.search import SearchIndex, embed_queries, search_vectors
+    from gguf_embed.search import SearchIndex, embed_queries, search_vectors
     from gguf_embed.heads.pooling import row_cosines
     from gguf_embed.heads.precision import dequantize
 
