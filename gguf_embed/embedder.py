@@ -22,7 +22,7 @@ from .engine.settings import RuntimeSettings
 from .errors import InputTooLongError, InvalidInputError, ModelLoadError, check_text
 from .heads import multivector as mv
 from .heads.pooling import pool_picked, postprocess
-from .model.m3 import read_head, sparse_skip_ids
+from .model.stored_heads import read_head, sparse_skip_ids
 from .notes import warn_once
 from .registry import Registry
 from .text import normalize, templates

@@ -49,7 +49,7 @@ HF_ALLOW_PATTERNS = [
     "*.txt",
     "1_Pooling/*",
     "2_Normalize/*",
-    "sparse_linear.*",  # bge-m3's extra heads (see convert.m3)
+    "sparse_linear.*",  # bge-m3's extra heads (see convert.m3_heads)
     "colbert_linear.*",
 ]
 

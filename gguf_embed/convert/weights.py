@@ -80,7 +80,7 @@ def _safetensors_refs(path: Path) -> list[TensorRef]:
     return refs
 
 
-#: heads kept beside the model's weights (bge-m3's, see convert.m3): not part of the encoder
+#: heads kept beside the model's weights (bge-m3's, see convert.m3_heads): not part of the encoder
 HEAD_STEMS = ("sparse_linear", "colbert_linear")
 
 

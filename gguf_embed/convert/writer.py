@@ -16,7 +16,7 @@ from ..errors import ConversionError
 from ..model.tensor_table import head_types, mix_overrides
 from ..text.normalize import UnsupportedNormalizer, normalizer_for_tokenizer_json
 from .hf import HFModel, bpe_pre_tokenizer
-from .m3 import write_heads
+from .m3_heads import write_heads
 from .rerank import (
     DEFAULT_MAX_TOKENS,
     detect_task,

@@ -1,5 +1,5 @@
 """The extra heads a GGUF carries as metadata (bge-m3's sparse and ColBERT heads, written by
-``convert.m3``), read into ``heads.multivector.Head`` objects."""
+``convert.m3_heads``), read into ``heads.multivector.Head`` objects."""
 
 from __future__ import annotations
 
