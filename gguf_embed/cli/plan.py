@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .. import choices, keys
 from ..errors import GGUFEmbedError
+from .common import flag_words
 
 __all__ = ["plan_cmd", "plan_table"]
 GPU_NOTE = ("GPU figures count llama.cpp's own buffers; the GPU runtime (CUDA context, cuBLAS/ggml pools) "
@@ -173,4 +174,4 @@ def plan_cmd(model, quant, vram, n_ctx, batch_tokens, n_gpu_layers, kv_type, fla
         if p.n_gpu_layers:
             click.echo(GPU_NOTE)
     except GGUFEmbedError as exc:
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(flag_words(exc.message)) from None
