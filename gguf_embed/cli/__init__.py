@@ -7,6 +7,7 @@ import click
 
 from .cache import cache_cmd
 from .convert import convert_cmd
+from .doctor import doctor_cmd
 from .encode import encode_cmd
 from .imatrix import imatrix_cmd
 from .eval import eval_cmd
@@ -29,8 +30,7 @@ def main() -> None:
 
 
 for _command in (models_cmd, pull_cmd, convert_cmd, inspect_cmd, plan_cmd, serve_cmd, rerank_cmd, tokenize_cmd,
-                 eval_cmd, encode_cmd, search_cmd, imatrix_cmd,
-                 cache_cmd):
+                 eval_cmd, encode_cmd, search_cmd, imatrix_cmd, cache_cmd, doctor_cmd):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

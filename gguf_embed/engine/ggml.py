@@ -178,3 +178,58 @@ class ImportanceCapture:
             raise ValueError(f"inconsistent input size for {name}: {acc.shape} after {self.sums[name].shape}")
         self.sums[name] = self.sums[name] + acc if name in self.sums else acc
         self.counts[name] = self.counts.get(name, 0) + int(ne[1] * ne[2] * ne[3]) // n_mat
+
+
+# --- devices: what ggml's backend registry has loaded -----------------------------------
+
+#: ggml's enum ggml_backend_dev_type
+DEVICE_TYPES = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel"}
+
+
+def _registry() -> ctypes.CDLL:
+    """libggml (the backend registry; a static build: all in libllama), with the calls it needs."""
+    from llama_cpp import llama_cpp as bindings
+
+    folder = Path(bindings._base_path)
+    names = ["libggml.so", "libggml.dylib", "ggml.dll", "libggml.dll"]
+    path = next((folder / n for n in names if (folder / n).exists()), None)
+    lib = ctypes.CDLL(str(path)) if path is not None else bindings._lib
+    lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+    lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+    lib.ggml_backend_reg_count.restype = ctypes.c_size_t
+    lib.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
+    lib.ggml_backend_reg_get.restype = ctypes.c_void_p
+    for name in ("ggml_backend_dev_name", "ggml_backend_dev_description", "ggml_backend_reg_name"):
+        getattr(lib, name).argtypes = [ctypes.c_void_p]
+        getattr(lib, name).restype = ctypes.c_char_p
+    lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_type.restype = ctypes.c_int
+    lib.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
+                                            ctypes.POINTER(ctypes.c_size_t)]
+    lib.ggml_backend_dev_memory.restype = None
+    return lib
+
+
+def backend_names() -> list[str]:
+    """The backends llama.cpp has loaded (CPU, CUDA, Vulkan, Metal...)."""
+    ll.llama_backend_init()
+    lib = _registry()
+    return [(lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)) or b"?").decode()
+            for i in range(lib.ggml_backend_reg_count())]
+
+
+def device_list() -> list[dict]:
+    """Every device llama.cpp sees: name, description, type (cpu, gpu, igpu, accel), free and total bytes."""
+    ll.llama_backend_init()
+    lib = _registry()
+    out = []
+    for i in range(lib.ggml_backend_dev_count()):
+        dev = lib.ggml_backend_dev_get(i)
+        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        lib.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        out.append({"name": (lib.ggml_backend_dev_name(dev) or b"?").decode(),
+                    "description": (lib.ggml_backend_dev_description(dev) or b"").decode(errors="replace"),
+                    "type": DEVICE_TYPES.get(lib.ggml_backend_dev_type(dev), "?"),
+                    "free_bytes": int(free.value), "total_bytes": int(total.value)})
+    return out
