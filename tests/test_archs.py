@@ -28,7 +28,7 @@ from tools.models.archs import (  # noqa: E402
     build_embeddinggemma, build_modernbert_embed, build_nomic_bert, with_architecture,
 )
 from tools.models.llama_converter import converter_dir, llama_convert  # noqa: E402
-from .texts import VARIED_TEXTS  # noqa: E402
+from tools.texts import VARIED_TEXTS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONVERTER = converter_dir(REPO / ".cache")
