@@ -151,3 +151,25 @@ def test_refusals(source, work):
     with pytest.raises(ConversionError, match="nomic-bert-moe"):
         convert_model(moe, work / "bad.gguf", "F32")
     assert not (work / "bad.gguf").exists()
+
+
+NEW_ENTRIES = ("nomic-embed-text-v1.5", "embeddinggemma-300m", "gte-modernbert-base", "modernbert-embed-base",
+               "mxbai-embed-large-v1", "snowflake-arctic-embed-l-v2.0", "granite-embedding-english-r2",
+               "granite-embedding-small-english-r2", "granite-embedding-278m-multilingual",
+               "granite-embedding-107m-multilingual", "granite-embedding-30m-english")
+
+
+def test_models_lists_the_new_entries():
+    """Each entry has a licence, an architecture the converter writes, and its family's prompts."""
+    from gguf_embed.convert import SUPPORTED_ARCHS
+    from gguf_embed.registry import load_registry
+
+    res = CliRunner().invoke(main, ["models"])
+    assert res.exit_code == 0, res.output
+    registry = load_registry()
+    for name in NEW_ENTRIES:
+        assert name in res.stdout, name
+        entry = registry.get(name)
+        assert entry.license and entry.architecture in SUPPORTED_ARCHS, name
+    assert registry.get("embeddinggemma-300m").prompts == registry.families["embeddinggemma"].prompts
+    assert registry.get("nomic-embed-text-v1.5").gguf.repo == "nomic-ai/nomic-embed-text-v1.5-GGUF"
