@@ -14,7 +14,7 @@ INPUT_TYPES = ("query", "document")
 TRUNCATE_POLICIES = ("error", "end", "start")
 KV_TYPES = ("f16", "f32", "q8_0", "q4_0", "bf16")
 FLASH_ATTN_MODES = ("auto", "on", "off")
-ARCHITECTURES = ("qwen3", "bert", "xlm-roberta")
+ARCHITECTURES = ("qwen3", "bert", "xlm-roberta", "nomic-bert", "modern-bert", "gemma-embedding")
 #: output types of ``gguf-embed convert``: the first three are written directly, the rest by
 #: llama.cpp's quantizer
 QUANT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q5_0", "Q4_0",

@@ -55,6 +55,7 @@ LLAMA_ADD_SEP = "tokenizer.ggml.add_sep_token"
 LLAMA_SEP_ID = "tokenizer.ggml.seperator_token_id"  # sic: gguf's spelling
 LLAMA_EOS_ID = "tokenizer.ggml.eos_token_id"
 LLAMA_TOKENIZER = "tokenizer.ggml.model"
+LLAMA_LOWERCASE = "tokenizer.ggml.normalizer.lowercase"  # an uncased WordPiece vocabulary
 
 
 def arch_key(arch: str, name: str) -> str:

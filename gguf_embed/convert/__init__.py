@@ -47,6 +47,7 @@ HF_ALLOW_PATTERNS = [
     "*.json",
     "*.safetensors",
     "*.txt",
+    "tokenizer.model",  # Gemma's SentencePiece model (see convert.spm)
     "1_Pooling/*",
     "2_Normalize/*",
     "sparse_linear.*",  # bge-m3's extra heads (see convert.m3_heads)

@@ -42,6 +42,7 @@ class STInfo:
     max_seq_length: int | None = None
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
+    dense: list[str] = field(default_factory=list)  # the Dense modules' folders, in order
 
 
 @dataclass
@@ -67,6 +68,28 @@ class HFModel:
     @property
     def name(self) -> str:
         return self.config.get("_name_or_path") or self.folder.name
+
+
+def with_aliases(config: dict, arch: str) -> dict:
+    """The config under transformers' usual names where the repo spells them its own way: nomic-bert's
+    GPT-2-style names (nomic-embed-text's own config), ModernBERT's ``norm_eps``."""
+    config = dict(config)
+    for ours, theirs in _ALIASES.get(arch, ()):
+        if ours not in config and config.get(theirs) is not None:
+            config[ours] = config[theirs]
+    if arch == "nomic-bert" and config.get("max_trained_positions"):
+        # v1 and v1.5 have an 8192-position RoPE but were trained for 2048 tokens (llama.cpp's converter agrees)
+        config["max_position_embeddings"] = min(int(config["max_trained_positions"]),
+                                                int(config.get("n_positions") or config["max_trained_positions"]))
+    return config
+
+
+_ALIASES = {
+    "nomic-bert": (("hidden_size", "n_embd"), ("num_hidden_layers", "n_layer"), ("num_attention_heads", "n_head"),
+                   ("intermediate_size", "n_inner"), ("layer_norm_eps", "layer_norm_epsilon"),
+                   ("max_position_embeddings", "n_positions"), ("rope_theta", "rotary_emb_base")),
+    "modern-bert": (("layer_norm_eps", "norm_eps"),),
+}
 
 
 def _read_json(path: Path) -> dict:
@@ -106,7 +129,7 @@ def read_st_info(folder: Path) -> STInfo:
             elif kind.endswith("Normalize"):
                 info.normalize = True
             elif kind.endswith("Dense"):
-                raise ConversionError("models with a sentence-transformers Dense layer are not supported yet")
+                info.dense.append(mod.get("path", ""))
     sbert = folder / "sentence_bert_config.json"
     if sbert.is_file():
         info.max_seq_length = _read_json(sbert).get("max_seq_length")
@@ -135,7 +158,7 @@ def read_folder(folder: Path) -> HFModel:
     if not tok_path.is_file():
         raise ConversionError(f"{folder} has no tokenizer.json; the GGUF needs the model's tokenizer")
     tokenizer = _read_json(tok_path)
-    return HFModel(folder, config, hf_arch, arch, tokenizer, read_st_info(folder))
+    return HFModel(folder, with_aliases(config, arch), hf_arch, arch, tokenizer, read_st_info(folder))
 
 
 def bpe_pre_tokenizer(tokenizer: dict) -> str:

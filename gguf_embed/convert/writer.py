@@ -16,7 +16,9 @@ from ..errors import ConversionError
 from ..model.tensor_table import head_types, mix_overrides
 from ..text.normalize import UnsupportedNormalizer, normalizer_for_tokenizer_json
 from .hf import HFModel, bpe_pre_tokenizer
+from .layouts import ARCH, TensorFix, check_config, dense_refs, hf_name, tensor_fix, write_hparams
 from .m3_heads import write_heads
+from .spm import write_spm
 from .rerank import (
     DEFAULT_MAX_TOKENS,
     detect_task,
@@ -30,7 +32,6 @@ from .weights import TensorRef, iter_tensor_refs, to_bf16_bits, to_float32
 log = logging.getLogger("gguf_embed.convert")
 
 DIRECT_TYPES = {"F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16, "BF16": gguf.LlamaFileType.MOSTLY_BF16}
-ARCH = {"qwen3": gguf.MODEL_ARCH.QWEN3, "bert": gguf.MODEL_ARCH.BERT}
 
 
 @dataclass(frozen=True)
@@ -47,23 +48,6 @@ class Overrides:
 
 
 # --- tensors ------------------------------------------------------------------------
-
-
-def _hf_name(arch: str, name: str) -> str | None:
-    """Normalise an HF tensor name; None for tensors an embedding model does not use."""
-    if arch == "qwen3":
-        if name.startswith("lm_head.") or name.endswith("rotary_emb.inv_freq"):
-            return None
-        return name if name.startswith("model.") else "model." + name
-    if name.startswith(("bert.", "roberta.")):
-        name = name.split(".", 1)[1]
-    if name.endswith(".gamma"):
-        name = name[:-6] + ".weight"
-    elif name.endswith(".beta"):
-        name = name[:-5] + ".bias"
-    if name in ("embeddings.position_ids", "embeddings.token_type_ids") or name.startswith(("pooler.", "cls.", "lm_head.")):
-        return None
-    return name
 
 
 # llama.cpp reads these only as F32: 1-D tensors, norms, and embeddings that are added
@@ -85,10 +69,14 @@ class _Planned:
     gguf_name: str
     out_type: str  # F32 | F16 | BF16
     skip_rows: int = 0  # leading rows dropped (RoBERTa's position table)
+    fix: TensorFix = TensorFix()  # per-architecture value fixes (see convert.layouts)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (self.ref.shape[0] - self.skip_rows, *self.ref.shape[1:])
+        rows = self.ref.shape[0] - self.skip_rows
+        if self.fix.keep_rows is not None:
+            rows = min(rows, self.fix.keep_rows)
+        return (rows, *self.ref.shape[1:])
 
 
 def plan_tensors(hf: HFModel, refs: list[TensorRef], ftype: str, *, separate_head: bool = False) -> list[_Planned]:
@@ -98,7 +86,7 @@ def plan_tensors(hf: HFModel, refs: list[TensorRef], ftype: str, *, separate_hea
     name_map = gguf.get_tensor_name_map(ARCH[hf.arch], n_blocks)
     planned = []
     for ref in refs:
-        name = _hf_name(hf.arch, ref.name)
+        name = hf_name(hf.arch, ref.name)
         if name is None:
             continue
         new = name_map.get_name(name, try_suffixes=(".weight", ".bias"))
@@ -108,7 +96,7 @@ def plan_tensors(hf: HFModel, refs: list[TensorRef], ftype: str, *, separate_hea
             raise ConversionError(f"tensor {ref.name!r} has non-float dtype {ref.dtype}")
         out_type = "F32" if _keep_f32(new, ref.shape) else ftype
         skip = hf.position_offset if new == _POS_EMBD else 0
-        planned.append(_Planned(ref, new, out_type, skip))
+        planned.append(_Planned(ref, new, out_type, skip, tensor_fix(hf, new)))
     if not planned:
         raise ConversionError("no model tensors found")
     embd = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.TOKEN_EMBD] + ".weight"
@@ -116,20 +104,24 @@ def plan_tensors(hf: HFModel, refs: list[TensorRef], ftype: str, *, separate_hea
     if separate_head and not any(p.gguf_name == head for p in planned):
         tok = next((p for p in planned if p.gguf_name == embd), None)
         if tok is not None:
-            planned.append(_Planned(tok.ref, head, tok.out_type))
-    return planned
+            planned.append(_Planned(tok.ref, head, tok.out_type, fix=tok.fix))
+    return planned + [_Planned(ref, name, "F32" if ftype == "F32" else "F16") for name, ref in dense_refs(hf)]
 
 
 def _convert_array(p: _Planned) -> np.ndarray:
-    arr = p.ref.load()
+    arr, dtype = p.ref.load(), p.ref.dtype
     if p.skip_rows:
         arr = arr[p.skip_rows:]
+    if p.fix.keep_rows is not None:
+        arr = arr[:p.fix.keep_rows]
+    if p.fix.shift:
+        arr, dtype = to_float32(arr, dtype) + np.float32(p.fix.shift), "F32"
     if p.out_type == "BF16":
-        out = to_bf16_bits(arr, p.ref.dtype)
+        out = to_bf16_bits(arr, dtype)
     elif p.out_type == "F16":
-        out = to_float32(arr, p.ref.dtype).astype(np.float16) if p.ref.dtype != "F16" else arr
+        out = to_float32(arr, dtype).astype(np.float16) if dtype != "F16" else arr
     else:
-        out = to_float32(arr, p.ref.dtype)
+        out = to_float32(arr, dtype)
     return np.ascontiguousarray(out)
 
 
@@ -137,39 +129,6 @@ _NP = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
 
 
 # --- metadata -----------------------------------------------------------------------
-
-
-def _rope_theta(config: dict) -> float | None:
-    params = config.get("rope_parameters") or {}
-    scaling = config.get("rope_scaling") or params
-    rope_type = scaling.get("rope_type", scaling.get("type", "default")) if scaling else "default"
-    if rope_type not in ("default", None):
-        raise ConversionError(f"RoPE scaling {rope_type!r} is not supported yet")
-    theta = config.get("rope_theta", params.get("rope_theta"))
-    return float(theta) if theta is not None else None
-
-
-def _write_hparams(w: gguf.GGUFWriter, hf: HFModel, pooling: str) -> None:
-    c = hf.config
-    w.add_context_length(hf.max_positions)
-    w.add_embedding_length(int(c["hidden_size"]))
-    w.add_feed_forward_length(int(c["intermediate_size"]))
-    w.add_block_count(int(c["num_hidden_layers"]))
-    w.add_head_count(int(c["num_attention_heads"]))
-    if hf.arch == "qwen3":
-        w.add_head_count_kv(int(c.get("num_key_value_heads", c["num_attention_heads"])))
-        head_dim = int(c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"])
-        w.add_key_length(head_dim)
-        w.add_value_length(head_dim)
-        w.add_layer_norm_rms_eps(float(c["rms_norm_eps"]))
-        theta = _rope_theta(c)
-        if theta is not None:
-            w.add_rope_freq_base(theta)
-        w.add_causal_attention(True)
-    else:
-        w.add_layer_norm_eps(float(c.get("layer_norm_eps", 1e-12)))
-        w.add_causal_attention(False)
-    w.add_pooling_type(gguf.PoolingType(keys.POOLING_IDS[pooling]))
 
 
 def _write_unigram_tokenizer(w: gguf.GGUFWriter, hf: HFModel) -> None:
@@ -203,12 +162,14 @@ def _token_table(tok: dict, n_config: int) -> tuple[list[str], list, int]:
 
 
 def _wordpiece_tokens(w: gguf.GGUFWriter, hf: HFModel, tokens: list[str], types: list) -> list[str]:
-    if hf.arch != "bert":
-        raise ConversionError("a WordPiece tokenizer is only supported for BERT models")
+    if hf.arch not in ("bert", "nomic-bert"):
+        raise ConversionError(f"a WordPiece tokenizer is not supported for {hf.arch} models")
     prefix = hf.tokenizer.get("model", {}).get("continuing_subword_prefix", "##")
     w.add_tokenizer_model("bert")
     w.add_tokenizer_pre("default")
     w.add_token_type_count(int(hf.config.get("type_vocab_size", 2)))
+    if (hf.tokenizer.get("normalizer") or {}).get("lowercase"):  # an uncased vocabulary, as llama.cpp's converter says it
+        w.add_bool(keys.LLAMA_LOWERCASE, True)
     # llama.cpp's WPM vocabulary marks word starts with U+2581 instead of marking continuations.
     return [t if ty in (gguf.TokenType.CONTROL, gguf.TokenType.UNUSED)
             else (t[len(prefix):] if t.startswith(prefix) else "\u2581" + t) for t, ty in zip(tokens, types)]
@@ -217,6 +178,11 @@ def _wordpiece_tokens(w: gguf.GGUFWriter, hf: HFModel, tokens: list[str], types:
 def _write_tokenizer(w: gguf.GGUFWriter, hf: HFModel, type1_tokens: int = 0) -> None:
     tok = hf.tokenizer
     kind = tok.get("model", {}).get("type")
+    if hf.arch == "gemma-embedding":  # Gemma's SentencePiece model, as llama.cpp's SPM tokenizer reads it
+        n_vocab = write_spm(w, hf.folder, tok, int(hf.config.get("vocab_size", 0)))
+        special = gguf.SpecialVocab(hf.folder, load_merges=False, n_vocab=n_vocab)
+        special.chat_template = None
+        return special.add_to_gguf(w, quiet=True)
     if kind == "Unigram":
         return _write_unigram_tokenizer(w, hf)
     if kind not in ("WordPiece", "BPE"):
@@ -225,8 +191,10 @@ def _write_tokenizer(w: gguf.GGUFWriter, hf: HFModel, type1_tokens: int = 0) -> 
     if kind == "WordPiece":
         tokens = _wordpiece_tokens(w, hf, tokens, types)
     else:
+        pre = bpe_pre_tokenizer(tok)
         w.add_tokenizer_model("gpt2")
-        w.add_tokenizer_pre(bpe_pre_tokenizer(tok))
+        # ModernBERT's GPT-2 byte-level split under the name llama.cpp's converter gives it
+        w.add_tokenizer_pre("modern-bert" if hf.arch == "modern-bert" and pre == "gpt2" else pre)
     if type1_tokens:
         # segment-1 copies of every token (see convert.rerank); never produced by the tokenizer
         if n_vocab != type1_tokens:
@@ -284,6 +252,7 @@ def _write_embedding_meta(w: gguf.GGUFWriter, hf: HFModel, ov: Overrides, poolin
 def write_gguf(hf: HFModel, out: Path, ftype: str, ov: Overrides, *, allow_pickle: bool, progress=None,
                separate_head: bool = False) -> None:
     """Write ``out`` (not atomically: the caller owns temp names) with tensors as ``ftype``."""
+    check_config(hf)
     refs = list(iter_tensor_refs(hf.folder, allow_pickle=allow_pickle))
     task = detect_task(hf, ov.task)
     heads: list[TensorRef] = []
@@ -299,7 +268,7 @@ def write_gguf(hf: HFModel, out: Path, ftype: str, ov: Overrides, *, allow_pickl
     w = gguf.GGUFWriter(path=None, arch=gguf.MODEL_ARCH_NAMES[ARCH[hf.arch]])
     w.add_name(hf.name)
     w.add_file_type(DIRECT_TYPES[ftype])
-    _write_hparams(w, hf, pooling)
+    write_hparams(w, hf, pooling)
     _write_tokenizer(w, hf, type1_token_count(hf) if task == "rerank" else 0)
     _write_embedding_meta(w, hf, ov, pooling, task)
     if task == "embed":

@@ -114,8 +114,14 @@ HF_ARCHITECTURES = {
     "Qwen3ForSequenceClassification": "qwen3",
     "BertForSequenceClassification": "bert",
     "XLMRobertaForSequenceClassification": "bert",
+    "NomicBertModel": "nomic-bert",  # nomic-embed-text v1, v1.5 (nomic's own config, or transformers')
+    "ModernBertModel": "modern-bert",
+    "ModernBertForMaskedLM": "modern-bert",
+    "Gemma3TextModel": "gemma-embedding",  # EmbeddingGemma (bidirectional; a causal Gemma 3 is refused)
 }
 #: config.json ``model_type`` -> GGUF architecture, when ``architectures`` says nothing known
-HF_MODEL_TYPES = {"qwen3": "qwen3", "bert": "bert", "xlm-roberta": "bert"}
+HF_MODEL_TYPES = {"qwen3": "qwen3", "bert": "bert", "xlm-roberta": "bert", "nomic_bert": "nomic-bert",
+                  "modernbert": "modern-bert"}
 #: models.toml ``architecture`` (the family) -> GGUF architecture of its converted file
-FAMILY_ARCH = {"qwen3": "qwen3", "bert": "bert", "xlm-roberta": "bert"}
+FAMILY_ARCH = {"qwen3": "qwen3", "bert": "bert", "xlm-roberta": "bert", "nomic-bert": "nomic-bert",
+               "modern-bert": "modern-bert", "gemma-embedding": "gemma-embedding"}

@@ -19,7 +19,7 @@ from .gguf_file import GGUFFile
 
 __all__ = ["facts", "recognise", "LOWERCASE_KEY"]
 
-LOWERCASE_KEY = "tokenizer.ggml.normalizer.lowercase"  # llama.cpp's converter, for BERT vocabularies
+LOWERCASE_KEY = keys.LLAMA_LOWERCASE  # llama.cpp's converter, for BERT vocabularies
 
 
 def _name(text: str) -> str:
