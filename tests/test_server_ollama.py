@@ -138,7 +138,7 @@ def test_alias_to_a_model_not_served_fails_loading(minilm_embedder):
     app = create_app([minilm_embedder], options=ServerOptions(aliases=(("x", "not-served"),)))
     with RunningServer(app) as srv:
         with pytest.raises(AssertionError):
-            srv.wait_ready(timeout=3)
+            srv.wait_ready(timeout=1)
         health = httpx.get(srv.url + "/health").json()
     assert health["status"] == "error" and "--alias x=not-served" in health["error"]
 
@@ -196,3 +196,23 @@ def test_parse_ollama_embed_takes_any_body(body, legacy):
     assert isinstance(req, OllamaEmbed) and len(req.texts) <= 8
     for text in req.texts:
         assert text and text.encode("utf-8")
+
+
+@settings(max_examples=60, deadline=None)
+@given(body=st.fixed_dictionaries({}, optional=OLLAMA_FIELDS),
+       path=st.sampled_from(["/api/embed", "/api/embeddings", "/api/show"]))
+def test_the_app_answers_any_ollama_body_with_2xx_or_4xx(server, body, path):
+    r = httpx.post(server.url + path, content=json.dumps(body).encode(), timeout=60,
+                   headers={"content-type": "application/json"})
+    assert r.status_code < 500, (path, body, r.text)
+    if r.status_code >= 400:
+        assert list(r.json()) == ["error"], r.text
+
+
+def test_serve_refuses_a_malformed_alias():
+    from click.testing import CliRunner
+
+    from gguf_embed.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "-m", "all-minilm-l6-v2", "--alias", "no-equals-sign"])
+    assert result.exit_code == 2 and "NAME=MODEL" in result.output

@@ -127,3 +127,13 @@ def test_parse_tei_embed_takes_any_body(body):
     assert isinstance(req, EmbeddingRequest) and 1 <= req.n_inputs <= 8
     for text in req.texts:
         assert text and text.encode("utf-8")
+
+
+@settings(max_examples=60, deadline=None)
+@given(body=st.fixed_dictionaries({}, optional=TEI_FIELDS), path=st.sampled_from(["/embed", "/"]))
+def test_the_app_answers_any_tei_body_with_2xx_or_4xx(server, body, path):
+    r = httpx.post(server.url + path, content=json.dumps(body).encode(), timeout=60,
+                   headers={"content-type": "application/json"})
+    assert r.status_code < 500, (path, body, r.text)
+    if r.status_code >= 400:
+        assert set(r.json()) == {"error", "error_type"}, r.text
