@@ -24,13 +24,19 @@ from .common import open_model, runtime_options, stderr, user_errors
               help="Default for over-long inputs (a request may override it).")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow browser requests from this origin (repeatable).")
 @click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), help="Answer repeated texts from this vector cache (shared with encode).")
+@click.option("--alias", "aliases", multiple=True, metavar="NAME=MODEL",
+              help="Let requests name a served model NAME too (repeatable), e.g. text-embedding-3-small=all-minilm-l6-v2.")
+@click.option("--strict-model-names", is_flag=True,
+              help="Refuse (404) a request whose model is not a served name or alias; by default any name reaches "
+                   "the one served model of the request's task.")
 @runtime_options
 def serve_cmd(models, host, port, api_key, api_key_file, max_batch_tokens, max_inputs, max_body_mb, truncate,
-              cors_origins, cache, settings):
-    """Serve OpenAI-compatible /v1/embeddings and Jina/Cohere/TEI-compatible /v1/rerank endpoints."""
+              cors_origins, cache, aliases, strict_model_names, settings):
+    """Serve OpenAI, Ollama, TEI, Cohere and Jina-compatible embedding and rerank APIs."""
     import uvicorn
 
     from ..server import create_app
+    from ..server.app import ServerOptions
     from ..server.worker import model_loaders
 
     if api_key and api_key_file:
@@ -42,10 +48,17 @@ def serve_cmd(models, host, port, api_key, api_key_file, max_batch_tokens, max_i
             raise click.ClickException(f"cannot read {api_key_file}: {exc.strerror}") from None
         if not api_key:
             raise click.ClickException(f"{api_key_file} is empty")
+    pairs = [a.partition("=") for a in aliases]
+    bad = [a for a, (name, eq, target) in zip(aliases, pairs) if not (name.strip() and eq and target.strip())]
+    if bad:
+        raise click.UsageError(f"--alias {bad[0]!r}: expected NAME=MODEL")
     with user_errors():
         loaders = model_loaders(models, settings, open_model)  # checked before the port is bound
-    app = create_app(loaders, api_key=api_key, max_batch_tokens=max_batch_tokens, max_inputs=max_inputs,
-                     truncate=truncate, max_body_bytes=max_body_mb * 2**20, cors_origins=cors_origins, cache=cache)
+    options = ServerOptions(api_key=api_key, max_batch_tokens=max_batch_tokens, max_inputs=max_inputs,
+                            truncate=truncate, max_body_bytes=max_body_mb * 2**20, cors_origins=tuple(cors_origins),
+                            cache=cache, strict_model_names=strict_model_names,
+                            aliases=tuple((name.strip(), target.strip()) for name, _, target in pairs))
+    app = create_app(loaders, options=options)
     if host not in ("127.0.0.1", "localhost", "::1"):
         stderr.print(f"[yellow]listening on {host}: reachable from other machines{'' if api_key else ' without an API key'}")
     uvicorn.run(app, host=host, port=port, log_level="info" if settings.verbose else "warning")

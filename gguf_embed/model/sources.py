@@ -29,7 +29,7 @@ from ..registry import ModelEntry, Registry, default_models_dir, load_registry
 from .gguf_file import GGUF_MAGIC, check_gguf_file, file_type_name, read_gguf
 from .hub import HF_PREFIX, HFRef, fetch_hf, hf_folder, is_extra_part, matches_quant, parse_hf
 
-__all__ = ["resolve_model", "pull", "registry_files", "ollama_dir", "parse_ollama", "resolve_ollama",
+__all__ = ["resolve_model", "pull", "registry_files", "ollama_dir", "parse_ollama", "ollama_name", "resolve_ollama",
            "ollama_models", "lmstudio_dirs", "LocalModel", "list_local", "OLLAMA_PREFIX"]
 
 OLLAMA_PREFIX = "ollama:"
@@ -132,6 +132,11 @@ def _ollama_display(host: str, namespace: str, name: str, tag: str) -> str:
     if host.lower() != OLLAMA_HOST:
         return f"{host}/{namespace}/{name}:{tag}"
     return f"{name}:{tag}" if namespace.lower() == OLLAMA_NAMESPACE else f"{namespace}/{name}:{tag}"
+
+
+def ollama_name(spec: str) -> str:
+    """The name Ollama shows for ``ollama:NAME[:TAG]`` (``qwen3-embedding:latest``)."""
+    return _ollama_display(*parse_ollama(spec))
 
 
 def _child(folder: Path, name: str) -> Path | None:

@@ -26,6 +26,8 @@ from ..errors import (
     PayloadTooLargeError,
     ServiceUnavailableError,
 )
+from ..model.sources import OLLAMA_HOST, OLLAMA_NAMESPACE
+from . import ollama, tei
 from .cohere import cohere_embed_route
 from .embeddings import embeddings_route
 from .metrics import Metrics
@@ -36,6 +38,7 @@ from .worker import ServerCache, Worker, load_worker
 __all__ = ["create_app", "ServerOptions"]
 
 log = logging.getLogger("gguf_embed.server")
+OLLAMA_LIBRARY = f"{OLLAMA_HOST}/{OLLAMA_NAMESPACE}/"
 INTERNAL_ERROR = {"error": {"message": "internal server error", "type": "server_error", "param": None,
                             "code": "internal_error"}}
 
@@ -50,6 +53,16 @@ class ServerOptions:
     max_body_bytes: int = 32 * 2**20
     cors_origins: tuple[str, ...] = ()
     cache: str | Path | None = None
+    strict_model_names: bool = False  # a request's model must name a served model or an alias
+    aliases: tuple[tuple[str, str], ...] = ()  # (NAME, MODEL) pairs: --alias NAME=MODEL
+
+
+def model_key(name: str) -> str:
+    """A model name as Ollama compares them: case-insensitive, ``library/NAME`` and ``NAME:latest`` as ``NAME``."""
+    key = name.strip().lower()
+    for prefix in (OLLAMA_LIBRARY, "library/"):
+        key = key[len(prefix):] if key.startswith(prefix) else key
+    return key[:-len(":latest")] if key.endswith(":latest") else key
 
 
 @dataclass
@@ -60,26 +73,44 @@ class State:
     ready: bool = False
     load_error: str | None = None
 
-    def lookup(self, name: str | None) -> Worker:
+    def find(self, name: str) -> str | None:
+        """The served model ``name`` names (its name, file name, path, an alias, or Ollama's forms of these)."""
+        return self.aliases.get(name) or self.aliases.get(model_key(name))
+
+    def lookup(self, name: str | None, task: str | None = "embed", strict: bool = False) -> Worker:
+        """The worker for a request's ``model``. When one served model does ``task`` (None: any task), a
+        missing name, and unless ``strict`` any name, reaches it."""
+        key = self.find(name) if name is not None else None
+        if key is not None:
+            return self.models[key]
+        of_task = [w for w in self.models.values() if task is None or w.task == task]
+        if len(of_task) == 1 and (name is None or not strict):
+            return of_task[0]
         if name is None:
             if len(self.models) == 1:
                 return next(iter(self.models.values()))
             raise InvalidInputError(f"'model' is required; served models: {', '.join(self.models)}", param="model")
-        key = self.aliases.get(name)
-        if key is None:
-            raise ModelNotFoundError(
-                f"model {name!r} is not served here; served models: {', '.join(self.models)}", param="model"
-            )
-        return self.models[key]
+        raise ModelNotFoundError(
+            f"model {name!r} is not served here; served models: {', '.join(self.models)}", param="model"
+        )
 
-    def add(self, worker: Worker) -> None:
+    def add(self, worker: Worker, names: Sequence[str] = ()) -> None:
         name = worker.name
         if name in self.models:
             name = worker.name = Path(worker.embedder.info.path).stem
         self.models[name] = worker
         path = Path(worker.embedder.info.path)
-        for alias in (name, path.name, path.stem, str(path)):
+        for alias in (name, path.name, path.stem, str(path), *names):
             self.aliases.setdefault(alias, name)
+            self.aliases.setdefault(model_key(alias), name)
+
+    def alias(self, name: str, target: str) -> None:
+        """``--alias NAME=MODEL``: ``name`` also reaches the served model ``target`` names."""
+        key = self.find(target)
+        if key is None:
+            raise ModelNotFoundError(f"--alias {name}={target}: no served model is called {target!r}; served "
+                                     f"models: {', '.join(self.models)}", param="model")
+        self.aliases[name] = self.aliases[model_key(name)] = key
 
 
 @dataclass
@@ -92,8 +123,8 @@ class Call:
     n_inputs: int = 0
     n_tokens: int = 0
 
-    def lookup(self, name: str | None) -> Worker:
-        worker = self.state.lookup(name)
+    def lookup(self, name: str | None, task: str | None = "embed") -> Worker:
+        worker = self.state.lookup(name, task, self.options.strict_model_names)
         self.model = worker.name
         return worker
 
@@ -171,7 +202,9 @@ def _lifespan(state: State, models: Sequence, options: ServerOptions):
     def load_all() -> None:
         for source in models:
             state.add(load_worker(source, max_batch_tokens=options.max_batch_tokens, on_batch=state.metrics.batch,
-                                  cache=cache))
+                                  cache=cache), getattr(source, "names", ()))
+        for name, target in options.aliases:
+            state.alias(name, target)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -225,31 +258,55 @@ def _add_info_routes(app: FastAPI, state: State, guard: Guard) -> None:
     app.add_api_route("/metrics", metrics, methods=["GET"])
 
 
-def _add_error_handlers(app: FastAPI, state: State) -> None:
+def _shape(shapes: dict[str, Callable], path: str) -> Callable:
+    """The error shape of the API a path belongs to (Ollama's for anything under /api/)."""
+    return shapes.get(path) or (ollama.ollama_error if path.startswith("/api/") else _error_response)
+
+
+def _add_error_handlers(app: FastAPI, state: State, shapes: dict[str, Callable]) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         kind = "not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None
         err = GGUFEmbedError(f"{request.method} {request.url.path}: {exc.detail}")
         err.status_code, err.code = exc.status_code, kind
-        return _error_response(err)
+        return _shape(shapes, request.url.path)(err)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
         log.exception("internal error")
         state.metrics.error("internal")
-        return JSONResponse(INTERNAL_ERROR, status_code=500)
+        errors = _shape(shapes, request.url.path)
+        if errors is _error_response:
+            return JSONResponse(INTERNAL_ERROR, status_code=500)
+        err = GGUFEmbedError("internal server error")
+        err.status_code = 500
+        return errors(err)
+
+
+def _add_api_routes(app: FastAPI, endpoint: Callable, shapes: dict[str, Callable]) -> None:
+    """Ollama's and TEI's routes, each answering mistakes in its API's error shape."""
+    for routes, errors in ((ollama.ROUTES, ollama.ollama_error), (tei.ROUTES, tei.tei_error)):
+        for methods, path, handler in routes:
+            shapes[path] = errors
+            app.add_api_route(path, endpoint(handler, errors), methods=methods)
+
+    async def root():  # Ollama's clients check that the server answers here
+        return PlainTextResponse("Ollama is running (gguf-embed, an Ollama-compatible embedding server)")
+
+    app.add_api_route("/", root, methods=["GET", "HEAD"])
 
 
 def create_app(models: Sequence, *, api_key: str | None = None, max_batch_tokens: int = 2048, max_inputs: int = 2048,
                truncate: str = "error", max_body_bytes: int = 32 * 2**20, cors_origins: Sequence[str] = (),
-               cache: str | Path | None = None) -> FastAPI:
+               cache: str | Path | None = None, options: ServerOptions | None = None) -> FastAPI:
     """An app serving ``models`` (Embedders, Rerankers, or callables that load one at start-up);
-    ``cache``: a vector cache file shared with ``gguf-embed encode``."""
+    ``cache``: a vector cache file shared with ``gguf-embed encode``. ``options`` (all of them, model
+    names included) replaces the keyword arguments."""
     if not models:
         raise ValueError("at least one model is needed")
-    options = ServerOptions(api_key=api_key, max_batch_tokens=max_batch_tokens, max_inputs=max_inputs,
-                            truncate=truncate, max_body_bytes=max_body_bytes, cors_origins=tuple(cors_origins),
-                            cache=cache)
+    options = options or ServerOptions(api_key=api_key, max_batch_tokens=max_batch_tokens, max_inputs=max_inputs,
+                                       truncate=truncate, max_body_bytes=max_body_bytes,
+                                       cors_origins=tuple(cors_origins), cache=cache)
     state = State()
     app = FastAPI(title="gguf-embed", lifespan=_lifespan(state, models, options), docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -259,8 +316,9 @@ def create_app(models: Sequence, *, api_key: str | None = None, max_batch_tokens
 
         app.add_middleware(CORSMiddleware, allow_origins=list(options.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
-    guard = Guard(state, api_key)
-    _add_error_handlers(app, state)
+    guard, shapes = Guard(state, options.api_key), {}
+    _add_error_handlers(app, state, shapes)
+    _add_api_routes(app, lambda handler, errors: _endpoint(state, options, guard, handler, errors), shapes)
     embeddings = _endpoint(state, options, guard, embeddings_route)
     for path in ("/v1/embeddings", "/embeddings"):
         app.add_api_route(path, embeddings, methods=["POST"])

@@ -34,6 +34,7 @@ class EmbeddingRequest:
     truncate: str
     late_chunking: bool = False  # Jina's: the inputs are one document's chunks, in order
     batch_invariant: bool = False  # each text in a llama.cpp batch of its own (compressed codes need it)
+    normalize: bool = True  # False: the pooled vectors as the model gives them (TEI's normalize=false)
 
     @property
     def n_inputs(self) -> int:

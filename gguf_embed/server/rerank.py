@@ -77,8 +77,9 @@ def parse_rerank(raw: bytes, *, shape: str, max_documents: int) -> RerankRequest
         direction = body.get("truncation_direction", "Right")
         if direction not in ("Right", "Left", "right", "left"):
             raise InvalidInputError("'truncation_direction' must be 'Right' or 'Left'", param="truncation_direction")
+        check_top_n(body.get("top_n"))
         return RerankRequest(
-            model, query, _documents(body["texts"], "texts", max_documents), None,
+            model, query, _documents(body["texts"], "texts", max_documents), body.get("top_n"),
             _flag(body, "return_text", False), instruction, _flag(body, "raw_scores", False),
             ("end" if direction.lower() == "right" else "start") if truncate else "error", "tei",
         )
@@ -124,7 +125,7 @@ def rerank_response(req: RerankRequest, result: RerankResult, model: str) -> Any
 async def rerank_route(call, raw: bytes, shape: str):
     """POST /v1/rerank, /v2/rerank (and TEI's shape on either): parse, await the worker, serialise."""
     req = parse_rerank(raw, shape=shape, max_documents=call.options.max_inputs)
-    worker = call.lookup(req.model)
+    worker = call.lookup(req.model, "rerank")
     result = await worker.rerank(req, call.options.rerank_truncate)
     call.done(len(req.documents), result.total_tokens)
     return rerank_response(req, result, worker.name)

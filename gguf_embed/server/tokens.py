@@ -19,7 +19,8 @@ from ..errors import InvalidInputError, TooManyInputsError, check_text
 from ..choices import TRUNCATE_POLICIES
 from .embeddings import json_object, optional_str
 
-__all__ = ["TokenRequest", "parse_token_request", "embed_sparse_route", "embed_all_route"]
+__all__ = ["TokenRequest", "parse_token_request", "embed_sparse_route", "embed_all_route", "tei_inputs",
+           "tei_truncate"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class TokenRequest:
     normalize: bool
 
 
-def _inputs(value: Any, max_inputs: int) -> list[str]:
+def tei_inputs(value: Any, max_inputs: int) -> list[str]:
     if value is None:
         raise InvalidInputError("'inputs' is required: a string or a list of strings", param="inputs")
     texts = [value] if isinstance(value, str) else value
@@ -47,7 +48,7 @@ def _inputs(value: Any, max_inputs: int) -> list[str]:
     return list(texts)
 
 
-def _truncate(value: Any, default: str) -> str:
+def tei_truncate(value: Any, default: str) -> str:
     if value is None:
         return default
     if isinstance(value, bool):  # TEI's form
@@ -63,8 +64,8 @@ def parse_token_request(raw: bytes, *, max_inputs: int, default_truncate: str) -
     normalize = body.get("normalize", False)
     if not isinstance(normalize, bool):
         raise InvalidInputError("'normalize' must be true or false", param="normalize")
-    return TokenRequest(optional_str(body, "model"), _inputs(body.get("inputs"), max_inputs),
-                        _truncate(body.get("truncate"), default_truncate), normalize)
+    return TokenRequest(optional_str(body, "model"), tei_inputs(body.get("inputs"), max_inputs),
+                        tei_truncate(body.get("truncate"), default_truncate), normalize)
 
 
 async def _run(call, raw: bytes, output: str):

@@ -21,6 +21,7 @@ from ..engine.settings import default_threads
 from ..errors import InvalidInputError, NonFiniteOutputError
 from ..heads.pooling import postprocess
 from ..model.info import resolve_model
+from ..model.sources import OLLAMA_PREFIX, ollama_name
 from ..reranker import Reranker, RerankResult
 from ..store.cache import VectorCache, remembered_sha256, text_key
 from ..store.codes import CalibrationStore, Quantizer, calibration_seqs, quantizer_from_rows
@@ -29,7 +30,7 @@ from ..store.space import VectorSpec, vector_params
 from .embeddings import EmbeddingRequest
 from .rerank import RerankRequest
 
-__all__ = ["Worker", "ServerCache", "load_worker"]
+__all__ = ["Worker", "ServerCache", "Loader", "load_worker", "model_loaders"]
 
 
 class ServerCache:
@@ -112,12 +113,12 @@ class Worker:
         async def rows(part):
             return await self.scheduler.rows(part, alone=alone)
 
-        if self.cache is not None and req.texts is not None:
+        if self.cache is not None and req.texts is not None and req.normalize:
             spec = VectorSpec(input_type=req.input_type, instruction=req.instruction, dimensions=req.dimensions,
                               truncate=req.truncate, batch_invariant=alone)
             vectors = await self.cache.vectors(emb, rows, req.texts, seqs, spec)
         else:
-            vectors = emb.finish(await rows(seqs), seqs, req.dimensions).embeddings
+            vectors = emb.finish(await rows(seqs), seqs, req.dimensions, req.normalize).embeddings
         return vectors, int(sum(len(s) for s in seqs))
 
     async def embed_late(self, req: EmbeddingRequest) -> tuple[np.ndarray, int]:
@@ -184,18 +185,32 @@ class Worker:
             self.embedder.close()
 
 
+@dataclass(frozen=True)
+class Loader:
+    """How ``serve`` opens one of its models, and the names it answers to: what ``-m`` said and, for
+    ``ollama:NAME``, Ollama's name (``NAME:latest``), which it is served as."""
+
+    open: Callable[[], Embedder]
+    names: tuple[str, ...] = ()
+    served_as: str | None = None
+
+    def __call__(self) -> Embedder:
+        return self.open()
+
+
 def load_worker(source, *, max_batch_tokens: int, on_batch: Callable, cache: ServerCache | None) -> Worker:
-    """A worker for an Embedder or Reranker, or for a callable that loads an Embedder."""
+    """A worker for an Embedder or Reranker, or for a callable (a ``Loader``) that loads an Embedder."""
     owned = not isinstance(source, (Embedder, Reranker))
+    served_as = getattr(source, "served_as", None)
     if owned:
         source = source()
     emb = Embedder(session=source.session) if isinstance(source, Reranker) else source
     scheduler = Scheduler(emb.session, max_batch_tokens=max_batch_tokens, on_batch=on_batch)
     reranker = Reranker(session=emb.session) if emb.info.task == "rerank" else None
-    return Worker(emb.name, emb, scheduler, owned, reranker, cache)
+    return Worker(served_as or emb.name, emb, scheduler, owned, reranker, cache)
 
 
-def model_loaders(models: Sequence[str], settings, opener: Callable = Embedder) -> list[Callable[[], Embedder]]:
+def model_loaders(models: Sequence[str], settings, opener: Callable = Embedder) -> list[Loader]:
     """Loaders (``opener(path, settings)``) for ``serve``'s models, each checked first (the file exists,
     a ``--vram`` budget fits) so that a mistake is reported before the port is bound."""
     paths = [resolve_model(m, models_dir=settings.models_dir) for m in models]
@@ -207,4 +222,5 @@ def model_loaders(models: Sequence[str], settings, opener: Callable = Embedder) 
         # leave a core for HTTP, JSON and tokenisation: llama.cpp's threads wait on each other
         # at every step, and one of them losing its core to the web layer stalls them all
         settings = settings.with_(n_threads=max(1, default_threads() - 1))
-    return [functools.partial(opener, p, settings) for p in paths]
+    return [Loader(functools.partial(opener, p, settings), (m,),
+                   ollama_name(m) if m.startswith(OLLAMA_PREFIX) else None) for m, p in zip(models, paths)]

@@ -1,0 +1,125 @@
+"""Text Embeddings Inference's API: ``POST /embed`` (also ``POST /``, where
+``huggingface_hub.InferenceClient(URL).feature_extraction`` posts) and ``GET /info``.
+
+``/embed`` takes TEI's body: ``inputs`` (a string or a list of strings), ``normalize`` (default
+true; false gives the pooled vectors as the model computes them), ``truncate`` (false, the
+default, refuses an over-long input; true cuts it), ``truncation_direction`` (``right``, the
+default, keeps the start; ``left`` keeps the end), ``prompt_name`` (``query`` or ``document``: the
+model's prompt of that name), ``dimensions`` (a Matryoshka cut) and, when several models are
+served, ``model``. It answers a bare list of vectors. TEI's other routes on this server:
+``/rerank`` (``rerank.py``), ``/embed_sparse`` and ``/embed_all`` (``tokens.py``). Every client
+mistake is a 4xx in TEI's error shape, ``{"error": "...", "error_type": "Validation"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+from ..choices import INPUT_TYPES
+from ..errors import GGUFEmbedError, InvalidInputError
+from .embeddings import EmbeddingRequest, json_object, optional_str
+from .ollama import quantization
+from .tokens import tei_inputs, tei_truncate
+
+__all__ = ["parse_tei_embed", "tei_error", "ROUTES"]
+
+DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def tei_error(exc: GGUFEmbedError) -> JSONResponse:
+    """TEI's error shape: ``{"error": ..., "error_type": ...}``, the type as TEI names its kinds."""
+    if exc.status_code == 503:
+        kind = "Unhealthy"
+    elif exc.status_code >= 500:
+        kind = "Backend"
+    elif exc.code == "invalid_text":
+        kind = "Tokenizer"
+    else:
+        kind = "Validation"
+    return JSONResponse({"error": exc.message, "error_type": kind}, status_code=exc.status_code)
+
+
+def _flag(body: dict, key: str, default: bool) -> bool:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"'{key}' must be true or false", param=key)
+    return value
+
+
+def _truncation(body: dict, default: str) -> str:
+    policy = tei_truncate(body.get("truncate"), default)
+    direction = body.get("truncation_direction")
+    if direction is None:
+        return policy
+    if not isinstance(direction, str) or direction.lower() not in ("left", "right"):
+        raise InvalidInputError("'truncation_direction' must be 'right' or 'left'", param="truncation_direction")
+    return "start" if policy == "end" and direction.lower() == "left" else policy
+
+
+def parse_tei_embed(raw: bytes, *, max_inputs: int, default_truncate: str) -> EmbeddingRequest:
+    """A TEI ``/embed`` body, checked: every client mistake is a ``GGUFEmbedError`` with a 4xx status."""
+    body = json_object(raw)
+    prompt = optional_str(body, "prompt_name")
+    if prompt is not None and prompt not in INPUT_TYPES:
+        raise InvalidInputError(f"'prompt_name' must be one of {', '.join(INPUT_TYPES)} (got {prompt!r})",
+                                param="prompt_name")
+    dims = body.get("dimensions")
+    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
+        raise InvalidInputError("'dimensions' must be a positive integer", param="dimensions")
+    return EmbeddingRequest(
+        model=optional_str(body, "model"), texts=tei_inputs(body.get("inputs"), max_inputs), token_ids=None,
+        encoding_format="float", dimensions=dims, input_type=prompt, instruction=None,
+        truncate=_truncation(body, default_truncate), normalize=_flag(body, "normalize", True),
+    )
+
+
+async def embed_route(call, raw: bytes) -> list:
+    """POST /embed (and POST /): a bare list of vectors."""
+    req = parse_tei_embed(raw, max_inputs=call.options.max_inputs, default_truncate=call.options.truncate)
+    worker = call.lookup(req.model)
+    vectors, n_tokens = await worker.embed(req)
+    call.done(len(vectors), n_tokens)
+    return await asyncio.to_thread(vectors.tolist)
+
+
+def _model_type(worker) -> dict[str, Any]:
+    if worker.task == "rerank":
+        return {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
+    return {"embedding": {"pooling": worker.embedder.info.pooling}}
+
+
+async def info_route(call, raw: bytes) -> dict:
+    """GET /info: the served model (the first embedding model when several are served), as TEI describes it."""
+    models = list(call.state.models.values())
+    worker = next((w for w in models if w.task == "embed"), models[0])
+    info, opts = worker.embedder.info, call.options
+    quant = quantization(info)
+    return {
+        "model_id": worker.name, "model_sha": None, "model_dtype": DTYPES.get(quant, quant.lower()),
+        "model_type": _model_type(worker), "max_concurrent_requests": 512,
+        "max_input_length": worker.embedder.max_tokens, "max_batch_tokens": opts.max_batch_tokens,
+        "max_batch_requests": None, "max_client_batch_size": opts.max_inputs,
+        "auto_truncate": opts.truncate != "error", "tokenization_workers": 1, "version": _version(),
+        "sha": None, "docker_label": None, "prompts": dict(info.prompts) or None,
+    }
+
+
+def _version() -> str:
+    try:
+        return version("gguf-embed")
+    except PackageNotFoundError:  # running from a source tree
+        return "0.0.0"
+
+
+# (methods, path, handler): registered by the app with TEI's error shape
+ROUTES = [
+    (["POST"], "/embed", embed_route),
+    (["POST"], "/", embed_route),
+    (["GET"], "/info", info_route),
+]
