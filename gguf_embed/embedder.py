@@ -154,6 +154,24 @@ class Embedder:
         frame = self.session.frame
         return frame.fit(frame.wrap(ids, self.n_vocab, index), self.max_tokens, truncate, index)
 
+    def frame_prompt(self, prompt: str | Sequence[int | str], index: int = 0, truncate: str = "error") -> np.ndarray:
+        """One prompt as llama-server takes them: a text (framed as ``tokenize`` frames it, an empty one
+        too), or token ids with texts among them (each text's tokens without special tokens, in place),
+        then framed as token ids are."""
+        if isinstance(prompt, str):
+            check_text(prompt, f"input {index}", param="input", index=index)
+            return self.session.frame.fit(self._framed(index, prompt, "", truncate), self.max_tokens, truncate, index)
+        norm, ids = self.info.text_normalizer, []
+        for piece in prompt:
+            if isinstance(piece, str):
+                check_text(piece, f"input {index}", param="input", index=index)
+                ids.extend(self.session.tokenize(normalize.apply(norm, piece), add_special=False).tolist())
+            else:
+                ids.append(piece)
+        if not ids:
+            raise InvalidInputError(f"input {index} has no tokens", param="input")
+        return self.frame_tokens(ids, index, truncate)
+
     def check_dimensions(self, dimensions: int | None) -> None:
         if dimensions is None:
             return

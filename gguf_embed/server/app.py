@@ -27,7 +27,7 @@ from ..errors import (
     ServiceUnavailableError,
 )
 from ..model.sources import OLLAMA_HOST, OLLAMA_NAMESPACE
-from . import ollama, tei
+from . import llama, ollama, tei
 from .cohere import cohere_embed_route
 from .embeddings import embeddings_route
 from .metrics import Metrics
@@ -319,9 +319,11 @@ def create_app(models: Sequence, *, api_key: str | None = None, max_batch_tokens
     guard, shapes = Guard(state, options.api_key), {}
     _add_error_handlers(app, state, shapes)
     _add_api_routes(app, lambda handler, errors: _endpoint(state, options, guard, handler, errors), shapes)
-    embeddings = _endpoint(state, options, guard, embeddings_route)
-    for path in ("/v1/embeddings", "/embeddings"):
-        app.add_api_route(path, embeddings, methods=["POST"])
+    app.add_api_route("/v1/embeddings", _endpoint(state, options, guard, embeddings_route), methods=["POST"])
+    app.add_api_route("/embeddings", _endpoint(state, options, guard, llama.embeddings_any_route), methods=["POST"])
+    shapes["/embedding"] = llama.llama_error
+    app.add_api_route("/embedding", _endpoint(state, options, guard, llama.embedding_route, llama.llama_error),
+                      methods=["POST"])
     app.add_api_route("/embed_sparse", _endpoint(state, options, guard, embed_sparse_route), methods=["POST"])
     app.add_api_route("/embed_all", _endpoint(state, options, guard, embed_all_route), methods=["POST"])
     v1 = _endpoint(state, options, guard, lambda call, raw: rerank_route(call, raw, "v1"))
