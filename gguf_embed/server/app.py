@@ -136,6 +136,11 @@ def _error_response(exc: GGUFEmbedError) -> JSONResponse:
     return JSONResponse(exc.to_openai(), status_code=exc.status_code)
 
 
+def _rerank_error(exc: GGUFEmbedError) -> JSONResponse:
+    """A mistake on ``/rerank``: in TEI's shape for a TEI-shaped body, OpenAI's envelope otherwise."""
+    return tei.tei_error(exc) if getattr(exc, "api", None) == "tei" else _error_response(exc)
+
+
 def _cohere_error(exc: GGUFEmbedError) -> JSONResponse:
     """Cohere's error shape: ``{"id": ..., "message": ...}``."""
     return JSONResponse({"id": str(uuid.uuid4()), "message": exc.message}, status_code=exc.status_code)
@@ -326,9 +331,10 @@ def create_app(models: Sequence, *, api_key: str | None = None, max_batch_tokens
                       methods=["POST"])
     app.add_api_route("/embed_sparse", _endpoint(state, options, guard, embed_sparse_route), methods=["POST"])
     app.add_api_route("/embed_all", _endpoint(state, options, guard, embed_all_route), methods=["POST"])
-    v1 = _endpoint(state, options, guard, lambda call, raw: rerank_route(call, raw, "v1"))
-    for path in ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking"):
-        app.add_api_route(path, v1, methods=["POST"])
+    for path in ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking"):  # TEI's path: its error shape too
+        errors = _rerank_error if path == "/rerank" else _error_response
+        app.add_api_route(path, _endpoint(state, options, guard, lambda c, r: rerank_route(c, r, "v1"), errors),
+                          methods=["POST"])
     app.add_api_route("/v2/rerank", _endpoint(state, options, guard, lambda c, r: rerank_route(c, r, "v2")),
                       methods=["POST"])
     for version in ("v1", "v2"):

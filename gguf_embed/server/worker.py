@@ -185,6 +185,22 @@ class Worker:
         seqs = await asyncio.to_thread(emb.tokenize, texts, truncate=truncate)
         return await asyncio.to_thread(emb.outputs_for, seqs, wanted, None, normalize)
 
+    async def tokens(self, texts: Sequence[str], *, add_special: bool, input_type: str | None,
+                     truncate: str) -> list[tuple[int, str, bool]]:
+        """Each text's tokens as (id, text, special) triples, as they are embedded (TEI's /tokenize)."""
+        emb = self.embedder
+        special = set(emb.session.frame.prefix.tolist()) | set(emb.session.frame.suffix.tolist())
+
+        def run():
+            seqs = emb.tokens_of(texts, add_special=add_special, input_type=input_type, truncate=truncate)
+            return [[(int(t), emb.detokenize([t], special=True), int(t) in special) for t in s] for s in seqs]
+
+        return await asyncio.to_thread(run)
+
+    async def decode(self, seqs: Sequence[Sequence[int]], *, special: bool) -> list[str]:
+        """The text of each token-id list (TEI's /decode)."""
+        return await asyncio.to_thread(lambda: [self.embedder.detokenize(ids, special=special) for ids in seqs])
+
     async def rerank(self, req: RerankRequest, default_truncate: str) -> RerankResult:
         rr = self.reranker
         if rr is None:
