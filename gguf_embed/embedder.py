@@ -154,6 +154,41 @@ class Embedder:
         frame = self.session.frame
         return frame.fit(frame.wrap(ids, self.n_vocab, index), self.max_tokens, truncate, index)
 
+    def frame_prompt(self, prompt: str | Sequence[int | str], index: int = 0, truncate: str = "error") -> np.ndarray:
+        """One prompt as llama-server takes them: a text (framed as ``tokenize`` frames it, an empty one
+        too), or token ids with texts among them (each text's tokens without special tokens, in place),
+        then framed as token ids are."""
+        if isinstance(prompt, str):
+            check_text(prompt, f"input {index}", param="input", index=index)
+            return self.session.frame.fit(self._framed(index, prompt, "", truncate), self.max_tokens, truncate, index)
+        norm, ids = self.info.text_normalizer, []
+        for piece in prompt:
+            if isinstance(piece, str):
+                check_text(piece, f"input {index}", param="input", index=index)
+                ids.extend(self.session.tokenize(normalize.apply(norm, piece), add_special=False).tolist())
+            else:
+                ids.append(piece)
+        if not ids:
+            raise InvalidInputError(f"input {index} has no tokens", param="input")
+        return self.frame_tokens(ids, index, truncate)
+
+    def tokens_of(self, texts: Sequence[str], *, add_special: bool = True, input_type: str | None = None,
+                  truncate: str = "error") -> list[np.ndarray]:
+        """Each text's token ids as they are embedded, or (``add_special`` false) less the special tokens."""
+        seqs = self.tokenize(texts, input_type=input_type, truncate=truncate)
+        head, tail = len(self.session.frame.prefix), len(self.session.frame.suffix)
+        return seqs if add_special else [s[head:len(s) - tail] for s in seqs]
+
+    def detokenize(self, ids: Sequence[int], *, special: bool = False) -> str:
+        """The text of token ids (``special``: with the special tokens' text); ids outside the vocabulary
+        are refused. llama.cpp's WordPiece decoder puts a space before each word: the first is dropped."""
+        bad = [i for i in ids if not 0 <= i < self.n_vocab]
+        if bad:
+            raise InvalidInputError(f"token id {bad[0]} is outside 0..{self.n_vocab - 1}", param="ids")
+        text = self.session.model.detokenize(ids, special=special)
+        return text[1:] if text.startswith(" ") and self.session.model.detokenize(
+            self.session.tokenize("a", add_special=False)).startswith(" ") else text
+
     def check_dimensions(self, dimensions: int | None) -> None:
         if dimensions is None:
             return

@@ -76,11 +76,13 @@ class InputTooLongError(InvalidInputError):
     @classmethod
     def for_input(cls, index: int, n_tokens: int, limit: int, *, what: str | None = None, at_least: bool = False,
                   param: str = "input", fix: str = "set truncate to 'end' or 'start'") -> "InputTooLongError":
-        """The one wording: "input 3 has 600 tokens, more than the model's limit of 512; ..."
+        """The one wording: "input 3 has 600 tokens, more than the model's limit of 512, too large to
+        process; ..." ("too large": the words llama-server's clients match on)
         (``at_least``: only a part of the input was counted, "has at least 600 tokens")."""
         what = what or f"input {index}"
         counted = _counted(n_tokens, at_least)
-        return cls(f"{what} has {counted}, more than the model's limit of {limit}; shorten it or {fix}",
+        return cls(f"{what} has {counted}, more than the model's limit of {limit}, too large to process; "
+                   f"shorten it or {fix}",
                    n_tokens=n_tokens, limit=limit, index=index, param=param, at_least=at_least)
 
     @property

@@ -60,7 +60,7 @@ ROUTE_CASES = {
     "document": ("/v1/rerank", {"query": "q", "documents": ["a", "b" + LONE]}, "documents", "documents[1] "),
     "document object": ("/v2/rerank", {"query": "q", "documents": ["a", {"text": "\udfff"}]}, "documents",
                         "documents[1] "),
-    "tei texts": ("/rerank", {"query": "q", "texts": ["a", "b", "c" + LONE]}, "texts", "texts[2] "),
+    "tei texts": ("/v1/rerank", {"query": "q", "texts": ["a", "b", "c" + LONE]}, "texts", "texts[2] "),
     "rerank instruction": ("/v1/rerank", {"query": "q", "documents": ["a"], "instruction": "\udbff"},
                            "instruction", "'instruction' "),
     "rerank model": ("/v1/rerank", {"query": "q", "documents": ["a"], "model": LONE}, "model", "'model' "),

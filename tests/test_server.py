@@ -133,7 +133,7 @@ def _hostile_cases(minilm, qwen):
         ("null item", "POST", "/v1/embeddings", {}, {"model": m, "input": ["a", None]}, 400, "input"),
         ("number input", "POST", "/v1/embeddings", {}, {"model": m, "input": 3.5}, 400, "input"),
         ("object input", "POST", "/v1/embeddings", {}, {"model": m, "input": {"a": 1}}, 400, "input"),
-        ("mixed list", "POST", "/v1/embeddings", {}, {"model": m, "input": ["a", 1]}, 400, "input"),
+        ("mixed list", "POST", "/v1/embeddings", {}, {"model": m, "input": ["a", 1.5]}, 400, "input"),
         ("bool token ids", "POST", "/v1/embeddings", {}, {"model": m, "input": [True, False]}, 400, "input"),
         ("empty token list", "POST", "/v1/embeddings", {}, {"model": m, "input": [[1, 2], []]}, 400, "input"),
         ("float token ids", "POST", "/v1/embeddings", {}, {"model": m, "input": [[1.5, 2]]}, 400, "input"),

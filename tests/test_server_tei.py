@@ -137,3 +137,41 @@ def test_the_app_answers_any_tei_body_with_2xx_or_4xx(server, body, path):
     assert r.status_code < 500, (path, body, r.text)
     if r.status_code >= 400:
         assert set(r.json()) == {"error", "error_type"}, r.text
+
+
+def test_tokenize_and_decode(server, qwen_embedder):
+    text = "Hello wonderful world"
+    toks = httpx.post(server.url + "/tokenize", json={"inputs": text}, timeout=30).json()
+    expect = qwen_embedder.tokenize([text])[0].tolist()
+    assert len(toks) == 1 and [t["id"] for t in toks[0]] == expect
+    assert [t["special"] for t in toks[0]][-1] is True and not any(t["special"] for t in toks[0][:-1])
+    assert "".join(t["text"] for t in toks[0][:-1]) == text
+    plain = httpx.post(server.url + "/tokenize", json={"inputs": [text, "x"], "add_special_tokens": False}).json()
+    assert [t["id"] for t in plain[0]] == expect[:-1] and len(plain) == 2
+    texts = httpx.post(server.url + "/decode", json={"ids": expect}, timeout=30).json()
+    assert texts == [text]
+    both = httpx.post(server.url + "/decode", json={"ids": [expect, expect[:1]], "skip_special_tokens": False}).json()
+    assert both[0].startswith(text) and len(both[0]) > len(text) and len(both) == 2
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/tokenize", {}),
+    ("/tokenize", {"inputs": 5}),
+    ("/tokenize", {"inputs": "a", "add_special_tokens": "yes"}),
+    ("/tokenize", {"inputs": "a", "prompt_name": "passage"}),
+    ("/decode", {}),
+    ("/decode", {"ids": []}),
+    ("/decode", {"ids": [1.5]}),
+    ("/decode", {"ids": [[1], "a"]}),
+    ("/decode", {"ids": [10**9]}),
+    ("/decode", {"ids": [-1]}),
+    ("/decode", {"ids": [1], "skip_special_tokens": 1}),
+    ("/rerank", {"query": "q", "texts": []}),
+    ("/rerank", {"query": "", "texts": ["a"]}),
+    ("/rerank", {"query": "q", "texts": ["a"], "truncate": "yes"}),
+    ("/rerank", {"query": "q", "texts": ["a"], "top_n": 0}),
+])
+def test_tokenize_decode_rerank_mistakes_in_tei_shape(server, path, body):
+    r = httpx.post(server.url + path, json=body, timeout=30)
+    assert r.status_code == 400, r.text
+    assert set(r.json()) == {"error", "error_type"}, r.json()

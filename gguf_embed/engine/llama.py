@@ -198,6 +198,14 @@ class Model(_Owned):
             n = ll.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
         return np.frombuffer(buf, dtype=np.int32, count=n).copy()
 
+    def detokenize(self, ids, *, special: bool = False) -> str:
+        """The text of token ids; ``special``: with the special tokens' text, else without them."""
+        toks = (ll.llama_token * len(ids))(*map(int, ids))
+        need = -ll.llama_detokenize(self.vocab, toks, len(ids), None, 0, not special, special)  # asked with no room
+        buf = ctypes.create_string_buffer(max(need, 1))
+        n = ll.llama_detokenize(self.vocab, toks, len(ids), buf, len(buf), not special, special)
+        return buf.raw[:max(n, 0)].decode("utf-8", "replace")
+
     def max_piece_bytes(self) -> int:
         """The longest vocabulary piece, in UTF-8 bytes: no token covers more characters of a text."""
         get = ll.llama_vocab_get_text
@@ -340,11 +348,8 @@ class Context(_Owned):
 
 
 def rank_scores(model: Model, seqs: list[np.ndarray], *, n_threads: int | None = None, kv_type: str = "f32") -> np.ndarray:
-    """llama.cpp's own RANK pooling (the head as llama-server --rerank runs it), one sequence at a time.
-
-    Returns (n, n_cls_out) float32: for a Qwen3 reranker the softmax of the yes/no logits, for a
-    cross-encoder the classifier's logits. A reference for checking gguf-embed's numpy heads.
-    """
+    """llama.cpp's own RANK pooling (as llama-server --rerank runs it), one sequence at a time: (n, n_cls_out)
+    float32, a Qwen3 reranker's yes/no softmax or a cross-encoder's logits (a reference for the numpy heads)."""
     n_max = max(len(s) for s in seqs)
     p = ll.llama_context_default_params()
     p.n_ctx = p.n_batch = p.n_ubatch = max(n_max, 16)

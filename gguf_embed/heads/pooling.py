@@ -7,7 +7,7 @@ import numpy as np
 from ..choices import POOLINGS
 
 __all__ = ["POOLINGS", "needed_rows", "pool", "pool_picked", "cut_dimensions", "l2_normalize", "postprocess", "cosine",
-           "row_cosines"]
+           "row_cosines", "p_normalize"]
 
 
 def needed_rows(lengths: np.ndarray, pooling: str) -> np.ndarray | None:
@@ -81,3 +81,23 @@ def postprocess(vectors: np.ndarray, dimensions: int | None, normalize: bool) ->
     """The one place vectors are cut and normalised."""
     out = cut_dimensions(vectors, dimensions)
     return l2_normalize(out) if normalize else np.ascontiguousarray(out, dtype=np.float32)
+
+
+INT16_SCALE = 32760.0  # llama.cpp's embd_normalize 0: the largest component scaled to this
+
+
+def p_normalize(vectors: np.ndarray, p: int) -> np.ndarray:
+    """Rows scaled as llama.cpp's ``embd_normalize`` asks: -1 unchanged, 0 the largest absolute component
+    to 32760 (an int16 range), 1 unit taxicab length, 2 unit euclidean length, p > 2 unit p-norm. A zero
+    row stays zero."""
+    rows = np.asarray(vectors, dtype=np.float64)
+    if p == -1:
+        return rows.astype(np.float32)
+    peak = np.abs(rows).max(axis=1) if rows.size else np.zeros(len(rows))
+    if p == 0:
+        size = peak / INT16_SCALE
+    else:  # the p-norm computed on rows divided by their peak, so that a large p cannot overflow
+        safe = np.where(peak > 0, peak, 1.0)
+        size = peak * ((np.abs(rows) / safe[:, None]) ** p).sum(axis=1) ** (1.0 / p)
+    scale = np.divide(1.0, size, out=np.zeros_like(size), where=size > 0)
+    return (rows * scale[:, None]).astype(np.float32)

@@ -27,7 +27,7 @@ from ..errors import (
     ServiceUnavailableError,
 )
 from ..model.sources import OLLAMA_HOST, OLLAMA_NAMESPACE
-from . import ollama, tei
+from . import llama, ollama, tei
 from .cohere import cohere_embed_route
 from .embeddings import embeddings_route
 from .metrics import Metrics
@@ -134,6 +134,11 @@ class Call:
 
 def _error_response(exc: GGUFEmbedError) -> JSONResponse:
     return JSONResponse(exc.to_openai(), status_code=exc.status_code)
+
+
+def _rerank_error(exc: GGUFEmbedError) -> JSONResponse:
+    """A mistake on ``/rerank``: in TEI's shape for a TEI-shaped body, OpenAI's envelope otherwise."""
+    return tei.tei_error(exc) if getattr(exc, "api", None) == "tei" else _error_response(exc)
 
 
 def _cohere_error(exc: GGUFEmbedError) -> JSONResponse:
@@ -319,14 +324,17 @@ def create_app(models: Sequence, *, api_key: str | None = None, max_batch_tokens
     guard, shapes = Guard(state, options.api_key), {}
     _add_error_handlers(app, state, shapes)
     _add_api_routes(app, lambda handler, errors: _endpoint(state, options, guard, handler, errors), shapes)
-    embeddings = _endpoint(state, options, guard, embeddings_route)
-    for path in ("/v1/embeddings", "/embeddings"):
-        app.add_api_route(path, embeddings, methods=["POST"])
+    app.add_api_route("/v1/embeddings", _endpoint(state, options, guard, embeddings_route), methods=["POST"])
+    app.add_api_route("/embeddings", _endpoint(state, options, guard, llama.embeddings_any_route), methods=["POST"])
+    shapes["/embedding"] = llama.llama_error
+    app.add_api_route("/embedding", _endpoint(state, options, guard, llama.embedding_route, llama.llama_error),
+                      methods=["POST"])
     app.add_api_route("/embed_sparse", _endpoint(state, options, guard, embed_sparse_route), methods=["POST"])
     app.add_api_route("/embed_all", _endpoint(state, options, guard, embed_all_route), methods=["POST"])
-    v1 = _endpoint(state, options, guard, lambda call, raw: rerank_route(call, raw, "v1"))
-    for path in ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking"):
-        app.add_api_route(path, v1, methods=["POST"])
+    for path in ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking"):  # TEI's path: its error shape too
+        errors = _rerank_error if path == "/rerank" else _error_response
+        app.add_api_route(path, _endpoint(state, options, guard, lambda c, r: rerank_route(c, r, "v1"), errors),
+                          methods=["POST"])
     app.add_api_route("/v2/rerank", _endpoint(state, options, guard, lambda c, r: rerank_route(c, r, "v2")),
                       methods=["POST"])
     for version in ("v1", "v2"):

@@ -14,18 +14,22 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, TooManyInputsError, check_text
+from ..errors import InvalidInputError, check_text
 from ..choices import ENCODING_FORMATS, INPUT_TYPES, TRUNCATE_POLICIES
+from .prompts import MAX_TOKEN_ID, parse_prompts, split_prompts
+
+__all__ = ["EmbeddingRequest", "parse_request", "parse_body", "embd_normalize", "per_token", "embeddings_route", "openai_embeddings", "parse_openai",
+           "json_object",
+           "optional_str", "MAX_TOKEN_ID"]
 
 KNOWN_FIELDS = {"input", "model", "encoding_format", "dimensions", "user", "input_type", "instruction", "truncate",
-                "late_chunking"}
-MAX_TOKEN_ID = 2**31 - 1  # llama.cpp's token ids are int32; the model's vocabulary is checked later
+                "late_chunking", "embd_normalize"}
 
 
 @dataclass(frozen=True)
 class EmbeddingRequest:
     model: str | None
-    texts: list[str] | None  # exactly one of texts / token_ids is set
+    texts: list[str] | None  # exactly one of texts / token_ids / mixed is set
     token_ids: list[list[int]] | None
     encoding_format: str
     dimensions: int | None
@@ -35,20 +39,17 @@ class EmbeddingRequest:
     late_chunking: bool = False  # Jina's: the inputs are one document's chunks, in order
     batch_invariant: bool = False  # each text in a llama.cpp batch of its own (compressed codes need it)
     normalize: bool = True  # False: the pooled vectors as the model gives them (TEI's normalize=false)
+    mixed: list | None = None  # llama-server's prompts: texts, and token-id lists with texts mixed in
+    embd_normalize: int | None = None  # llama-server's scaling (heads.pooling.p_normalize); None: normalize's
+    per_token: bool = False  # llama-server's pooling none: every token's vector
 
     @property
     def n_inputs(self) -> int:
-        return len(self.texts if self.texts is not None else self.token_ids)
+        return len(next(x for x in (self.texts, self.token_ids, self.mixed) if x is not None))
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _fits_int64(v: Any) -> bool:
-    """Token ids are checked against the vocabulary as int64 (which names the model's range); one
-    beyond int64 is refused here."""
-    return -2**63 <= v < 2**63
 
 
 def json_object(raw: bytes) -> dict:
@@ -63,39 +64,6 @@ def json_object(raw: bytes) -> dict:
     if not isinstance(body, dict):
         raise InvalidInputError("request body must be a JSON object")
     return body
-
-
-def _parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[list[int]] | None]:
-    if value is None:
-        raise InvalidInputError("'input' is required", param="input")
-    if isinstance(value, str):
-        value = [value]
-    elif not isinstance(value, list):
-        raise InvalidInputError("'input' must be a string, a list of strings or a list of token ids", param="input")
-    if not value:
-        raise InvalidInputError("'input' must not be empty", param="input")
-    if len(value) > max_inputs:
-        raise TooManyInputsError(f"'input' has {len(value)} items; at most {max_inputs} per request", param="input")
-    if all(isinstance(v, str) for v in value):
-        for i, v in enumerate(value):
-            if not v:
-                raise InvalidInputError(f"input {i} is an empty string", param="input")
-            check_text(v, f"input {i}", param="input", index=i)
-        return list(value), None
-    if all(_is_int(v) for v in value):
-        value = [value]
-    if all(isinstance(v, list) for v in value):
-        for i, ids in enumerate(value):
-            if not ids:
-                raise InvalidInputError(f"input {i} is an empty list of token ids", param="input")
-            if not all(_is_int(t) for t in ids):
-                raise InvalidInputError(f"input {i} must be a list of integer token ids", param="input")
-            if not all(_fits_int64(t) for t in ids):
-                raise InvalidInputError(f"input {i} has token ids outside 0..{MAX_TOKEN_ID}", param="input")
-        return None, [list(v) for v in value]
-    if any(v is None for v in value):
-        raise InvalidInputError("'input' must not contain null items", param="input")
-    raise InvalidInputError("'input' items must be all strings, all token ids or all lists of token ids", param="input")
 
 
 def optional_str(body: dict, key: str) -> str | None:
@@ -117,10 +85,32 @@ def _choice(body: dict, key: str, choices: tuple[str, ...], default: str | None)
     return v
 
 
-def parse_request(raw: bytes, *, max_inputs: int, default_truncate: str) -> EmbeddingRequest:
-    """An ``/v1/embeddings`` body, checked: every client mistake is a ``GGUFEmbedError`` with a 4xx status."""
-    body = json_object(raw)
-    texts, token_ids = _parse_input(body.get("input"), max_inputs)
+def embd_normalize(body: dict) -> int | None:
+    """llama-server's ``embd_normalize``: -1 none, 0 max-abs (int16 range), 1 taxicab, 2 euclidean (the
+    default: None), p > 2 a p-norm."""
+    value = body.get("embd_normalize")
+    if value is None or value == 2:
+        return None
+    if not _is_int(value) or value < -1:
+        raise InvalidInputError("'embd_normalize' must be an integer: -1 (none), 0 (max absolute, int16 range), "
+                                "1 (taxicab), 2 (euclidean) or more (p-norm)", param="embd_normalize")
+    return value
+
+
+def per_token(body: dict) -> bool:
+    """llama-server's ``"pooling": "none"`` (every token's vector); the model's own pooling otherwise."""
+    value = body.get("pooling")
+    if value is not None and value != "none":
+        raise InvalidInputError("'pooling' can only be 'none' (every token's vector); without it the model's own "
+                                "pooling is used", param="pooling")
+    return value == "none"
+
+
+def parse_body(body: dict, *, max_inputs: int, default_truncate: str, key: str = "input",
+               allow_empty: bool = False) -> EmbeddingRequest:
+    """A checked embeddings body (its inputs in ``body[key]``): every client mistake is a
+    ``GGUFEmbedError`` with a 4xx status."""
+    texts, token_ids, mixed = split_prompts(parse_prompts(body.get(key), key, max_inputs, allow_empty=allow_empty))
     dims = body.get("dimensions")
     if dims is not None and not _is_int(dims):
         raise InvalidInputError("'dimensions' must be an integer", param="dimensions")
@@ -135,13 +125,28 @@ def parse_request(raw: bytes, *, max_inputs: int, default_truncate: str) -> Embe
         model=optional_str(body, "model"),
         texts=texts,
         token_ids=token_ids,
+        mixed=mixed,
         encoding_format=_choice(body, "encoding_format", ENCODING_FORMATS, "float"),
         dimensions=dims,
         input_type=_choice(body, "input_type", INPUT_TYPES, None),
         instruction=optional_str(body, "instruction"),
         truncate=_choice(body, "truncate", TRUNCATE_POLICIES, default_truncate),
         late_chunking=bool(late),
+        embd_normalize=embd_normalize(body),
     )
+
+
+def parse_request(raw: bytes, *, max_inputs: int, default_truncate: str) -> EmbeddingRequest:
+    """An ``/v1/embeddings`` body, checked: every client mistake is a ``GGUFEmbedError`` with a 4xx status."""
+    return parse_openai(json_object(raw), max_inputs=max_inputs, default_truncate=default_truncate)
+
+
+def parse_openai(body: dict, *, max_inputs: int, default_truncate: str) -> EmbeddingRequest:
+    """An ``/v1/embeddings`` body already read as JSON, checked."""
+    if per_token(body):
+        raise InvalidInputError("'pooling': 'none' gives every token's vector, which OpenAI's shape cannot carry; "
+                                "use POST /embedding (llama-server's shape)", param="pooling")
+    return parse_body(body, max_inputs=max_inputs, default_truncate=default_truncate)
 
 
 def encode_vector(vec: np.ndarray, fmt: str) -> list[float] | str:
@@ -161,11 +166,16 @@ def embedding_response(vectors: np.ndarray, model: str, fmt: str, n_tokens: int)
     }
 
 
-async def embeddings_route(call, raw: bytes) -> dict:
-    """POST /v1/embeddings: parse, await the model's worker, serialise."""
+async def openai_embeddings(call, body: dict) -> dict:
+    """An OpenAI embeddings body: parse, await the model's worker, serialise."""
     opts = call.options
-    req = parse_request(raw, max_inputs=opts.max_inputs, default_truncate=opts.truncate)
+    req = parse_openai(body, max_inputs=opts.max_inputs, default_truncate=opts.truncate)
     worker = call.lookup(req.model)
     vectors, n_tokens = await worker.embed(req)
     call.done(len(vectors), n_tokens)
     return await asyncio.to_thread(embedding_response, vectors, worker.name, req.encoding_format, n_tokens)
+
+
+async def embeddings_route(call, raw: bytes) -> dict:
+    """POST /v1/embeddings."""
+    return await openai_embeddings(call, json_object(raw))

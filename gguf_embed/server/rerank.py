@@ -3,16 +3,17 @@
 
 JSON in, JSON out: the pairs are tokenised by the model's ``Reranker``, scored through the
 model's worker (batched with every other request) and sorted best first. Every client
-mistake is a 4xx in the same error envelope as ``/v1/embeddings``.
+mistake is a 4xx in the same error envelope as ``/v1/embeddings``, or in TEI's for a TEI-shaped body.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidInputError, TooManyInputsError, check_text
+from ..errors import GGUFEmbedError, InvalidInputError, TooManyInputsError, check_text
 from ..reranker import RerankResult, check_top_n
 from ..choices import TRUNCATE_POLICIES
 from .embeddings import json_object, optional_str
@@ -122,10 +123,23 @@ def rerank_response(req: RerankRequest, result: RerankResult, model: str) -> Any
     return body
 
 
+def _is_tei(raw: bytes) -> bool:
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(body, dict) and "texts" in body and "documents" not in body
+
+
 async def rerank_route(call, raw: bytes, shape: str):
-    """POST /v1/rerank, /v2/rerank (and TEI's shape on either): parse, await the worker, serialise."""
-    req = parse_rerank(raw, shape=shape, max_documents=call.options.max_inputs)
-    worker = call.lookup(req.model, "rerank")
-    result = await worker.rerank(req, call.options.rerank_truncate)
+    """POST /v1/rerank, /v2/rerank (and TEI's shape on either): parse, await the worker, serialise. A
+    mistake in a TEI-shaped body is marked ``api = "tei"``, for the app to answer in TEI's error shape."""
+    try:
+        req = parse_rerank(raw, shape=shape, max_documents=call.options.max_inputs)
+        worker = call.lookup(req.model, "rerank")
+        result = await worker.rerank(req, call.options.rerank_truncate)
+    except GGUFEmbedError as exc:
+        exc.api = "tei" if _is_tei(raw) else None
+        raise
     call.done(len(req.documents), result.total_tokens)
     return rerank_response(req, result, worker.name)

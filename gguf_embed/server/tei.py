@@ -6,7 +6,9 @@ true; false gives the pooled vectors as the model computes them), ``truncate`` (
 default, refuses an over-long input; true cuts it), ``truncation_direction`` (``right``, the
 default, keeps the start; ``left`` keeps the end), ``prompt_name`` (``query`` or ``document``: the
 model's prompt of that name), ``dimensions`` (a Matryoshka cut) and, when several models are
-served, ``model``. It answers a bare list of vectors. TEI's other routes on this server:
+served, ``model``. It answers a bare list of vectors. ``/tokenize`` (``inputs``,
+``add_special_tokens``, ``prompt_name``) answers each input's tokens as they are embedded, without
+character offsets; ``/decode`` (``ids``, ``skip_special_tokens``) their text. TEI's other routes on this server:
 ``/rerank`` (``rerank.py``), ``/embed_sparse`` and ``/embed_all`` (``tokens.py``). Every client
 mistake is a 4xx in TEI's error shape, ``{"error": "...", "error_type": "Validation"}``.
 """
@@ -65,10 +67,7 @@ def _truncation(body: dict, default: str) -> str:
 def parse_tei_embed(raw: bytes, *, max_inputs: int, default_truncate: str) -> EmbeddingRequest:
     """A TEI ``/embed`` body, checked: every client mistake is a ``GGUFEmbedError`` with a 4xx status."""
     body = json_object(raw)
-    prompt = optional_str(body, "prompt_name")
-    if prompt is not None and prompt not in INPUT_TYPES:
-        raise InvalidInputError(f"'prompt_name' must be one of {', '.join(INPUT_TYPES)} (got {prompt!r})",
-                                param="prompt_name")
+    prompt = _prompt(body)
     dims = body.get("dimensions")
     if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
         raise InvalidInputError("'dimensions' must be a positive integer", param="dimensions")
@@ -117,9 +116,55 @@ def _version() -> str:
         return "0.0.0"
 
 
+def _prompt(body: dict) -> str | None:
+    prompt = optional_str(body, "prompt_name")
+    if prompt is not None and prompt not in INPUT_TYPES:
+        raise InvalidInputError(f"'prompt_name' must be one of {', '.join(INPUT_TYPES)} (got {prompt!r})",
+                                param="prompt_name")
+    return prompt
+
+
+async def tokenize_route(call, raw: bytes) -> list:
+    """POST /tokenize: each input's tokens, ``{"id", "text", "special", "start", "stop"}`` (no offsets)."""
+    body = json_object(raw)
+    texts = tei_inputs(body.get("inputs"), call.options.max_inputs)
+    add_special, prompt = _flag(body, "add_special_tokens", True), _prompt(body)
+    worker = call.lookup(optional_str(body, "model"))
+    seqs = await worker.tokens(texts, add_special=add_special, input_type=prompt,
+                               truncate=_truncation(body, call.options.truncate))
+    call.done(len(texts), sum(len(s) for s in seqs))
+    return [[{"id": i, "text": text, "special": special, "start": None, "stop": None} for i, text, special in s]
+            for s in seqs]
+
+
+def _ids(value: Any) -> list[list[int]]:
+    seqs = [value] if isinstance(value, list) and value and all(_is_id(v) for v in value) else value
+    if not isinstance(seqs, list) or not seqs or not all(
+            isinstance(s, list) and all(_is_id(v) for v in s) for s in seqs):
+        raise InvalidInputError("'ids' must be a list of token ids or a list of such lists", param="ids")
+    return seqs
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+async def decode_route(call, raw: bytes) -> list:
+    """POST /decode: the text of each list of token ids."""
+    body = json_object(raw)
+    seqs = _ids(body.get("ids"))
+    skip = _flag(body, "skip_special_tokens", True)
+    worker = call.lookup(optional_str(body, "model"))
+    texts = await worker.decode(seqs, special=not skip)
+    call.done(len(seqs), sum(len(s) for s in seqs))
+    return texts
+
+
 # (methods, path, handler): registered by the app with TEI's error shape
 ROUTES = [
     (["POST"], "/embed", embed_route),
     (["POST"], "/", embed_route),
     (["GET"], "/info", info_route),
+    (["POST"], "/tokenize", tokenize_route),
+    (["POST"], "/decode", decode_route),
 ]

@@ -19,7 +19,7 @@ from ..engine.planning import fit_budget, parse_size, read_shape
 from ..engine.scheduler import Scheduler
 from ..engine.settings import default_threads
 from ..errors import InvalidInputError, NonFiniteOutputError
-from ..heads.pooling import postprocess
+from ..heads.pooling import p_normalize, postprocess
 from ..model.info import resolve_model
 from ..model.sources import OLLAMA_PREFIX, ollama_name
 from ..reranker import Reranker, RerankResult
@@ -93,6 +93,20 @@ class Worker:
         if self.reranker is not None:
             raise InvalidInputError(f"model {self.name} is a reranker; use /v1/rerank", param="model")
 
+    async def _seqs(self, req: EmbeddingRequest) -> list:
+        """The request's inputs as framed token sequences (tokenised in a thread)."""
+        emb = self.embedder
+        if req.texts is not None:
+            return await asyncio.to_thread(emb.tokenize, req.texts, input_type=req.input_type,
+                                           instruction=req.instruction, truncate=req.truncate)
+        if req.input_type or req.instruction:
+            raise InvalidInputError("input_type and instruction apply to text input, not token ids",
+                                    param="input_type" if req.input_type else "instruction")
+        if req.mixed is not None:
+            return await asyncio.to_thread(lambda: [emb.frame_prompt(p, i, req.truncate)
+                                                    for i, p in enumerate(req.mixed)])
+        return [emb.frame_tokens(ids, i, req.truncate) for i, ids in enumerate(req.token_ids)]
+
     async def embed(self, req: EmbeddingRequest) -> tuple[np.ndarray, int]:
         """(vectors, tokens) for an embeddings request."""
         emb = self.embedder
@@ -100,26 +114,32 @@ class Worker:
         emb.check_dimensions(req.dimensions)
         if req.late_chunking:
             return await self.embed_late(req)
-        if req.texts is not None:
-            seqs = await asyncio.to_thread(emb.tokenize, req.texts, input_type=req.input_type,
-                                           instruction=req.instruction, truncate=req.truncate)
-        else:
-            if req.input_type or req.instruction:
-                raise InvalidInputError("input_type and instruction apply to text input, not token ids",
-                                        param="input_type" if req.input_type else "instruction")
-            seqs = [emb.frame_tokens(ids, i, req.truncate) for i, ids in enumerate(req.token_ids)]
+        seqs = await self._seqs(req)
         alone = req.batch_invariant
+        normalize = req.normalize and req.embd_normalize is None
 
         async def rows(part):
             return await self.scheduler.rows(part, alone=alone)
 
-        if self.cache is not None and req.texts is not None and req.normalize:
+        if self.cache is not None and req.texts is not None and normalize:
             spec = VectorSpec(input_type=req.input_type, instruction=req.instruction, dimensions=req.dimensions,
                               truncate=req.truncate, batch_invariant=alone)
             vectors = await self.cache.vectors(emb, rows, req.texts, seqs, spec)
         else:
-            vectors = emb.finish(await rows(seqs), seqs, req.dimensions, req.normalize).embeddings
+            vectors = emb.finish(await rows(seqs), seqs, req.dimensions, normalize).embeddings
+        if req.embd_normalize is not None:
+            vectors = p_normalize(vectors, req.embd_normalize)
         return vectors, int(sum(len(s) for s in seqs))
+
+    async def token_vectors(self, req: EmbeddingRequest) -> tuple[list[np.ndarray], int]:
+        """Every token's vector of each input, as the model gives them (llama-server's pooling none);
+        one pass beside the scheduler, as ``embed_outputs``."""
+        emb = self.embedder
+        self._check_embeds()
+        emb.check_dimensions(req.dimensions)
+        seqs = await self._seqs(req)
+        res = await asyncio.to_thread(emb.outputs_for, seqs, ("tokens",), req.dimensions, False)
+        return [t.vectors for t in res.token_vectors], int(sum(len(s) for s in seqs))
 
     async def embed_late(self, req: EmbeddingRequest) -> tuple[np.ndarray, int]:
         """Jina's ``late_chunking``: the inputs are one document's chunks, joined and run once (in passes
@@ -164,6 +184,22 @@ class Worker:
         wanted = emb.check_outputs(outputs)
         seqs = await asyncio.to_thread(emb.tokenize, texts, truncate=truncate)
         return await asyncio.to_thread(emb.outputs_for, seqs, wanted, None, normalize)
+
+    async def tokens(self, texts: Sequence[str], *, add_special: bool, input_type: str | None,
+                     truncate: str) -> list[tuple[int, str, bool]]:
+        """Each text's tokens as (id, text, special) triples, as they are embedded (TEI's /tokenize)."""
+        emb = self.embedder
+        special = set(emb.session.frame.prefix.tolist()) | set(emb.session.frame.suffix.tolist())
+
+        def run():
+            seqs = emb.tokens_of(texts, add_special=add_special, input_type=input_type, truncate=truncate)
+            return [[(int(t), emb.detokenize([t], special=True), int(t) in special) for t in s] for s in seqs]
+
+        return await asyncio.to_thread(run)
+
+    async def decode(self, seqs: Sequence[Sequence[int]], *, special: bool) -> list[str]:
+        """The text of each token-id list (TEI's /decode)."""
+        return await asyncio.to_thread(lambda: [self.embedder.detokenize(ids, special=special) for ids in seqs])
 
     async def rerank(self, req: RerankRequest, default_truncate: str) -> RerankResult:
         rr = self.reranker
