@@ -8,7 +8,12 @@ share of the float index's exact top 10 that each finds. Also: cosine of dequant
 vectors to the float ones, bytes per vector, how often a text's int8 codes change with its batch
 (packed as usual, and batch-invariant) and what batch invariance costs in speed.
 
-    python bench/bench_precision.py [--model all-minilm-l6-v2.gguf] [--threads 2]
+First, raw codes as a vector store scores them (no dequantisation), for both int8/uint8 schemes, on
+20 real texts (tools/texts.py): cosine of each raw code vector to its float vector, the share of
+texts whose nearest neighbour by raw scores is the float one, and the mean Spearman correlation of
+each text's neighbour order (``quality.raw_codes``). ``--raw-only`` stops there (seconds).
+
+    python bench/bench_precision.py [--model all-minilm-l6-v2.gguf] [--threads 2] [--raw-only]
 """
 
 from __future__ import annotations
@@ -39,8 +44,8 @@ def main() -> None:
     ap.add_argument("--model", help="a MiniLM GGUF (default: convert all-minilm-l6-v2 at F16 into a temp dir)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", help="a folder for the indexes and their vector cache (default: a new temp dir)")
+    ap.add_argument("--raw-only", action="store_true", help="only the raw-code scoring of both schemes")
     args = ap.parse_args()
-    import gensim
 
     from gguf_embed import Embedder
     from gguf_embed.convert import convert_model
@@ -50,11 +55,17 @@ def main() -> None:
     from gguf_embed.heads.pooling import row_cosines
     from gguf_embed.heads.precision import dequantize
 
-    data = Path(gensim.__file__).parent / "test" / "test_data"
-    corpus, queries = sentences(data / "lee_background.cor"), sentences(data / "lee.cor", "latin-1")
     work = work_dir("bench-precision-", args.work)
     os.environ.setdefault("GGUF_EMBED_RANGES", str(work / "ranges"))
     model = args.model or str(convert_model("all-minilm-l6-v2", work / "minilm-F16.gguf", "F16").path)
+    with Embedder(model, n_threads=args.threads) as emb:
+        raw_scoring_table(emb)
+    if args.raw_only:
+        return
+    import gensim
+
+    data = Path(gensim.__file__).parent / "test" / "test_data"
+    corpus, queries = sentences(data / "lee_background.cor"), sentences(data / "lee.cor", "latin-1")
     src = work / "corpus.txt"
     src.write_text("\n".join(corpus) + "\n", encoding="utf-8")
     print(f"corpus: {len(corpus)} sentences (lee_background.cor), queries: {len(queries)} (lee.cor), model {model}")
@@ -69,7 +80,7 @@ def main() -> None:
             idx[name] = SearchIndex(out)
         print(f"encoded in {time.perf_counter() - t0:.0f} s")
         qv = embed_queries(emb, idx["float"], queries)
-        batch_noise(emb, corpus[:40], idx["int8"].ranges)
+        batch_noise(emb, corpus[:40], idx["int8"].codebook)
         invariance_cost(emb, corpus[:1000])
     floats = np.concatenate([b for _, b in idx["float"].batches(8192)])
     exact = search_vectors(idx["float"], qv, 100)
@@ -87,13 +98,31 @@ def main() -> None:
                          f"{recall(found, exact, 10):.4f}", f"{recall(found, exact, 1):.4f}"))
     for p in ("int8", "uint8"):
         codes = np.concatenate([b for _, b in idx[p].code_batches(8192)])
-        c = row_cosines(dequantize(codes, p, idx[p].ranges), floats)
+        c = row_cosines(dequantize(codes, p, **idx[p].codebook), floats)
         print(f"{p}: cos(dequantised, float) over the corpus: min {c.min():.5f}, p1 {np.percentile(c, 1):.5f}, "
               f"mean {c.mean():.5f}")
     ranges_choices(floats, idx["int8"])
 
 
-def batch_noise(emb, texts: list[str], ranges: np.ndarray) -> None:
+def raw_scoring_table(emb, n: int = 20) -> None:
+    """Raw codes of ``n`` real texts scored as they are, in both schemes: int8 by dot product, uint8 by
+    dot product and by Euclidean distance."""
+    from gguf_embed.quality.raw_codes import raw_scoring
+    from gguf_embed.store.codes import model_quantizer
+    from tools.texts import VARIED_TEXTS
+
+    floats = emb.embed(VARIED_TEXTS[:n], batch_invariant=True).embeddings
+    print(f"raw codes of {n} real texts (tools/texts.py), scored as they are:")
+    print(md_header("scheme", "codes", "raw score", "min cos(raw codes, float)", "same nearest neighbour",
+                    "neighbour-rank Spearman (mean)", "(min)"))
+    for scheme in ("symmetric", "per-dimension"):
+        for precision, metric in (("int8", "dot"), ("uint8", "dot"), ("uint8", "euclidean")):
+            r = raw_scoring(model_quantizer(emb, precision, scheme=scheme)(floats), floats, metric)
+            print(md_row(scheme, precision, metric, f"{r.cos_min:.5f}", f"{r.same_neighbour:.0%}",
+                         f"{r.spearman:.4f}", f"{r.spearman_min:.4f}"))
+
+
+def batch_noise(emb, texts: list[str], codebook: dict) -> None:
     """A text embedded alone vs inside a batch: how far the floats move, and the int8 codes with them,
     packed as usual and batch-invariant."""
     from gguf_embed.heads.precision import quantize
@@ -101,7 +130,7 @@ def batch_noise(emb, texts: list[str], ranges: np.ndarray) -> None:
     for invariant in (False, True):
         batch = emb.embed(texts, truncate="end", batch_invariant=invariant).embeddings
         alone = np.stack([emb.embed([t], truncate="end", batch_invariant=invariant).embeddings[0] for t in texts])
-        a, b = quantize(alone, "int8", ranges), quantize(batch, "int8", ranges)
+        a, b = quantize(alone, "int8", **codebook), quantize(batch, "int8", **codebook)
         print(f"{len(texts)} texts alone vs in one batch, {'batch-invariant' if invariant else 'packed'}: max |float "
               f"difference| {np.abs(alone - batch).max():.2e}; int8 codes that differ {float((a != b).mean()):.2%}, "
               f"by at most {int(np.abs(a.astype(int) - b).max())}")

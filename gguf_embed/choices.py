@@ -40,6 +40,9 @@ FAISS_INDEXES = ("hnsw", "ivf")
 #: stored and returned vector types (``heads.precision``): float32; int8/uint8 codes per dimension
 #: over ranges fixed per model; one bit per dimension, packed eight to a byte (signed / unsigned)
 PRECISIONS = ("float", "int8", "uint8", "binary", "ubinary")
+#: how int8/uint8 codes map to floats (``heads.precision``): one scale per model with 0 at code 0 (raw
+#: dot products of int8 codes rank like the floats), or sentence-transformers' per-dimension offset and step
+CODE_SCHEMES = ("symmetric", "per-dimension")
 #: what a binary index may keep beside its bits for rescoring its Hamming candidates
 RESCORE_PRECISIONS = ("int8", "float")
 #: Cohere's ``embedding_types``: the precisions and base64 (the float32 bytes)

@@ -1,6 +1,7 @@
 """Compressed vectors: int8 / uint8 / binary / ubinary codes against their definition and
-sentence-transformers' ``quantize_embeddings``, ranges fixed per model, ``encode --precision``,
-search over packed bits, and Cohere's embed routes answering the real Cohere SDK."""
+sentence-transformers' ``quantize_embeddings``, symmetric scales and per-dimension ranges fixed per
+model, raw codes that rank like the floats, ``encode --precision``, search over codes and packed bits,
+and Cohere's embed routes answering the real Cohere SDK."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from gguf_embed.cli import main
 from gguf_embed.search import search
 from gguf_embed.store.codes import CalibrationStore, embed_codes, model_quantizer
 from gguf_embed.errors import InvalidInputError
-from gguf_embed.heads.precision import dequantize, hamming, quantize, ranges_from
+from gguf_embed.heads.precision import dequantize, hamming, quantize, ranges_from, scale_from
+from gguf_embed.heads.pooling import postprocess
+from gguf_embed.quality.raw_codes import raw_scoring
 from gguf_embed.server.app import create_app
 from tools.texts import VARIED_TEXTS
 
@@ -32,8 +35,17 @@ st_quantize = pytest.importorskip("sentence_transformers.util.quantization").qua
 
 @pytest.fixture(scope="module")
 def minilm_q(minilm_embedder):
-    """MiniLM's int8 quantizer (the calibration set runs once per test session, then is read back)."""
-    return model_quantizer(minilm_embedder, "int8")
+    """MiniLM's per-dimension int8 quantizer, sentence-transformers' scheme (the calibration set runs once
+    per test session, then is read back)."""
+    return model_quantizer(minilm_embedder, "int8", scheme="per-dimension")
+
+
+@pytest.fixture(scope="module")
+def minilm_sym(minilm_embedder):
+    """MiniLM's int8 quantizer in the default, symmetric scheme (one scale for the model)."""
+    q = model_quantizer(minilm_embedder, "int8")
+    assert q.scheme == "symmetric" and q.ranges is None
+    return q
 
 
 # --- the definitions -------------------------------------------------------------------------------
@@ -65,15 +77,42 @@ def test_int8_dequantised_keeps_the_direction_on_real_texts(minilm_embedder, min
     assert ((v < tight[0]) | (v > tight[1])).sum() > ((v < minilm_q.ranges[0]) | (v > minilm_q.ranges[1])).sum()
 
 
-def test_codes_of_a_text_do_not_depend_on_its_batch(minilm_embedder, minilm_q):
-    """The ranges are the model's, not the batch's, and the texts run batch-invariant: a text's codes are
-    the same alone, inside any batch, in any order (sentence-transformers' batch-computed ranges give the
-    same text other codes)."""
+def test_symmetric_codes_match_their_definition(minilm_embedder, minilm_sym):
+    """One scale for the model (the calibration set's largest |x|): int8 = round(x * 127 / scale) in
+    -127..127, uint8 = int8 + 128; 0 is code 0, -x is the negated code; dequantised, x back to within
+    half a step."""
+    v = minilm_embedder.embed(VARIED_TEXTS).embeddings
+    s = minilm_sym.scale
+    assert s == scale_from(postprocess(np.load(minilm_sym.calibration), None, True)) and 0 < s < 1
+    want = np.clip(np.rint(v.astype(np.float64) * 127 / float(s)), -127, 127)
+    codes = quantize(v, "int8", scale=s)
+    assert codes.dtype == np.int8 and np.abs(codes.astype(int) - want).max() <= 1  # float32 vs float64 rounding
+    assert np.array_equal(quantize(-v, "int8", scale=s), -codes)
+    assert not quantize(np.zeros((1, 8)), "int8", scale=s).any()
+    u = quantize(v, "uint8", scale=s)
+    assert u.dtype == np.uint8 and np.array_equal(u.astype(int), codes.astype(int) + 128)
+    for precision, c in (("int8", codes), ("uint8", u)):
+        back = dequantize(c, precision, scale=s)
+        assert np.abs(np.clip(v, -s, s) - back).max() <= s / 127 / 2 * 1.001
+        assert cos(back, v).min() >= 0.999
+    assert quantize(np.full((1, 4), 9.0, np.float32), "int8", scale=s).tolist() == [[127] * 4]  # clipped
+
+
+def test_codes_of_a_text_do_not_depend_on_its_batch(minilm_embedder, minilm_q, minilm_sym):
+    """The scale and ranges are the model's, not the batch's, and the texts run batch-invariant: a text's
+    codes are the same alone, inside any batch, in any order (sentence-transformers' batch-computed ranges
+    give the same text other codes)."""
     codes = embed_codes(minilm_embedder, VARIED_TEXTS, "int8")
     v = minilm_embedder.embed(VARIED_TEXTS, batch_invariant=True).embeddings
-    assert np.array_equal(codes, quantize(v, "int8", minilm_q.ranges))
+    assert np.array_equal(codes, quantize(v, "int8", scale=minilm_sym.scale)) and np.array_equal(codes, minilm_sym(v))
     for i in (0, 7, len(v) - 1):
-        assert np.array_equal(quantize(v[i:i + 1], "int8", minilm_q.ranges)[0], codes[i])
+        assert np.array_equal(quantize(v[i:i + 1], "int8", scale=minilm_sym.scale)[0], codes[i])
+    per_dim = embed_codes(minilm_embedder, VARIED_TEXTS, "int8", scheme="per-dimension")
+    assert np.array_equal(per_dim, quantize(v, "int8", minilm_q.ranges))
+    for i in (0, 7, len(v) - 1):
+        assert np.array_equal(quantize(v[i:i + 1], "int8", minilm_q.ranges)[0], per_dim[i])
+    assert np.array_equal(np.concatenate([embed_codes(minilm_embedder, [t], "int8", scheme="per-dimension")
+                                          for t in VARIED_TEXTS[:8]]), per_dim[:8])
     alone = np.concatenate([embed_codes(minilm_embedder, [t], "int8") for t in VARIED_TEXTS])
     assert np.array_equal(alone, codes)
     order = np.random.default_rng(0).permutation(len(VARIED_TEXTS))
@@ -114,28 +153,38 @@ def test_batch_invariant_on_the_qwen3_fast_path_and_across_batches(qwen_embedder
                                   ref)  # another context, another batch size
 
 
-def test_ranges_are_the_same_in_another_process(minilm_embedder, minilm_q, minilm_gguf):
+def test_ranges_are_the_same_in_another_process(minilm_embedder, minilm_q, minilm_sym, minilm_gguf):
     codes = embed_codes(minilm_embedder, VARIED_TEXTS[:5], "int8")
+    per_dim = embed_codes(minilm_embedder, VARIED_TEXTS[:5], "uint8", scheme="per-dimension")
     script = ("import sys, numpy as np\nfrom gguf_embed import Embedder\n"
               "from gguf_embed.store.codes import embed_codes, model_quantizer\n"
               f"emb = Embedder({str(minilm_gguf('F16'))!r})\n"
               f"np.save(sys.argv[1], embed_codes(emb, {VARIED_TEXTS[:5]!r}, 'int8'))\n"
-              "np.save(sys.argv[2], model_quantizer(emb, 'int8').ranges)\n")
+              "np.save(sys.argv[2], model_quantizer(emb, 'int8', scheme='per-dimension').ranges)\n"
+              "np.save(sys.argv[3], np.array([model_quantizer(emb, 'int8').scale]))\n"
+              f"np.save(sys.argv[4], embed_codes(emb, {VARIED_TEXTS[:5]!r}, 'uint8', scheme='per-dimension'))\n")
     out = Path(minilm_q.calibration).parent
-    subprocess.run([sys.executable, "-c", script, str(out / "c.npy"), str(out / "r.npy")], check=True, cwd=REPO,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-c", script, *(str(out / f"{n}.npy") for n in ("c", "r", "s", "u"))],
+                   check=True, cwd=REPO, capture_output=True)
     assert np.array_equal(np.load(out / "r.npy"), minilm_q.ranges)  # read from the store, not recomputed
-    assert np.array_equal(np.load(out / "c.npy"), codes)
+    assert np.load(out / "s.npy")[0] == minilm_sym.scale
+    assert np.array_equal(np.load(out / "c.npy"), codes) and np.array_equal(np.load(out / "u.npy"), per_dim)
 
 
 def test_ranges_follow_dimensions_and_normalisation(qwen_embedder, tmp_path):
     store = CalibrationStore(tmp_path)
-    full = model_quantizer(qwen_embedder, "int8", store=store)
-    cut = model_quantizer(qwen_embedder, "int8", dimensions=16, store=store)
-    raw = model_quantizer(qwen_embedder, "uint8", normalize=False, store=store)
+    full = model_quantizer(qwen_embedder, "int8", store=store, scheme="per-dimension")
+    cut = model_quantizer(qwen_embedder, "int8", dimensions=16, store=store, scheme="per-dimension")
+    raw = model_quantizer(qwen_embedder, "uint8", normalize=False, store=store, scheme="per-dimension")
     assert cut.ranges.shape == (2, 16) and full.ranges.shape == (2, qwen_embedder.dimensions)
     assert not np.allclose(cut.ranges, full.ranges[:, :16])  # cut, then normalised again
     assert not np.allclose(raw.ranges, full.ranges)
+    sym = {key: model_quantizer(qwen_embedder, "int8", store=store, **kw).scale
+           for key, kw in (("full", {}), ("cut", {"dimensions": 16}), ("raw", {"normalize": False}))}
+    rows = np.load(next(tmp_path.glob("*.calibration.npy")))
+    for key, (dims, norm) in {"full": (None, True), "cut": (16, True), "raw": (None, False)}.items():
+        assert sym[key] == scale_from(postprocess(rows, dims, norm))
+    assert len(set(sym.values())) == 3
     assert len(list(tmp_path.glob("*.calibration.npy"))) == 1  # one calibration per model file
 
 
@@ -167,7 +216,7 @@ def _encode(src: Path, model: Path, out: Path, precision: str, cache: Path, *ext
     return json.loads(out.with_name(out.name + ".manifest.json").read_text())
 
 
-def test_encode_writes_what_the_manifest_says(minilm_gguf, minilm_q, tmp_path):
+def test_encode_writes_what_the_manifest_says(minilm_gguf, minilm_q, minilm_sym, tmp_path):
     model, cache = minilm_gguf("F16"), tmp_path / "c.sqlite"
     src = tmp_path / "docs.txt"
     src.write_text("\n".join(t.replace("\n", " ") for t in VARIED_TEXTS) + "\n")
@@ -176,20 +225,35 @@ def test_encode_writes_what_the_manifest_says(minilm_gguf, minilm_q, tmp_path):
     assert man["batch_invariant"] is True and man["embedded"] == len(floats)
     for precision, fmt in (("int8", "parquet"), ("uint8", "npy"), ("binary", "npy"), ("ubinary", "parquet")):
         out = tmp_path / f"v-{precision}.{fmt}"
-        man = _encode(src, model, out, precision, cache)  # the floats come from the cache: the same space
+        # sentence-transformers' codes, asked for by name (the floats come from the cache: the same space)
+        man = _encode(src, model, out, precision, cache, "--code-scheme", "per-dimension")
         assert man["batch_invariant"] is True and (man["reused"], man["embedded"]) == (len(floats), 0)
         q = man["quantization"]
         assert man["precision"] == precision == q["precision"] and q["dimensions"] == floats.shape[1]
-        got = np.load(out) if fmt == "npy" else np.stack(pq.read_table(out).column("embedding").to_numpy(
-            zero_copy_only=False))
+        got = _read(out, fmt)
         ranges = np.array([q["ranges"]["min"], q["ranges"]["max"]], np.float32) if "ranges" in q else None
         assert got.dtype.name == q["dtype"] and got.shape == (len(floats), q["stored_width"])
         assert np.array_equal(got, st_quantize(floats, precision, ranges=ranges))
         if ranges is not None:
             assert np.array_equal(ranges, minilm_q.ranges) and Path(q["calibration_file"]).is_file()
+            assert q["scheme"] == "per-dimension" and "scale" not in q
+        # the default: symmetric codes, the scale in the manifest
+        man = _encode(src, model, out, precision, cache)
+        q = man["quantization"]
+        if precision.endswith("binary"):
+            assert np.array_equal(_read(out, fmt), got) and "scheme" not in q
+            continue
+        assert q["scheme"] == "symmetric" and q["scale"] == minilm_sym.scale and "ranges" not in q
+        assert Path(q["calibration_file"]).is_file() and "127" in q["codes"]
+        assert np.array_equal(_read(out, fmt), quantize(floats, precision, scale=np.float32(q["scale"])))
     lines = CliRunner().invoke(main, ["encode", str(src), "-m", str(model), "--precision", "ubinary", "--cache",
                                       str(cache), "-q"]).stdout.splitlines()
     assert json.loads(lines[0])["embedding"] == np.packbits(floats[0] > 0).tolist()
+
+
+def _read(out: Path, fmt: str) -> np.ndarray:
+    return np.load(out) if fmt == "npy" else np.stack(pq.read_table(out).column("embedding").to_numpy(
+        zero_copy_only=False))
 
 
 def test_binary_search_with_rescoring_finds_the_exact_top_hit(minilm_embedder, minilm_gguf, tmp_path):
@@ -202,13 +266,18 @@ def test_binary_search_with_rescoring_finds_the_exact_top_hit(minilm_embedder, m
     for precision in ("float", "binary", "int8"):
         _encode(src, model, tmp_path / f"{precision}.parquet", precision, cache)
         tops[precision] = search(tmp_path / f"{precision}.parquet", queries, minilm_embedder, top_k=3)
+    _encode(src, model, tmp_path / "pd8.parquet", "int8", cache, "--code-scheme", "per-dimension")
+    tops["pd8"] = search(tmp_path / "pd8.parquet", queries, minilm_embedder, top_k=3)
     man = _encode(src, model, tmp_path / "b8.parquet", "binary", cache, "--rescore-vectors", "int8")
-    assert man["precision"] == "binary" and man["rescore"]["precision"] == "int8" and "ranges" in man["rescore"]
+    assert man["precision"] == "binary" and man["rescore"]["precision"] == "int8"
+    assert man["rescore"]["scheme"] == "symmetric" and man["rescore"]["scale"] > 0
     tops["b8"] = search(tmp_path / "b8.parquet", queries, minilm_embedder, top_k=3)
     for qi in range(len(queries)):
         assert tops["binary"][qi][0].id == tops["int8"][qi][0].id == tops["float"][qi][0].id == tops["b8"][qi][0].id
+        assert tops["pd8"][qi][0].id == tops["float"][qi][0].id
         # rescored with the stored int8 codes: the int8 index's own score for that row
         assert tops["b8"][qi][0].score == pytest.approx(tops["int8"][qi][0].score, abs=1e-5)
+        assert tops["int8"][qi][0].score == pytest.approx(tops["float"][qi][0].score, abs=2e-3)
     # the rescored score is the cosine between the float query and the hit's sign vector
     q = minilm_embedder.embed(queries[:1], input_type="query").embeddings[0]
     hit = tops["binary"][0][0]
@@ -227,7 +296,7 @@ def cohere_server(minilm_embedder, tmp_path_factory):
         yield srv.wait_ready()
 
 
-def test_cohere_sdk_v2_embedding_types(cohere_server, minilm_embedder, minilm_q):
+def test_cohere_sdk_v2_embedding_types(cohere_server, minilm_embedder, minilm_sym):
     cohere = pytest.importorskip("cohere")
     co = cohere.ClientV2(base_url=cohere_server.url, api_key="x")
     texts = VARIED_TEXTS[:6]
@@ -236,8 +305,10 @@ def test_cohere_sdk_v2_embedding_types(cohere_server, minilm_embedder, minilm_q)
     e = r.embeddings
     floats = np.array(e.float_, dtype=np.float32)
     assert cos(floats, minilm_embedder.embed(texts).embeddings).min() > 0.9999
-    for precision in ("int8", "uint8", "binary", "ubinary"):
-        assert np.array_equal(np.array(getattr(e, precision)), st_quantize(floats, precision, ranges=minilm_q.ranges))
+    for precision in ("binary", "ubinary"):
+        assert np.array_equal(np.array(getattr(e, precision)), st_quantize(floats, precision))
+    for precision in ("int8", "uint8"):  # symmetric: one scale for the model, 0 at int8 code 0
+        assert np.array_equal(np.array(getattr(e, precision)), quantize(floats, precision, scale=minilm_sym.scale))
     assert np.array_equal(np.frombuffer(__import__("base64").b64decode(e.base64[0]), "<f4"), floats[0])
     assert r.texts == texts and r.meta.billed_units.input_tokens > 0
     # a text alone gets the codes it got inside the batch
@@ -260,6 +331,26 @@ def test_cohere_sdk_v1_shapes(cohere_server, minilm_embedder):
     with pytest.raises(cohere.errors.BadRequestError) as err:
         co.embed(texts=["x"], embedding_types=["int4"])
     assert "int4" in err.value.body["message"]
+
+
+def test_cohere_raw_codes_rank_like_the_floats(cohere_server, minilm_embedder, minilm_q):
+    """What a vector store does with /v2/embed's codes: score them raw. 20 real texts (MiniLM): raw int8
+    dot products and raw uint8 Euclidean distances rank neighbours as the floats do; a raw uint8 dot
+    product (its +128 offset) and sentence-transformers' per-dimension codes do not."""
+    texts = VARIED_TEXTS[:20]
+    r = httpx.post(f"{cohere_server.url}/v2/embed", json={"texts": texts, "input_type": "search_document",
+                                                          "embedding_types": ["float", "int8", "uint8"]}, timeout=60)
+    e = r.json()["embeddings"]
+    floats, int8, uint8 = (np.array(e[k]) for k in ("float", "int8", "uint8"))
+    for got in (raw_scoring(int8, floats), raw_scoring(uint8, floats, "euclidean")):
+        assert got.same_neighbour >= 0.95 and got.spearman >= 0.98, got
+    assert raw_scoring(int8, floats).cos_min >= 0.999
+    assert raw_scoring(uint8, floats).spearman < 0.9  # the offset: score uint8 by distance, or subtract 128
+    per_dim = raw_scoring(quantize(floats.astype(np.float32), "int8", minilm_q.ranges), floats)
+    assert per_dim.cos_min < 0.95 and per_dim.spearman < 0.98
+    alone = [httpx.post(f"{cohere_server.url}/v2/embed", json={"texts": [texts[i]], "embedding_types": ["int8"]})
+             .json()["embeddings"]["int8"][0] for i in (0, 19)]
+    assert alone == [e["int8"][0], e["int8"][19]]
 
 
 @pytest.mark.parametrize("body, param", [

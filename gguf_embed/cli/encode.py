@@ -121,7 +121,10 @@ def _progress(quiet: bool):
 @click.option("--ray-workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray actors, each with its own model.")
 @click.option("--ray-gpus", type=click.FloatRange(min=0), default=0, show_default=True, help="GPUs per Ray actor.")
 @click.option("--precision", type=click.Choice(choices.PRECISIONS), default="float", show_default=True,
-              help="Vectors as written: float32, int8/uint8 codes (ranges fixed per model) or packed bits (binary, ubinary).")
+              help="Vectors as written: float32, int8/uint8 codes (scale fixed per model) or packed bits (binary, ubinary).")
+@click.option("--code-scheme", type=click.Choice(choices.CODE_SCHEMES), default="symmetric", show_default=True,
+              help="int8/uint8 codes: one scale per model, 0 at code 0 (raw int8 dot products rank like the floats), "
+                   "or sentence-transformers' per-dimension offset and step.")
 @click.option("--rescore-vectors", "rescore", type=click.Choice(choices.RESCORE_PRECISIONS),
               help="With --precision binary|ubinary (Parquet): also store int8 codes or float32 vectors, read only to rescore search candidates.")
 @click.option("--emit", "outputs", default="dense", show_default=True, callback=_outputs,
@@ -164,5 +167,5 @@ def _request(files: tuple[str, ...], model: str, settings, o: dict):
     req = CorpusRequest(inputs=files, output=o["output"], fmt=fmt, text_field=o["text_field"], id_field=o["id_field"],
                         input_format=o["input_format"], skip_bad=o["skip_bad"], cache=o["cache"],
                         no_cache=o["no_cache"], restart=o["restart"], ray=ray, keep_text=o["keep_text"],
-                        precision=o["precision"], rescore=o["rescore"])
+                        precision=o["precision"], rescore=o["rescore"], code_scheme=o["code_scheme"])
     return req, spec, settings

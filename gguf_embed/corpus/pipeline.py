@@ -58,6 +58,7 @@ class CorpusRequest:
     keep_text: bool = False  # a text column (Parquet) / field (JSONL) with each row's text
     precision: str = "float"  # vectors as written: float32, int8/uint8 codes or packed bits (heads.precision)
     rescore: str | None = None  # with packed bits, Parquet: int8 codes or float32 beside them, to rescore with
+    code_scheme: str = "symmetric"  # int8/uint8 codes: one scale per model, or per-dimension ranges (choices)
 
 
 @dataclass
@@ -201,10 +202,11 @@ def run_corpus(req: CorpusRequest, emb, spec: JobSpec, *, progress: ProgressFact
             stack.callback(store.close)
         sha = store.file_sha256(emb.info.path)
         q = None if req.precision == "float" else model_quantizer(emb, req.precision, dimensions=spec.dimensions,
-                                                                    normalize=spec.normalize, model_sha256=sha)
+                                                                    normalize=spec.normalize, model_sha256=sha,
+                                                                    scheme=req.code_scheme)
         width, dtype = (q.width, q.dtype) if q else (dims, "float32")
         rq = req.rescore and model_quantizer(emb, req.rescore, dimensions=spec.dimensions, normalize=spec.normalize,
-                                             model_sha256=sha)
+                                             model_sha256=sha, scheme=req.code_scheme)
         if req.output is None:
             sink = RowSink("jsonl", stdout, width, dtype)
             _stream(req, emb, spec, store, sha, sink, progress, stats, bad, q)

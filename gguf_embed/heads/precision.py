@@ -4,11 +4,21 @@ The definitions are Cohere's and sentence-transformers' (``quantize_embeddings``
 
 * ``ubinary``: one bit per dimension, ``x > 0``, packed eight to a byte, most significant bit
   first (``np.packbits``); ``binary``: the same bytes minus 128, as int8.
-* ``uint8``: per dimension, ``floor((x - lo) / step)`` clipped to 0..255 with
-  ``step = (hi - lo) / 255``; ``int8``: the same minus 128.
+* int8 and uint8 in one of two schemes (``CODE_SCHEMES``):
 
-The ranges ``(lo, hi)`` are fixed per model (``ranges_from``: from a calibration set, never from
-the batch at hand), so a vector's codes depend on that vector alone.
+  - ``symmetric`` (the default): one ``scale`` for every dimension, ``int8 = clip(round(x * 127 /
+    scale), -127, 127)``, so 0 is code 0 and a raw dot product of two int8 code vectors is
+    ``(127 / scale)**2`` times the float dot product up to rounding: a vector store can score the
+    codes as they are. ``uint8`` is int8 + 128 (zero at 128): Euclidean distance between raw uint8
+    codes is the int8 one (the shift cancels), but a raw uint8 dot product carries the offset terms
+    ``128 * (sum(a) + sum(b)) + 128**2 * d`` and does not rank like the floats.
+  - ``per-dimension`` (sentence-transformers' ``quantize_embeddings``): per dimension,
+    ``floor((x - lo) / step)`` clipped to 0..255 with ``step = (hi - lo) / 255``; ``int8``: the same
+    minus 128. Dequantised, this is as close as the symmetric codes; raw, each dimension's offset
+    makes dot products rank poorly.
+
+The scale and ranges are fixed per model (``scale_from``, ``ranges_from``: from a calibration set,
+never from the batch at hand), so a vector's codes depend on that vector alone.
 """
 
 from __future__ import annotations
@@ -18,15 +28,18 @@ import hashlib
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..choices import PRECISIONS
+from ..choices import CODE_SCHEMES, PRECISIONS
 
-__all__ = ["PRECISIONS", "check_precision", "code_width", "code_dtype", "quantize", "dequantize", "pack_bits",
-           "unpack_signs", "hamming", "ranges_from", "ranges_digest", "RANGE_MARGIN"]
+__all__ = ["PRECISIONS", "CODE_SCHEMES", "check_precision", "check_scheme", "code_width", "code_dtype", "quantize",
+           "dequantize", "pack_bits", "unpack_signs", "hamming", "ranges_from", "ranges_digest", "scale_from",
+           "RANGE_MARGIN", "SYMMETRIC_LEVELS"]
 
 #: the calibration range of each dimension is widened by this fraction of its width on each side:
 #: a set of a few hundred texts underestimates the extremes, and a clipped component costs far
 #: more than the coarser step (docs/benchmarks/compressed-vectors.md)
 RANGE_MARGIN = 0.5
+#: the largest symmetric int8 code: codes run -127..127 (uint8 1..255), so +x and -x get opposite codes
+SYMMETRIC_LEVELS = 127
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
@@ -38,6 +51,12 @@ def check_precision(precision: str, dims: int | None = None, param: str = "preci
         raise InvalidInputError(f"{precision} vectors pack 8 dimensions to a byte; {dims} dimensions is not a "
                                 "multiple of 8 (choose another dimension count)", param=param)
     return precision
+
+
+def check_scheme(scheme: str, param: str = "code_scheme") -> str:
+    if scheme not in CODE_SCHEMES:
+        raise InvalidInputError(f"code scheme must be one of {', '.join(CODE_SCHEMES)} (got {scheme!r})", param=param)
+    return scheme
 
 
 def code_width(precision: str, dims: int) -> int:
@@ -85,6 +104,22 @@ def ranges_from(calibration: np.ndarray, margin: float = RANGE_MARGIN) -> np.nda
     return np.stack([lo - pad, hi + pad]).astype(np.float32)
 
 
+def scale_from(calibration: np.ndarray) -> np.float32:
+    """The symmetric scale: the largest |x| of any dimension over the calibration vectors (float32, the
+    same rows give the same scale anywhere). A high percentile instead clips real texts (bench_precision)."""
+    calibration = np.atleast_2d(np.asarray(calibration, dtype=np.float32))
+    if len(calibration) < 2:
+        raise ValueError("int8 scales need at least two calibration vectors")
+    top = np.abs(calibration).max()
+    return np.float32(top) if top > 0 else np.float32(1)
+
+
+def _symmetric(vectors: np.ndarray, precision: str, scale) -> np.ndarray:
+    factor = np.float32(SYMMETRIC_LEVELS) / np.float32(scale)
+    codes = np.clip(np.rint(vectors * factor), -SYMMETRIC_LEVELS, SYMMETRIC_LEVELS)
+    return (codes + 128).astype(np.uint8) if precision == "uint8" else codes.astype(np.int8)
+
+
 def ranges_digest(ranges: np.ndarray) -> str:
     """sha256 of the ranges' little-endian float32 bytes: what a manifest names them by."""
     return hashlib.sha256(np.ascontiguousarray(ranges, dtype="<f4").tobytes()).hexdigest()
@@ -96,8 +131,9 @@ def _steps(ranges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ranges[0], np.where(steps == 0, np.float32(1), steps).astype(np.float32)
 
 
-def quantize(vectors: np.ndarray, precision: str, ranges: np.ndarray | None = None) -> np.ndarray:
-    """Codes for float ``vectors`` (n, d); ``ranges`` (2, d) for int8 and uint8."""
+def quantize(vectors: np.ndarray, precision: str, ranges: np.ndarray | None = None, *,
+             scale: float | None = None) -> np.ndarray:
+    """Codes for float ``vectors`` (n, d); for int8 and uint8, ``scale`` (symmetric) or ``ranges`` (2, d)."""
     vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
     check_precision(precision, vectors.shape[1])
     if precision == "float":
@@ -105,6 +141,8 @@ def quantize(vectors: np.ndarray, precision: str, ranges: np.ndarray | None = No
     if precision.endswith("binary"):
         packed = pack_bits(vectors)
         return packed if precision == "ubinary" else (packed.astype(np.int16) - 128).astype(np.int8)
+    if scale is not None:
+        return _symmetric(vectors, precision, scale)
     if ranges is None or np.shape(ranges) != (2, vectors.shape[1]):
         raise ValueError(f"{precision} needs ranges of shape (2, {vectors.shape[1]})")
     lo, steps = _steps(ranges)
@@ -113,14 +151,17 @@ def quantize(vectors: np.ndarray, precision: str, ranges: np.ndarray | None = No
 
 
 def dequantize(codes: np.ndarray, precision: str, ranges: np.ndarray | None = None,
-               dims: int | None = None) -> np.ndarray:
-    """float32 vectors back from codes: each int8/uint8 code's bucket centre, or +1/-1 per bit
-    (``dims`` for the bit types; default 8 per byte)."""
+               dims: int | None = None, *, scale: float | None = None) -> np.ndarray:
+    """float32 vectors back from codes: symmetric codes times ``scale / 127``, per-dimension codes'
+    bucket centres, or +1/-1 per bit (``dims`` for the bit types; default 8 per byte)."""
     codes = np.atleast_2d(codes)
     if precision == "float":
         return codes.astype(np.float32, copy=False)
     if precision.endswith("binary"):
         return unpack_signs(codes, dims or codes.shape[1] * 8)
+    if scale is not None:
+        zero = np.float32(128) if precision == "uint8" else np.float32(0)
+        return (codes.astype(np.float32) - zero) * (np.float32(scale) / np.float32(SYMMETRIC_LEVELS))
     lo, steps = _steps(ranges)
     values = codes.astype(np.float32) + (np.float32(128.5) if precision == "int8" else np.float32(0.5))
     return lo + values * steps

@@ -49,8 +49,8 @@ def top_k_hamming(index: SearchIndex, queries: np.ndarray, k: int, rescore: int 
     rows = _candidates(index, pack_bits(q), min(index.n_rows, k * rescore))
     shape = (len(q), rows.shape[1], index.dims)
     if index.rescore is not None:  # the int8 codes or floats stored beside the bits
-        precision, ranges = index.rescore
-        vecs = l2_normalize(dequantize(index.read_at(rows.ravel(), "rescore"), precision, ranges))
+        precision, codebook = index.rescore
+        vecs = l2_normalize(dequantize(index.read_at(rows.ravel(), "rescore"), precision, **codebook))
         scores = np.einsum("qd,qnd->qn", q, vecs.reshape(shape))
     else:
         signs = unpack_signs(index.read_at(rows.ravel(), "embedding"), index.dims).reshape(shape)

@@ -47,7 +47,7 @@ class SearchIndex:
             raise SearchError(f"{self.path} is not a Parquet file: {str(exc).splitlines()[0]}") from None
         schema = self._pf.schema_arrow
         etype = schema.field("embedding").type if "embedding" in schema.names else None
-        self.precision, self.ranges = stored_precision(self.manifest, man_name(self.path))
+        self.precision, self.codebook = stored_precision(self.manifest, man_name(self.path))
         want = pa.from_numpy_dtype(code_dtype(self.precision))
         if "id" not in schema.names or etype is None or not pa.types.is_fixed_size_list(etype) \
                 or etype.value_type != want:
@@ -83,7 +83,7 @@ class SearchIndex:
         are dequantised (bucket centres, or +1/-1 per bit) and normalised."""
         for offset, vecs in self.code_batches(rows):
             if self.precision != "float":
-                vecs = l2_normalize(dequantize(vecs, self.precision, self.ranges, self.dims))
+                vecs = l2_normalize(dequantize(vecs, self.precision, dims=self.dims, **self.codebook))
             yield offset, (vecs if self.normalized or self.precision != "float" else l2_normalize(vecs))
 
     def rows(self, positions: Sequence[int]) -> dict[int, dict]:
@@ -131,21 +131,24 @@ def man_name(path: Path) -> str:
     return path.name + MANIFEST_SUFFIX
 
 
-def stored_precision(manifest: dict, name: str) -> tuple[str, np.ndarray | None]:
-    """The precision an index was written in, and its int8/uint8 ranges (checked against their sha256)."""
+def stored_precision(manifest: dict, name: str) -> tuple[str, dict]:
+    """The precision an index was written in, and how its int8/uint8 codes map back to floats:
+    ``{"scale": ...}`` (symmetric) or ``{"ranges": ...}`` (per-dimension, checked against their sha256)."""
     precision = manifest.get("precision", "float")
     if precision not in PRECISIONS:
         raise SearchError(f"{name} names an unknown precision {precision!r}")
     if precision not in ("int8", "uint8"):
-        return precision, None
+        return precision, {}
     q = manifest.get("quantization") or {}
+    if q.get("scheme", "per-dimension") == "symmetric":
+        scale = q.get("scale")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
+            raise SearchError(f"{name} has no readable {precision} scale (quantization.scale)")
+        return precision, {"scale": np.float32(scale)}
     try:
         ranges = np.array([q["ranges"]["min"], q["ranges"]["max"]], dtype=np.float32)
     except (KeyError, TypeError, ValueError):
         raise SearchError(f"{name} has no readable {precision} ranges (quantization.ranges)") from None
     if ranges_digest(ranges) != q.get("ranges_sha256"):
         raise SearchError(f"{name}: the {precision} ranges do not match their ranges_sha256; the manifest was edited")
-    return precision, ranges
-
-
-
+    return precision, {"ranges": ranges}

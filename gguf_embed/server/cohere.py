@@ -2,9 +2,11 @@
 
 ``texts``, ``input_type`` (search_query: the model's query prompt; search_document, classification
 and clustering: its document prompt), ``embedding_types``, ``truncate`` (NONE / START / END, Cohere's
-default END), ``output_dimension`` (a Matryoshka cut) and ``model``. int8 and uint8 codes use the
-model's fixed ranges (``store.codes``), and a request for codes runs each text in a llama.cpp
-batch of its own, so a text's codes do not depend on the request it came in or what it was batched with. Client mistakes are 4xx in Cohere's error shape, ``{"id": ..., "message": ...}``.
+default END), ``output_dimension`` (a Matryoshka cut) and ``model``. int8 and uint8 codes are
+symmetric, one scale fixed per model (``store.codes``): raw int8 dot products rank like the floats, as
+a vector store scores them (uint8 is int8 + 128: by Euclidean distance). A request for codes runs
+each text in a llama.cpp batch of its own, so a text's codes do not depend on the request it came in
+or what it was batched with. Client mistakes are 4xx in Cohere's error shape, ``{"id": ..., "message": ...}``.
 """
 
 from __future__ import annotations

@@ -154,8 +154,9 @@ class Worker:
         return res.embeddings, res.total_tokens
 
     async def quantizer(self, precision: str, dimensions: int | None) -> Quantizer:
-        """The model's fixed-range quantizer; the calibration set runs through the scheduler (shared with
-        the requests) only when no process has stored this model file's calibration rows yet."""
+        """The model's quantizer (int8/uint8: the symmetric scale fixed per model); the calibration set runs
+        through the scheduler (shared with the requests) only when no process has stored this model file's
+        calibration rows yet."""
         emb = self.embedder
         dims = dimensions or emb.dimensions
         if precision in ("int8", "uint8") and not self._calibration:
