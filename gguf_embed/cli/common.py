@@ -99,6 +99,8 @@ _RUNTIME_OPTIONS = [
     click.option("--vram", help="GPU memory budget (e.g. 3GB): choose layers, batch, KV type to fit it."),
     click.option("--query-prompt", help="Text put before queries, replacing the model's (see gguf-embed inspect)."),
     click.option("--document-prompt", help="Text put before documents, replacing the model's."),
+    click.option("--no-prefix-cache", "no_prefix_cache", is_flag=True,
+                 help="Decode every input whole, even where inputs begin alike (Qwen3's query instruction)."),
     click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log output."),
 ]
 
@@ -109,10 +111,11 @@ def runtime_options(f):
 
     @functools.wraps(f)
     def command(*args, models_dir, batch_size, n_ctx, threads, n_gpu_layers, flash_attn, kv_type, vram, query_prompt,
-                document_prompt, verbose, **kwargs):
+                document_prompt, no_prefix_cache, verbose, **kwargs):
         settings = RuntimeSettings.of(models_dir=models_dir, batch_tokens=batch_size, n_ctx=n_ctx, n_threads=threads,
                                       n_gpu_layers=n_gpu_layers, flash_attn=flash_attn, kv_type=kv_type, vram=vram,
-                                      query_prompt=query_prompt, document_prompt=document_prompt, verbose=verbose)
+                                      query_prompt=query_prompt, document_prompt=document_prompt, verbose=verbose,
+                                      prefix_cache=False if no_prefix_cache else None)
         return f(*args, settings=settings, **kwargs)
 
     for opt in reversed(_RUNTIME_OPTIONS):

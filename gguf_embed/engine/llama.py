@@ -161,7 +161,6 @@ class Model(_Owned):
         self.n_embd = ll.llama_model_n_embd(self.ptr)
         self.n_ctx_train = ll.llama_model_n_ctx_train(self.ptr)
         self.n_layer = ll.llama_model_n_layer(self.ptr)
-        self.has_encoder = bool(ll.llama_model_has_encoder(self.ptr))
         self.n_vocab = ll.llama_vocab_n_tokens(self.vocab)
 
     def meta(self) -> dict[str, str]:
@@ -182,9 +181,6 @@ class Model(_Owned):
             label = ll.llama_model_cls_label(self.ptr, i)
             out.append(label.decode("utf-8", "replace") if label else "")
         return out
-
-    def size_bytes(self) -> int:
-        return int(ll.llama_model_size(self.ptr))
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool = False) -> np.ndarray:
         """Token ids; ``parse_special`` reads special-token text (e.g. ``<|im_end|>``) as those tokens."""
@@ -285,6 +281,10 @@ class Context(_Owned):
     def clear(self) -> None:
         if self._mem:
             ll.llama_memory_clear(self._mem, True)
+
+    def share(self, src: int, dst: int, n: int) -> None:
+        """Sequence ``dst`` also owns ``src``'s cells at positions 0..n-1 (one stream: no copying)."""
+        ll.llama_memory_seq_cp(self._mem, src, dst, 0, n)
 
     def _decode(self, tokens: np.ndarray, pos: np.ndarray, seq: np.ndarray, out: np.ndarray) -> None:
         n = len(tokens)

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import FastPathError, GGUFEmbedError, ModelRuntimeError, NonFiniteOutputError
 from ..heads.pooling import cosine, needed_rows, pool
 from . import llama as _llama
+from . import prefix
 from .settings import fast_path_enabled
 
 __all__ = ["BatchRunner"]
@@ -46,7 +47,7 @@ class BatchRunner:
     """Owns one llama.cpp context; ``run`` is serialised (one caller at a time)."""
 
     def __init__(self, model: _llama.Model, params: _llama.ContextParams, *, pooling: str, causal: bool,
-                 fast_path: bool | None = None):
+                 fast_path: bool | None = None, prefix_cache: bool = True):
         self.model = model
         self.pooling = pooling
         self.batch_tokens = params.n_batch
@@ -66,10 +67,17 @@ class BatchRunner:
                     sys.stderr.write(f"gguf-embed: {self.fast_path_note}; using the all-token path\n")
                 self.ctx.close()
                 self.ctx = _llama.Context(model, params, last_only=False)
+        self.prefix_cache = bool(prefix_cache)
 
     @property
     def fast_path(self) -> bool:
         return self.ctx.last_only
+
+    @property
+    def shares_prefixes(self) -> bool:
+        """True when a batch's common prefixes are decoded once (see ``engine.prefix``): the last-token
+        fast path (a causal model pooling its last token) with the prefix cache on."""
+        return self.ctx.last_only and self.prefix_cache
 
     @property
     def n_ctx(self) -> int:
@@ -127,25 +135,50 @@ class BatchRunner:
 
     # --- packing and running ------------------------------------------------------------
 
-    def groups(self, lengths: np.ndarray, alone=None) -> list[np.ndarray]:
+    def groups(self, lengths: np.ndarray, alone=None, shared=None) -> list[np.ndarray]:
         """Sequence indices, longest first, packed under the token budget and sequence cap; a
-        sequence flagged in ``alone`` (a bool, or one per sequence) is a group of its own."""
+        sequence flagged in ``alone`` (a bool, or one per sequence) is a group of its own. ``shared``:
+        (prefix group or -1, shared tokens) per sequence (``prefix.prefix_costs``): a sequence whose
+        prefix is already in the batch counts only its own tokens."""
         order = np.argsort(-lengths, kind="stable")
         solo = np.broadcast_to(np.asarray(False if alone is None else alone, dtype=bool), lengths.shape)
-        groups, cur, used = [np.array([i]) for i in order[solo[order]]], [], 0
+        share_id, share_n = shared if shared is not None else (np.full(len(lengths), -1), np.zeros(len(lengths)))
+        groups, cur, used, present = [np.array([i]) for i in order[solo[order]]], [], 0, set()
         for idx in order[~solo[order]]:
-            n = int(lengths[idx])
+            g = int(share_id[idx])
+            n = int(lengths[idx]) - (int(share_n[idx]) if g >= 0 and g in present else 0)
             if cur and (used + n > self.batch_tokens or len(cur) >= self.max_seqs):
                 groups.append(np.array(cur))
-                cur, used = [], 0
+                cur, used, present = [], 0, set()
+                n = int(lengths[idx])
             cur.append(idx)
             used += n
+            present.add(g)
         if cur:
             groups.append(np.array(cur))
         return groups
 
+    def _run_shared(self, seqs: list[np.ndarray], shared: list[prefix.Shared]) -> np.ndarray:
+        """Last-token rows of one packed group whose common prefixes are decoded once (fast path)."""
+        head, copies, tail = prefix.plan_shared(seqs, shared)
+        ctx, step, rows = self.ctx, self.ctx.n_batch, []
+        try:
+            for a in range(0, len(head[0]), step):
+                ctx.run(*(part[a:a + step] for part in head))
+            for src, dst, n in copies:
+                ctx.share(src, dst, n)
+            for a in range(0, len(tail[0]), step):
+                rows.append(ctx.run(*(part[a:a + step] for part in tail)))
+        finally:
+            ctx.clear()
+        return np.concatenate(rows)
+
     def _run_group(self, seqs: list[np.ndarray], every_token: bool = False) -> np.ndarray:
         """Pooled rows of one packed group; with ``every_token``, every token's row instead."""
+        if not every_token and self.shares_prefixes:
+            shared = prefix.share_groups(seqs)
+            if shared:
+                return self._run_shared(seqs, shared)
         lengths, tokens, pos, seq = _pack(seqs)
         wanted = None if every_token else needed_rows(lengths, self.pooling)
         ctx = self._token_context() if every_token else self.ctx
@@ -192,7 +225,8 @@ class BatchRunner:
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         with self._lock:
             self._check_open()
-            for group in self.groups(lengths, alone):
+            shared = prefix.prefix_costs(seqs) if not every_token and self.shares_prefixes else None
+            for group in self.groups(lengths, alone, shared):
                 rows = self._run_group([seqs[i] for i in group], every_token)
                 if every_token:
                     rows = np.split(rows, np.cumsum(lengths[group])[:-1])

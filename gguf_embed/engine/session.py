@@ -86,7 +86,7 @@ class Session:
         )
         try:
             self.runner = BatchRunner(self.model, params, pooling=info.pooling, causal=info.causal,
-                                      fast_path=settings.fast_path)
+                                      fast_path=settings.fast_path, prefix_cache=settings.prefix_cache)
         except BaseException:
             self.model.close()
             raise

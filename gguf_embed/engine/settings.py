@@ -32,6 +32,7 @@ class RuntimeSettings:
     kv_type: str | None = None
     pooling: str | None = None  # override the file's pooling
     fast_path: bool | None = None  # None: on unless GGUF_EMBED_FAST_PATH=0
+    prefix_cache: bool = True  # decode a batch's common prefixes once (last-token fast path only)
     vram: str | None = None  # a GPU budget ("3GB"): layers, batch and KV type chosen to fit it
     query_prompt: str | None = None  # replaces (or supplies) the model's query prompt
     document_prompt: str | None = None
