@@ -175,3 +175,33 @@ def test_tokenize_decode_rerank_mistakes_in_tei_shape(server, path, body):
     r = httpx.post(server.url + path, json=body, timeout=30)
     assert r.status_code == 400, r.text
     assert set(r.json()) == {"error", "error_type"}, r.json()
+
+
+def test_predict_scores_pairs_as_the_cross_encoder_does(server, cross_encoder_src):
+    """``/predict`` against sentence-transformers' CrossEncoder in fp32 (sigmoid of the one logit;
+    the raw logit with ``raw_scores``); pairs of different first texts keep their order."""
+    from sentence_transformers import CrossEncoder
+
+    pairs = [["capital of France", "Paris is the capital of France."], ["capital of France", "Bananas are yellow."],
+             ["yellow fruit", "Bananas are yellow."], ["capital of France", "France's capital city is Paris."]]
+    ref = CrossEncoder(str(cross_encoder_src), device="cpu")
+    logits = np.asarray(ref.predict([tuple(p) for p in pairs], activation_fn=lambda x: x), dtype=np.float64).ravel()
+    r = httpx.post(server.url + "/predict", json={"inputs": pairs})
+    assert r.status_code == 200, r.text
+    got = [x[0]["score"] for x in r.json()]
+    assert all(len(x) == 1 and x[0]["label"] == "LABEL_0" for x in r.json())
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-logits)), atol=1e-3)
+    raw = httpx.post(server.url + "/predict", json={"inputs": pairs, "raw_scores": True}).json()
+    np.testing.assert_allclose([x[0]["score"] for x in raw], logits, atol=1e-2, rtol=1e-3)
+    one = httpx.post(server.url + "/predict", json={"inputs": pairs[2]}).json()
+    assert one[0]["label"] == "LABEL_0" and abs(one[0]["score"] - got[2]) < 1e-5
+
+
+@pytest.mark.parametrize("body", [{}, {"inputs": "a single text"}, {"inputs": [["only one"]]},
+                                  {"inputs": [["a", ""]]}, {"inputs": [["a", 3]]}, {"inputs": ["a", "b", "c"]},
+                                  {"inputs": [["a", "b"]], "raw_scores": "yes"},
+                                  {"inputs": [["a", "b"]] * 65}, {"inputs": [["a", "\ud800"]]}])
+def test_predict_mistakes_are_4xx_in_tei_shape(server, body):
+    r = httpx.post(server.url + "/predict", content=json.dumps(body), headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500, r.text
+    assert set(r.json()) == {"error", "error_type"}, r.text

@@ -8,7 +8,11 @@ default, keeps the start; ``left`` keeps the end), ``prompt_name`` (``query`` or
 model's prompt of that name), ``dimensions`` (a Matryoshka cut) and, when several models are
 served, ``model``. It answers a bare list of vectors. ``/tokenize`` (``inputs``,
 ``add_special_tokens``, ``prompt_name``) answers each input's tokens as they are embedded, without
-character offsets; ``/decode`` (``ids``, ``skip_special_tokens``) their text. TEI's other routes on this server:
+character offsets; ``/decode`` (``ids``, ``skip_special_tokens``) their text; ``/predict`` scores text pairs
+with a served reranker (cross-encoder or Qwen3-Reranker): ``inputs`` a pair ``[a, b]`` or a list of pairs,
+``raw_scores`` (default false: the probability), ``truncate``/``truncation_direction``; it answers
+``[{"score", "label"}]`` per pair (a list of those for a list of pairs). A single text is refused: every
+classifier this server runs scores pairs. TEI's other routes on this server:
 ``/rerank`` (``rerank.py``), ``/embed_sparse`` and ``/embed_all`` (``tokens.py``). Every client
 mistake is a 4xx in TEI's error shape, ``{"error": "...", "error_type": "Validation"}``.
 """
@@ -22,12 +26,13 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from ..choices import INPUT_TYPES
-from ..errors import GGUFEmbedError, InvalidInputError
+from ..errors import GGUFEmbedError, InvalidInputError, TooManyInputsError, check_text
 from .embeddings import EmbeddingRequest, json_object, optional_str
+from .rerank import RerankRequest
 from .ollama import quantization
 from .tokens import tei_inputs, tei_truncate
 
-__all__ = ["parse_tei_embed", "tei_error", "ROUTES"]
+__all__ = ["parse_tei_embed", "parse_predict", "tei_error", "ROUTES"]
 
 DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
@@ -160,6 +165,46 @@ async def decode_route(call, raw: bytes) -> list:
     return texts
 
 
+def _pair(value: Any, i: int | None) -> tuple[str, str]:
+    where = "'inputs'" if i is None else f"input {i}"
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(x, str) and x for x in value)):
+        raise InvalidInputError(f"{where} must be a pair of non-empty strings [text_a, text_b]: the classifiers "
+                                "this server runs (rerankers) score pairs", param="inputs")
+    return (check_text(value[0], f"{where}'s first text", param="inputs", index=i),
+            check_text(value[1], f"{where}'s second text", param="inputs", index=i))
+
+
+def parse_predict(raw: bytes, *, max_inputs: int) -> tuple[list[tuple[str, str]], bool, dict]:
+    """(pairs, whether a list of pairs was sent, the body): TEI's ``/predict`` inputs, checked."""
+    body = json_object(raw)
+    value = body.get("inputs")
+    batched = isinstance(value, list) and bool(value) and all(isinstance(x, list) for x in value)
+    pairs = [_pair(x, i) for i, x in enumerate(value)] if batched else [_pair(value, None)]
+    if len(pairs) > max_inputs:
+        raise TooManyInputsError(f"'inputs' has {len(pairs)} pairs; at most {max_inputs} per request", param="inputs")
+    return pairs, batched, body
+
+
+async def predict_route(call, raw: bytes) -> list:
+    """POST /predict: each pair's score from a served reranker, with TEI's single label."""
+    pairs, batched, body = parse_predict(raw, max_inputs=call.options.max_inputs)
+    raw_scores, truncate = _flag(body, "raw_scores", False), _truncation(body, "end")
+    worker = call.lookup(optional_str(body, "model"), task="rerank")
+    scores, tokens = [0.0] * len(pairs), 0
+    by_query: dict[str, list[int]] = {}
+    for i, (a, _) in enumerate(pairs):  # one rerank call per first text, its pairs' order kept
+        by_query.setdefault(a, []).append(i)
+    for query, at in by_query.items():
+        req = RerankRequest(None, query, [pairs[i][1] for i in at], None, False, None, raw_scores, truncate, "tei")
+        res = await worker.rerank(req, truncate)
+        tokens += res.total_tokens
+        for i, s in zip(at, res.scores.tolist()):
+            scores[i] = float(s)
+    call.done(len(pairs), tokens)
+    out = [[{"score": s, "label": "LABEL_0"}] for s in scores]
+    return out if batched else out[0]
+
+
 # (methods, path, handler): registered by the app with TEI's error shape
 ROUTES = [
     (["POST"], "/embed", embed_route),
@@ -167,4 +212,5 @@ ROUTES = [
     (["GET"], "/info", info_route),
     (["POST"], "/tokenize", tokenize_route),
     (["POST"], "/decode", decode_route),
+    (["POST"], "/predict", predict_route),
 ]
