@@ -14,6 +14,7 @@ from gguf_embed.cli import main
 from gguf_embed.engine import llama as _llama
 from gguf_embed.quality import texts as multilingual
 from gguf_embed.registry import load_registry
+from tools.models.archs import rewrite_gguf
 from tools.models.multilingual import qwen_tokenizer_dir
 from tools.models.rerankers import DOCUMENTS, QUERY, qwen3_recipe_scores
 
@@ -74,29 +75,9 @@ def test_qwen3_embedding_matches_sentence_transformers(qwen_embedding, st_qwen, 
 def test_eos_is_appended_when_the_file_does_not(qwen_embedding, tmp_path):
     """Older conversions say add_eos_token false (or name <|im_end|> as EOS): gguf-embed appends
     <|endoftext|> itself, and the vectors stay those of the reference."""
-    import gguf
-
     src, _ = qwen_embedding
-    out = tmp_path / "Qwen3-Embedding-0.6B-noeos.gguf"
-    reader = gguf.GGUFReader(src)
-    writer = gguf.GGUFWriter(out, arch="qwen3")
-    for name, field in reader.fields.items():
-        if name.startswith("GGUF.") or name == "general.architecture":
-            continue
-        value = field.contents()
-        if name == "tokenizer.ggml.add_eos_token":
-            value = False
-        if name == "tokenizer.ggml.eos_token_id":
-            value = IM_END
-        vtype = field.types[0]
-        sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(name, value, vtype, sub_type=sub)
-    for t in reader.tensors:
-        writer.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    out = rewrite_gguf(src, tmp_path / "Qwen3-Embedding-0.6B-noeos.gguf",
+                       values={"tokenizer.ggml.add_eos_token": False, "tokenizer.ggml.eos_token_id": IM_END})
     with Embedder(src) as a, Embedder(out) as b:
         assert not a.session.eos_appended and b.session.eos_appended
         assert [s.tolist() for s in a.tokenize(TEXTS[:10])] == [s.tolist() for s in b.tokenize(TEXTS[:10])]

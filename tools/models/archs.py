@@ -213,13 +213,14 @@ def build_embeddinggemma(dest: Path, *, hidden: int = 64, layers: int = 6, seed:
     return dest
 
 
-def with_architecture(src: Path, out: Path, arch: str) -> Path:
-    """A copy of the GGUF ``src`` under another ``general.architecture`` (its ``{arch}.*`` keys renamed):
-    a file of an architecture llama.cpp runs but gguf-embed's table does not know."""
+def rewrite_gguf(src: Path, out: Path, *, arch: str | None = None, values: dict | None = None) -> Path:
+    """A copy of the GGUF ``src`` with metadata changed: another ``general.architecture`` (its ``{arch}.*``
+    keys renamed with it) and/or some keys given other ``values``; tensors as they are."""
     import gguf
 
     reader = gguf.GGUFReader(src)
     old = str(reader.fields["general.architecture"].contents())
+    arch = arch or old
     writer = gguf.GGUFWriter(out, arch=arch)
     for name, field in reader.fields.items():
         if name.startswith("GGUF.") or name == "general.architecture":
@@ -227,7 +228,7 @@ def with_architecture(src: Path, out: Path, arch: str) -> Path:
         vtype = field.types[0]
         sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
         key = arch + name[len(old):] if name.startswith(old + ".") else name
-        writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
+        writer.add_key_value(key, (values or {}).get(name, field.contents()), vtype, sub_type=sub)
     for t in reader.tensors:
         writer.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)
     writer.write_header_to_file()
@@ -235,3 +236,9 @@ def with_architecture(src: Path, out: Path, arch: str) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return out
+
+
+def with_architecture(src: Path, out: Path, arch: str) -> Path:
+    """A copy of the GGUF ``src`` under another ``general.architecture`` (its ``{arch}.*`` keys renamed):
+    a file of an architecture llama.cpp runs but gguf-embed's table does not know."""
+    return rewrite_gguf(src, out, arch=arch)
