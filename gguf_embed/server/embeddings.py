@@ -76,6 +76,16 @@ def optional_str(body: dict, key: str) -> str | None:
     return check_text(v, f"'{key}'", param=key)
 
 
+def optional_flag(body: dict, key: str, default: bool) -> bool:
+    """``body[key]``: absent or null (``default``), or true or false."""
+    v = body.get(key)
+    if v is None:
+        return default
+    if not isinstance(v, bool):
+        raise InvalidInputError(f"'{key}' must be true or false", param=key)
+    return v
+
+
 def _choice(body: dict, key: str, choices: tuple[str, ...], default: str | None) -> str | None:
     v = optional_str(body, key)
     if v is None:
@@ -115,9 +125,7 @@ def parse_body(body: dict, *, max_inputs: int, default_truncate: str, key: str =
     if dims is not None and not _is_int(dims):
         raise InvalidInputError("'dimensions' must be an integer", param="dimensions")
     optional_str(body, "user")  # accepted and ignored
-    late = body.get("late_chunking")
-    if late is not None and not isinstance(late, bool):
-        raise InvalidInputError("'late_chunking' must be true or false", param="late_chunking")
+    late = optional_flag(body, "late_chunking", False)
     if late and texts is None:
         raise InvalidInputError("late_chunking takes text input (one document's chunks), not token ids",
                                 param="late_chunking")
@@ -131,7 +139,7 @@ def parse_body(body: dict, *, max_inputs: int, default_truncate: str, key: str =
         input_type=_choice(body, "input_type", INPUT_TYPES, None),
         instruction=optional_str(body, "instruction"),
         truncate=_choice(body, "truncate", TRUNCATE_POLICIES, default_truncate),
-        late_chunking=bool(late),
+        late_chunking=late,
         embd_normalize=embd_normalize(body),
     )
 

@@ -25,7 +25,7 @@ import numpy as np
 from fastapi.responses import JSONResponse
 
 from ..errors import GGUFEmbedError, InputTooLongError, InvalidInputError, TooManyInputsError, check_text
-from .embeddings import EmbeddingRequest, json_object, optional_str
+from .embeddings import EmbeddingRequest, json_object, optional_flag, optional_str
 
 __all__ = ["OllamaEmbed", "parse_ollama_embed", "ollama_error", "quantization", "ROUTES", "UNSUPPORTED",
            "API_VERSION"]
@@ -93,13 +93,11 @@ def parse_ollama_embed(raw: bytes, *, max_inputs: int, legacy: bool = False) -> 
         if prompt is not None and not isinstance(prompt, str):
             raise InvalidInputError("'prompt' must be a string", param="prompt")
         return OllamaEmbed(model, _texts(prompt, "prompt", 1), True, None, True)
-    truncate = body.get("truncate")
-    if truncate is not None and not isinstance(truncate, bool):
-        raise InvalidInputError("'truncate' must be true or false", param="truncate")
+    truncate = optional_flag(body, "truncate", True)
     dims = body.get("dimensions")
     if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 0):
         raise InvalidInputError("'dimensions' must be a positive integer", param="dimensions")
-    return OllamaEmbed(model, _texts(body.get("input"), "input", max_inputs), truncate is not False, dims or None,
+    return OllamaEmbed(model, _texts(body.get("input"), "input", max_inputs), truncate, dims or None,
                        False)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import GGUFEmbedError, InvalidInputError, TooManyInputsError, check_text
 from ..reranker import RerankResult, check_top_n
 from ..choices import TRUNCATE_POLICIES
-from .embeddings import json_object, optional_str
+from .embeddings import json_object, optional_flag, optional_str
 
 __all__ = ["RerankRequest", "parse_rerank", "rerank_response", "rerank_route"]
 
@@ -32,15 +32,6 @@ class RerankRequest:
     raw_scores: bool
     truncate: str | None  # None: the server's default
     shape: str  # "v1" (Jina / Cohere v1), "v2" (Cohere v2) or "tei"
-
-
-def _flag(body: dict, name: str, default: bool) -> bool:
-    value = body.get(name, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise InvalidInputError(f"'{name}' must be true or false", param=name)
-    return value
 
 
 def _documents(raw: Any, field: str, max_documents: int) -> list[str]:
@@ -72,16 +63,14 @@ def parse_rerank(raw: bytes, *, shape: str, max_documents: int) -> RerankRequest
     check_text(query, "'query'", param="query")
     instruction = optional_str(body, "instruction")
     if "texts" in body and "documents" not in body:  # Text Embeddings Inference
-        truncate = body.get("truncate")
-        if truncate is not None and not isinstance(truncate, bool):
-            raise InvalidInputError("'truncate' must be true or false", param="truncate")
+        truncate = optional_flag(body, "truncate", False)
         direction = body.get("truncation_direction", "Right")
         if direction not in ("Right", "Left", "right", "left"):
             raise InvalidInputError("'truncation_direction' must be 'Right' or 'Left'", param="truncation_direction")
         check_top_n(body.get("top_n"))
         return RerankRequest(
             model, query, _documents(body["texts"], "texts", max_documents), body.get("top_n"),
-            _flag(body, "return_text", False), instruction, _flag(body, "raw_scores", False),
+            optional_flag(body, "return_text", False), instruction, optional_flag(body, "raw_scores", False),
             ("end" if direction.lower() == "right" else "start") if truncate else "error", "tei",
         )
     top_n = body.get("top_n")
@@ -92,7 +81,8 @@ def parse_rerank(raw: bytes, *, shape: str, max_documents: int) -> RerankRequest
     truncate = {"END": "end", "START": "start", "NONE": "error"}.get(truncate, truncate)
     return RerankRequest(
         model, query, _documents(body.get("documents"), "documents", max_documents), top_n,
-        _flag(body, "return_documents", shape == "v1"), instruction, _flag(body, "raw_scores", False),
+        optional_flag(body, "return_documents", shape == "v1"), instruction,
+        optional_flag(body, "raw_scores", False),
         truncate, shape,
     )
 

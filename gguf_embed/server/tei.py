@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 
 from ..choices import INPUT_TYPES
 from ..errors import GGUFEmbedError, InvalidInputError, TooManyInputsError, check_text
-from .embeddings import EmbeddingRequest, json_object, optional_str
+from .embeddings import EmbeddingRequest, json_object, optional_flag, optional_str
 from .rerank import RerankRequest
 from .ollama import quantization
 from .tokens import tei_inputs, tei_truncate
@@ -50,15 +50,6 @@ def tei_error(exc: GGUFEmbedError) -> JSONResponse:
     return JSONResponse({"error": exc.message, "error_type": kind}, status_code=exc.status_code)
 
 
-def _flag(body: dict, key: str, default: bool) -> bool:
-    value = body.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise InvalidInputError(f"'{key}' must be true or false", param=key)
-    return value
-
-
 def _truncation(body: dict, default: str) -> str:
     policy = tei_truncate(body.get("truncate"), default)
     direction = body.get("truncation_direction")
@@ -79,7 +70,7 @@ def parse_tei_embed(raw: bytes, *, max_inputs: int, default_truncate: str) -> Em
     return EmbeddingRequest(
         model=optional_str(body, "model"), texts=tei_inputs(body.get("inputs"), max_inputs), token_ids=None,
         encoding_format="float", dimensions=dims, input_type=prompt, instruction=None,
-        truncate=_truncation(body, default_truncate), normalize=_flag(body, "normalize", True),
+        truncate=_truncation(body, default_truncate), normalize=optional_flag(body, "normalize", True),
     )
 
 
@@ -133,7 +124,7 @@ async def tokenize_route(call, raw: bytes) -> list:
     """POST /tokenize: each input's tokens, ``{"id", "text", "special", "start", "stop"}`` (no offsets)."""
     body = json_object(raw)
     texts = tei_inputs(body.get("inputs"), call.options.max_inputs)
-    add_special, prompt = _flag(body, "add_special_tokens", True), _prompt(body)
+    add_special, prompt = optional_flag(body, "add_special_tokens", True), _prompt(body)
     worker = call.lookup(optional_str(body, "model"))
     seqs = await worker.tokens(texts, add_special=add_special, input_type=prompt,
                                truncate=_truncation(body, call.options.truncate))
@@ -158,7 +149,7 @@ async def decode_route(call, raw: bytes) -> list:
     """POST /decode: the text of each list of token ids."""
     body = json_object(raw)
     seqs = _ids(body.get("ids"))
-    skip = _flag(body, "skip_special_tokens", True)
+    skip = optional_flag(body, "skip_special_tokens", True)
     worker = call.lookup(optional_str(body, "model"))
     texts = await worker.decode(seqs, special=not skip)
     call.done(len(seqs), sum(len(s) for s in seqs))
@@ -188,7 +179,7 @@ def parse_predict(raw: bytes, *, max_inputs: int) -> tuple[list[tuple[str, str]]
 async def predict_route(call, raw: bytes) -> list:
     """POST /predict: each pair's score from a served reranker, with TEI's single label."""
     pairs, batched, body = parse_predict(raw, max_inputs=call.options.max_inputs)
-    raw_scores, truncate = _flag(body, "raw_scores", False), _truncation(body, "end")
+    raw_scores, truncate = optional_flag(body, "raw_scores", False), _truncation(body, "end")
     worker = call.lookup(optional_str(body, "model"), task="rerank")
     scores, tokens = [0.0] * len(pairs), 0
     by_query: dict[str, list[int]] = {}
