@@ -90,6 +90,8 @@ def p_normalize(vectors: np.ndarray, p: int) -> np.ndarray:
     """Rows scaled as llama.cpp's ``embd_normalize`` asks: -1 unchanged, 0 the largest absolute component
     to 32760 (an int16 range), 1 unit taxicab length, 2 unit euclidean length, p > 2 unit p-norm. A zero
     row stays zero."""
+    if p == 2:
+        return l2_normalize(vectors)
     rows = np.asarray(vectors, dtype=np.float64)
     if p == -1:
         return rows.astype(np.float32)
