@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..heads.pooling import l2_normalize, row_cosines
 from .evaluate import spearman
 
 __all__ = ["RawScoring", "raw_scoring", "RAW_METRICS"]
@@ -51,8 +52,8 @@ def raw_scoring(codes: np.ndarray, floats: np.ndarray, metric: str = "dot") -> R
     c, f = np.asarray(codes, dtype=np.float64), np.asarray(floats, dtype=np.float64)
     if c.shape != f.shape or len(c) < 3:
         raise ValueError("codes and floats need the same shape, with at least three rows")
-    unit = f / np.linalg.norm(f, axis=1, keepdims=True)
-    cos = (c * unit).sum(axis=1) / np.maximum(np.linalg.norm(c, axis=1), 1e-12)
+    unit = l2_normalize(f, dtype=np.float64)
+    cos = row_cosines(c, f)
     raw, ref = _scores(c, metric), unit @ unit.T
     same, rhos = [], []
     for i in range(len(c)):
