@@ -24,7 +24,7 @@ from eval_quants import held_out_texts  # noqa: E402
 from gguf_embed import Embedder  # noqa: E402
 from gguf_embed.convert import convert_model, resolve_source  # noqa: E402
 from gguf_embed.convert.imatrix import calibrate  # noqa: E402
-from gguf_embed.engine.llama import quantize_file  # noqa: E402
+from gguf_embed.engine.quantize import quantize_file  # noqa: E402
 from gguf_embed.heads.pooling import row_cosines  # noqa: E402
 from gguf_embed.quality import evaluate  # noqa: E402
 from gguf_embed.registry import load_registry  # noqa: E402

@@ -11,7 +11,7 @@ import gguf
 import numpy as np
 
 from .. import keys
-from ..engine.llama import quantize_file
+from ..engine.quantize import quantize_file
 from ..errors import ConversionError
 from ..model.tensor_table import head_types, mix_overrides
 from ..text.normalize import UnsupportedNormalizer, normalizer_for_tokenizer_json
