@@ -115,7 +115,12 @@ def test_budget_fitting(tiny_qwen_gguf, minilm_gguf):
     small = plan.estimate(long, n_ctx=2048, batch_tokens=64, kv_type="q4_0", flash_attn="on", n_gpu_layers=-1)
     auto = plan.fit_budget(long, small.device_total("GPU"))
     assert auto.n_gpu_layers == n_layer + 1 and auto.n_ctx == 2048 and "context cut" in auto.notes[0]
-    assert plan.fit_budget(long, small.device_total("GPU"), n_ctx=8192).n_gpu_layers <= n_layer
+    # with the context asked for, fewer layers instead (a budget only a partial offload fits; its compute
+    # buffer holds a whole layer's activations on the device either way, so only weights and KV shrink)
+    part = plan.estimate(long, n_ctx=8192, batch_tokens=64, kv_type="q4_0", flash_attn="on", n_gpu_layers=1)
+    assert part.device_total("GPU") < plan.estimate(long, n_ctx=8192, batch_tokens=64, kv_type="q4_0",
+                                                    flash_attn="on", n_gpu_layers=-1).device_total("GPU")
+    assert plan.fit_budget(long, part.device_total("GPU"), n_ctx=8192).n_gpu_layers <= n_layer
     kwargs = plan.settings_for_budget(path, 2**30, ctx=1024, batch_tokens=256)
     assert kwargs == {"n_gpu_layers": n_layer + 1, "n_ctx": 1024, "batch_tokens": 256, "flash_attn": "on",
                       "kv_type": "f16"}

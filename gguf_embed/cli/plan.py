@@ -23,29 +23,29 @@ def _mib(b: int) -> str:
 
 
 def plan_table(p, measured: dict | None = None) -> Table:
-    """Weights, KV cache, compute and outputs per device (MiB); with ``measured`` (llama.cpp's
-    report for the same settings on this machine's CPU) a column beside the plan."""
+    """Weights, KV cache, compute and outputs per device (MiB); with ``measured`` (llama.cpp's report
+    for the same settings on this machine, by "kind:device" as ``session.device_buffers`` gives it)
+    a column per device beside the plan."""
     devices = ["CPU"] + (["GPU"] if p.n_gpu_layers else [])
     table = Table()
     table.add_column("MiB")
     for d in devices:
         table.add_column(d, justify="right")
-    if measured is not None:
-        table.add_column("llama.cpp reports (CPU)", justify="right")
+    shown = devices if measured is not None else []
+    for d in shown:
+        table.add_column(f"llama.cpp reports ({d})", justify="right")
 
     def reported(kind: str) -> list[str]:
-        if measured is None:
-            return []
-        return [_mib(sum(v for k, v in measured.items() if k.startswith(kind + ":")))]
+        return [_mib(measured.get(f"{kind}:{d}", 0)) for d in shown]
 
     start = [p.device_total(d) - (p.output - p.output_at_start if d == "CPU" else 0) for d in devices]
     table.add_row("weights", *[_mib(p.weights.get(d, 0)) for d in devices], *reported("model"))
     table.add_row("KV cache", *[_mib(p.kv.get(d, 0)) for d in devices], *reported("kv"))
     table.add_row("compute", *[_mib(p.compute.get(d, 0)) for d in devices], *reported("compute"))
     table.add_row("outputs", *[_mib(p.output_at_start if d == "CPU" else 0) for d in devices], *reported("output"))
-    table.add_row("total at start", *map(_mib, start),
-                  *([_mib(sum(measured.values()))] if measured is not None else []), style="bold")
-    blank = [""] if measured is not None else []
+    totals = [_mib(sum(v for k, v in measured.items() if k.endswith(":" + d))) for d in shown]
+    table.add_row("total at start", *map(_mib, start), *totals, style="bold")
+    blank = [""] * len(shown)
     table.add_row("outputs, full batch", *[_mib(p.output if d == "CPU" else 0) for d in devices], *blank)
     table.add_row("total, full batch", *[_mib(p.device_total(d)) for d in devices], *blank, style="bold")
     return table
@@ -87,6 +87,32 @@ def _recorded_choice(path) -> str | None:
     return str(value) if value else None
 
 
+def _check(model, quant, name, shape, path, p, console):
+    """Create the context on this machine and read llama.cpp's buffers: with ``p``'s settings where
+    this build offloads to a GPU, else ``p``'s settings on the CPU. Returns (the plan checked, the report)."""
+    from ..engine import llama, planning
+    from ..engine.session import device_buffers, measure_buffers
+    from ..engine.settings import RuntimeSettings
+
+    if path is None:
+        raise GGUFEmbedError(f"--check needs the converted file; run: gguf-embed convert {model}"
+                             + (f" --quant {quant}" if quant else ""))
+    on_gpu = bool(p.n_gpu_layers) and llama.supports_gpu_offload()
+    checked = p if on_gpu else planning.estimate(shape, **{**p.settings(), "n_gpu_layers": 0})
+    m = measure_buffers(path, RuntimeSettings.of(**checked.settings()))
+    measured = device_buffers(m["reported"])
+    if console is not None:
+        total, planned = sum(measured.values()), checked.total_at_start
+        where = "GPU and host" if on_gpu else "CPU"
+        console.print(f"[bold]{name}[/] on this machine's {where}: {_settings_line(checked)}")
+        console.print(plan_table(checked, measured))
+        console.print(f"llama.cpp allocated {_mib(total)} MiB at context creation; the plan says "
+                      f"{_mib(planned)} MiB ({(planned - total) / total:+.1%}), "
+                      f"{_mib(checked.total)} MiB once a full batch has run; the process grew "
+                      f"{_mib(m['rss_growth'])} MiB resident over loading and one full batch")
+    return checked, measured
+
+
 def _print_fit(vram: str, budget: int, p) -> None:
     click.echo(f"fits {vram}: {_size(p.device_total('GPU'))} of {_size(budget)} on the GPU with {_settings_line(p)}")
     for note in p.notes:
@@ -95,12 +121,16 @@ def _print_fit(vram: str, budget: int, p) -> None:
                f"--kv-type {p.kv_type} --flash-attn {p.flash_attn} --ctx {p.n_ctx})")
 
 
-def _json_plan(p, fits: bool, budget: int | None, measured: int | None = None, planned: int | None = None) -> dict:
+def _json_plan(p, fits: bool, budget: int | None, checked=None, measured: dict | None = None) -> dict:
     out = {"fits": fits, "n_gpu_layers": p.n_gpu_layers, "batch_tokens": p.batch_tokens, "kv_type": p.kv_type,
            "ctx": p.n_ctx, "flash_attn": p.flash_attn, "fast_path": p.fast_path, "gpu_bytes": p.device_total("GPU"),
            "cpu_bytes": p.device_total("CPU"), "budget_bytes": budget, "notes": list(p.notes)}
-    if measured is not None:
-        out.update(planned_bytes=planned, measured_bytes=measured)
+    if measured is not None:  # --check: the plan that was checked (p, or p on the CPU) against llama.cpp's buffers
+        planned = checked.buffers_at_start()
+        out.update(planned_bytes=checked.total_at_start, measured_bytes=sum(measured.values()),
+                   checked_n_gpu_layers=checked.n_gpu_layers,
+                   buffers={k: {"planned": planned.get(k, 0), "measured": measured.get(k, 0)}
+                            for k in sorted(set(planned) | set(measured))})
     return out
 
 
@@ -125,8 +155,6 @@ def plan_cmd(model, quant, vram, n_ctx, batch_tokens, n_gpu_layers, kv_type, fla
     MODEL is as -m takes it (a path, a models.toml name, hf:..., ollama:...); a name that is not pulled
     or converted yet (or with --quant) is planned from its models.toml shape, without downloading anything."""
     from ..engine import planning
-    from ..engine.session import measure_buffers
-    from ..engine.settings import RuntimeSettings
 
     console = Console(width=120, stderr=as_json)
     try:
@@ -147,25 +175,13 @@ def plan_cmd(model, quant, vram, n_ctx, batch_tokens, n_gpu_layers, kv_type, fla
         else:
             p = planning.estimate(shape, n_ctx=n_ctx, batch_tokens=batch_tokens, n_gpu_layers=n_gpu_layers,
                                   kv_type=kv_type, flash_attn=flash_attn)
-        measured = planned = None  # llama.cpp's own report, with --check
+        checked = measured = None  # with --check: the plan checked, and llama.cpp's own report by device
         if check:
-            if path is None:
-                raise GGUFEmbedError(f"--check needs the converted file; run: gguf-embed convert {model}"
-                                     + (f" --quant {quant}" if quant else ""))
-            cpu = planning.estimate(shape, **{**p.settings(), "n_gpu_layers": 0})
-            m = measure_buffers(path, RuntimeSettings.of(**cpu.settings()))
-            measured, planned = sum(m["reported"].values()), cpu.total_at_start
-            if not as_json:
-                console.print(f"[bold]{name}[/] on this machine's CPU: {_settings_line(cpu)}")
-                console.print(plan_table(cpu, m["reported"]))
-                console.print(f"llama.cpp allocated {_mib(measured)} MiB at context creation; the plan says "
-                              f"{_mib(planned)} MiB ({(planned - measured) / measured:+.1%}), "
-                              f"{_mib(cpu.total)} MiB once a full batch has run; the process grew "
-                              f"{_mib(m['rss_growth'])} MiB resident over loading and one full batch")
+            checked, measured = _check(model, quant, name, shape, path, p, console if not as_json else None)
         chosen = _choice_line(model, quant, shape, path, p)
         if as_json:
-            return click.echo(json.dumps({**_json_plan(p, True, budget, measured, planned), "chosen": chosen}))
-        if not check or p.n_gpu_layers:
+            return click.echo(json.dumps({**_json_plan(p, True, budget, checked, measured), "chosen": chosen}))
+        if checked is not p:
             console.print(f"[bold]{name}[/]: {_settings_line(p)}")
             console.print(plan_table(p))
         click.echo(chosen)

@@ -16,7 +16,8 @@ The arithmetic follows how llama.cpp allocates for an embedding context:
   with flash attention, plus feed-forward activations) or at the output head (the logits of
   every output: n_ubatch x n_vocab floats on the all-token path, where every token is an
   output; n_seq_max x n_vocab on the last-token fast path, which reserves them but never
-  computes them);
+  computes them); with layers on a GPU, the device holds those activations beside a copy of the
+  mask, and the host the graph's inputs and the embedding lookups (``activations.py``);
 - output buffer (host): logits (+ embeddings on the all-token path) as floats: n_seq_max rows
   when the context is created; on the all-token path it grows to a whole batch on the first
   full batch, on the fast path it stays at n_seq_max rows.
@@ -38,6 +39,7 @@ import gguf
 from ..errors import BudgetError, GGUFEmbedError, InvalidInputError, ModelLoadError
 from ..model.archs import FAMILY_ARCH, arch
 from ..model.gguf_file import GGUFFile, read_gguf
+from .activations import cpu_compute, offloaded_compute
 from ..model.info import ModelInfo, resolve_model
 from ..model.tensor_table import tensor_table
 from ..registry import load_registry
@@ -56,9 +58,6 @@ __all__ = ["ModelShape", "MemoryPlan", "BudgetError", "read_shape", "registry_sh
 MiB, GiB = 2**20, 2**30
 CTX_PAD = 256  # llama.cpp rounds the context size up to a multiple of this
 KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
-# Feed-forward and other activations alive inside a layer, in units of n_ubatch x n_ff x 4 bytes.
-# Fitted to llama.cpp's compute buffer report (CPU backend, BERT and Qwen3 shapes, n_ubatch 64-4096).
-FFN_ACT = 1.8
 MIN_AUTO_CTX = 512  # the shortest context fit_budget picks on its own
 T = gguf.GGMLQuantizationType
 
@@ -93,6 +92,7 @@ class ModelShape:
     tied_output_bytes: int  # the token embeddings again, when the head must be a separate copy
     tied_output_repacked: bool  # that head is of a repacked type (a second copy even on the CPU)
     other_bytes: int
+    gated_ffn: bool = False  # separate gate and up matrices (Qwen3's SwiGLU), three n_ff-wide activations
 
 
 def _from_tensors(info: ModelInfo, tensors, *, n_vocab: int, n_head: int, n_head_kv: int, head_dim: int, n_ff: int,
@@ -102,8 +102,9 @@ def _from_tensors(info: ModelInfo, tensors, *, n_vocab: int, n_head: int, n_head
     layer, layer_repack = [0] * n_layer, [0] * n_layer
     token_embd = output = other = 0
     embd_type = None
-    has_output = False
+    has_output = gated = False
     for name, ttype, n_bytes, n_dims in tensors:
+        gated = gated or name.endswith("ffn_gate.weight")
         m = re.match(r"blk\.(\d+)\.", name)
         if m:
             layer[int(m.group(1))] += n_bytes
@@ -121,7 +122,7 @@ def _from_tensors(info: ModelInfo, tensors, *, n_vocab: int, n_head: int, n_head
         info=info, n_vocab=n_vocab, n_head=n_head, n_head_kv=n_head_kv, head_dim=head_dim, n_ff=n_ff,
         has_output=has_output, layer_bytes=tuple(layer), layer_repack_bytes=tuple(layer_repack),
         token_embd_bytes=token_embd, output_bytes=output, tied_output_bytes=token_embd if tied else 0,
-        tied_output_repacked=tied and embd_type in repack, other_bytes=other,
+        tied_output_repacked=tied and embd_type in repack, other_bytes=other, gated_ffn=gated,
     )
 
 
@@ -209,6 +210,13 @@ class MemoryPlan:
             return "all layers and the output layer on the GPU"
         return f"the output layer and {k - 1} of {n} layers on the GPU"
 
+    def buffers_at_start(self) -> dict[str, int]:
+        """What llama.cpp allocates when the context is created, keyed "kind:device" (kind: model, kv,
+        compute, output; device: CPU for host memory, GPU), as ``session.device_buffers`` sums its report."""
+        out = {f"{kind}:{d}": b for kind, part in (("model", self.weights), ("kv", self.kv), ("compute", self.compute))
+               for d, b in part.items() if b}
+        return {**out, "output:CPU": self.output_at_start}
+
     def settings(self) -> dict:
         """Embedder keyword arguments that realise this plan."""
         return {"n_ctx": self.n_ctx, "batch_tokens": self.batch_tokens, "flash_attn": self.flash_attn,
@@ -218,19 +226,6 @@ class MemoryPlan:
 def uses_fast_path(info: ModelInfo, fast_path: bool | None = None) -> bool:
     """Whether an Embedder runs this model on the last-token fast path (no LM head, no logits)."""
     return fast_path_enabled(fast_path) and info.causal and info.pooling == "last"
-
-
-def _compute_parts(s: ModelShape, n_ub: int, n_ctx: int, fa: bool, n_out: int) -> tuple[int, int]:
-    """Peak activations (bytes) for one ubatch with ``n_out`` outputs: inside a layer, and at the head."""
-    causal = s.info.causal
-    n_kv = n_ctx if causal else n_ub
-    if fa:
-        attn = n_ub * n_kv * 2  # the F16 mask only
-    else:
-        attn = n_ub * n_kv * (4 * s.n_head + (4 if causal else 2))  # F32 scores per head + the mask
-    layer = attn + n_ub * s.n_ff * 4 * FFN_ACT
-    head = n_out * (s.n_vocab + 2 * s.info.n_embd) * 4 if causal else 0  # logits + the normed input
-    return int(layer), int(head)
 
 
 def estimate(path_or_shape, *, n_ctx: int | None = None, batch_tokens: int | None = None, n_seq_max: int = 64,
@@ -252,7 +247,9 @@ def estimate(path_or_shape, *, n_ctx: int | None = None, batch_tokens: int | Non
     n_layer = info.n_layer
     k = n_layer + 1 if n_gpu_layers < 0 else min(n_gpu_layers, n_layer + 1)
     fa = flash_attn or default_flash_attn(info, k)
-    fa_on = fa == "on" or (fa == "auto" and k > 0)
+    # auto: llama.cpp turns it off when a layer's attention would run on another device than the layer
+    # (a CPU layer's, sent to the GPU by op offload), so on only with every layer in one place
+    fa_on = fa == "on" or (fa == "auto" and (k == 0 or k > n_layer))
     gpu_start = n_layer + 1 - k  # layers from here up, and the output layer when k >= 1, are on the GPU
     on_gpu = [i >= gpu_start for i in range(n_layer)]
     n_gpu = sum(on_gpu)
@@ -266,13 +263,13 @@ def estimate(path_or_shape, *, n_ctx: int | None = None, batch_tokens: int | Non
         w_cpu += s.output_bytes + (s.tied_output_bytes if s.tied_output_repacked else 0)
     kv_layer = n_ctx_alloc * s.n_head_kv * s.head_dim * 2 * KV_BYTES[kv_type] if info.causal else 0
     fast = uses_fast_path(info, fast_path)
-    layer_act, head_act = _compute_parts(s, budget, n_ctx_alloc, fa_on, min(budget, n_seq_max) if fast else budget)
-    inputs = budget * info.n_embd * 4  # token embeddings looked up on the CPU
+    layer_act, head_act = cpu_compute(s, budget, n_ctx_alloc, fa_on, min(budget, n_seq_max) if fast else budget)
     if k == 0:
         compute = {"CPU": max(layer_act, head_act)}
     else:
-        compute = {"GPU": max(layer_act if n_gpu else 0, head_act),
-                   "CPU": inputs + (layer_act if n_gpu < n_layer else 0)}
+        device, host = offloaded_compute(s, budget, n_ctx_alloc if info.causal else budget, fa_on,
+                                          min(budget, n_seq_max) if fast else budget, partial=k <= n_layer)
+        compute = {"GPU": device, "CPU": host}
     row = (s.n_vocab + info.n_embd) * 4  # logits + embeddings of one output
     if fast:
         output, output_at_start = n_seq_max * row, n_seq_max * s.n_vocab * 4

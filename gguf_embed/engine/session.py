@@ -259,6 +259,18 @@ def buffer_sizes(lines: list[str]) -> dict[str, int]:
     return out
 
 
+def device_buffers(reported: dict[str, int]) -> dict[str, int]:
+    """llama.cpp's buffers (``buffer_sizes``) summed by kind and device, keyed "kind:CPU" for host
+    memory (CPU, CPU_Mapped, CPU_REPACK, and the GPU backends' pinned Vulkan_Host, CUDA_Host...) and
+    "kind:GPU" for a device's own (Vulkan0, CUDA0, Metal...), as ``MemoryPlan.buffers_at_start``."""
+    out: dict[str, int] = {}
+    for key, size in reported.items():
+        kind, buf = key.split(":", 1)
+        device = "CPU" if buf.startswith("CPU") or buf.endswith("_Host") else "GPU"
+        out[f"{kind}:{device}"] = out.get(f"{kind}:{device}", 0) + size
+    return out
+
+
 def resident_bytes() -> int:
     """This process's resident memory (Linux; 0 where /proc is missing)."""
     try:
