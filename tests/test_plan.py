@@ -59,18 +59,24 @@ def test_kv_and_compute_scale_with_context(tiny_qwen_gguf):
     assert plan.estimate(shape, n_ctx=1000).kv["CPU"] == small.kv["CPU"]  # llama.cpp pads the context to 256
     q8 = plan.estimate(shape, n_ctx=4096, kv_type="q8_0", flash_attn="on")
     assert q8.kv["CPU"] == big.kv["CPU"] * 34 // 64
-    # the all-token path: every token is an output, logits for a whole batch once it has run
-    plain = plan.estimate(shape, n_ctx=4096, flash_attn="on", fast_path=False)
+    # the all-token path on a stock llama.cpp: every token is an output, logits for a whole batch once it has run
+    plain = plan.estimate(shape, n_ctx=4096, flash_attn="on", fast_path=False, reserve_logits=True)
     assert not plain.fast_path
     assert plain.output == 512 * (shape.n_vocab + shape.info.n_embd) * 4
     assert plain.output_at_start == 64 * (shape.n_vocab + shape.info.n_embd) * 4
+    # ... and in the build make install patches: the embeddings only
+    patched = plan.estimate(shape, n_ctx=4096, flash_attn="on", fast_path=False, reserve_logits=False)
+    assert (patched.output, patched.output_at_start) == (512 * shape.info.n_embd * 4, 64 * shape.info.n_embd * 4)
     # the fast path: logits reserved for one output per sequence, never for a whole batch
     assert fa.fast_path
     assert fa.output_at_start == 64 * shape.n_vocab * 4
-    assert fa.output == 64 * (shape.n_vocab + shape.info.n_embd) * 4  # + the self-check's embeddings
-    big_batch = plan.estimate(shape, n_ctx=4096, batch_tokens=4096, flash_attn="on")
-    big_plain = plan.estimate(shape, n_ctx=4096, batch_tokens=4096, flash_attn="on", fast_path=False)
-    assert big_batch.output == fa.output and big_plain.output == 8 * plain.output
+    stock_fa = plan.estimate(shape, n_ctx=4096, flash_attn="on", reserve_logits=True)
+    assert stock_fa.output == 64 * (shape.n_vocab + shape.info.n_embd) * 4  # + the self-check's embeddings
+    assert plan.estimate(shape, n_ctx=4096, flash_attn="on", reserve_logits=False).output == fa.output_at_start
+    big_batch = plan.estimate(shape, n_ctx=4096, batch_tokens=4096, flash_attn="on", reserve_logits=True)
+    big_plain = plan.estimate(shape, n_ctx=4096, batch_tokens=4096, flash_attn="on", fast_path=False,
+                              reserve_logits=True)
+    assert big_batch.output == stock_fa.output and big_plain.output == 8 * plain.output
     # with a real vocabulary the head's logits dominate the compute buffer of the all-token path
     real = plan.registry_shape(load_registry().get("qwen3-embedding-0.6b"), "Q8_0")
     fast_real = plan.estimate(real, n_ctx=8192, flash_attn="on")

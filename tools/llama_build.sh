@@ -22,7 +22,7 @@ for p in "$here"/patches/llama.cpp/*.patch; do
   elif patch -p1 -s -f --dry-run -d "$llama" < "$p" >/dev/null 2>&1; then
     patch -p1 -s -f -d "$llama" < "$p"
   else
-    echo "patches/llama.cpp/$(basename "$p") does not apply to $llama (written for llama-cpp-python 0.3.36's llama.cpp)" >&2
+    echo "patches/llama.cpp/$(basename "$p") does not apply to $llama (written for llama-cpp-python 0.3.36's llama.cpp; after a patch changes, start from a fresh source: rm -rf $sdist)" >&2
     exit 1
   fi
 done

@@ -52,6 +52,16 @@ def _rows(d: dict):
         yield "importance weights", f"{im['dataset'] or im['file']} ({im['entries']} matrices, {im['chunks']} texts)", "file"
 
 
+def _logits_line(r: dict) -> str:
+    size = f"{r['bytes'] / 2**20:,.1f} MiB of logits ({r['rows']} rows)"
+    if r["fast_path"]:
+        return f"llama.cpp's output buffer here: {size}, one row per sequence (the last-token fast path)"
+    if r["stock_build"]:
+        return (f"llama.cpp's output buffer here: up to {size} that nothing reads, per context, once an input "
+                f"fills a batch (a stock llama.cpp reserves them for every output; make install's build does not)")
+    return "llama.cpp's output buffer here: no logits (this build reserves none for embedding contexts)"
+
+
 @click.command("inspect")
 @click.argument("model")
 @click.option("--models-dir", type=click.Path(path_type=Path), help="Where converted GGUFs live.")
@@ -60,6 +70,7 @@ def inspect_cmd(model, models_dir, as_json):
     """What gguf-embed does with MODEL (a .gguf or a models.toml name): family, task, pooling, prompts,
     normaliser, end-of-input token, rerank template and head, limits, and which of these it supplies."""
     from ..engine.machine import lossless_type
+    from ..engine.planning import logits_reserved, read_shape
     from ..model.info import read_info, resolve_model
     from ..model.inspect import describe
 
@@ -68,6 +79,7 @@ def inspect_cmd(model, models_dir, as_json):
         report = describe(gguf, info)
         auto = lossless_type()
         report["lossless_here"] = {"quant": auto.quant, "reason": auto.reason}
+        report["logits_reserved"] = logits_reserved(read_shape(gguf))
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
         return
@@ -78,6 +90,7 @@ def inspect_cmd(model, models_dir, as_json):
         table.add_row(*row)
     Console(width=160).print(table)
     click.echo(f"--quant auto on this machine: {auto.reason}")
+    click.echo(_logits_line(report["logits_reserved"]))
     for note in report["warnings"]:
         click.echo(f"warning: {note}")
     supplied = report["supplied_by_gguf_embed"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import functools
 import sys
 import threading
 from dataclasses import dataclass
@@ -66,6 +67,22 @@ def last_error() -> str:  # llama.cpp's first error since the last clear (the ca
 def supports_gpu_offload() -> bool:
     init()
     return bool(ll.llama_supports_gpu_offload())
+
+
+# the debug line patches/llama.cpp/no-logits-for-embeddings-contexts.patch adds: its text marks the build
+_NO_LOGITS_MARK = b"embeddings context: no logits buffer"
+
+
+@functools.cache
+def embeddings_reserve_logits() -> bool:
+    """Whether this libllama reserves n_vocab floats of logits for every output of an embeddings context,
+    which nothing reads (a stock llama.cpp does; the build ``make install`` patches does not)."""
+    from llama_cpp import llama_cpp as bindings  # where llama-cpp-python found libllama (LLAMA_CPP_LIB_PATH)
+
+    try:
+        return _NO_LOGITS_MARK not in Path(bindings._lib._name).read_bytes()
+    except (OSError, AttributeError, TypeError):  # not a file we can read: assume the stock behaviour
+        return True
 
 
 def system_info() -> str:

@@ -18,9 +18,10 @@ The arithmetic follows how llama.cpp allocates for an embedding context:
   output; n_seq_max x n_vocab on the last-token fast path, which reserves them but never
   computes them); with layers on a GPU, the device holds those activations beside a copy of the
   mask, and the host the graph's inputs and the embedding lookups (``activations.py``);
-- output buffer (host): logits (+ embeddings on the all-token path) as floats: n_seq_max rows
-  when the context is created; on the all-token path it grows to a whole batch on the first
-  full batch, on the fast path it stays at n_seq_max rows.
+- output buffer (host): embeddings on the all-token path, n_seq_max rows when the context is
+  created, a whole batch once a full batch has run, with n_vocab floats of logits beside each row
+  on a stock llama.cpp (none in the build ``make install`` patches); on the fast path, logits for
+  n_seq_max rows, which never grows.
 
 ``engine.session.measure_buffers`` creates a real context and reads llama.cpp's own buffer
 report to check a plan.
@@ -39,10 +40,11 @@ import gguf
 from ..errors import BudgetError, GGUFEmbedError, InvalidInputError, ModelLoadError
 from ..model.archs import FAMILY_ARCH, arch
 from ..model.gguf_file import GGUFFile, read_gguf
-from .activations import cpu_compute, offloaded_compute
 from ..model.info import ModelInfo, resolve_model
 from ..model.tensor_table import tensor_table
 from ..registry import load_registry
+from .activations import cpu_compute, offloaded_compute
+from .llama import embeddings_reserve_logits
 from .machine import cpu_flags, resolve_quant
 from .settings import (
     DEFAULT_BATCH_TOKENS,
@@ -228,15 +230,29 @@ def uses_fast_path(info: ModelInfo, fast_path: bool | None = None) -> bool:
     return fast_path_enabled(fast_path) and info.causal and info.pooling == "last"
 
 
+def logits_reserved(s: ModelShape, n_seq_max: int = 64) -> dict:
+    """The logits llama.cpp keeps in its host output buffer for this model at the default settings,
+    which gguf-embed never reads: bytes, output rows, and whether this build reserves them for
+    embeddings contexts at all (a stock llama.cpp does, for every token of a batch)."""
+    stock = embeddings_reserve_logits()
+    if uses_fast_path(s.info):  # a context without embeddings keeps one row per sequence on any build
+        rows = n_seq_max
+    else:
+        rows = max(context_shape(s.info, None, None)[1], n_seq_max) if stock else 0  # up to a whole batch
+    return {"bytes": rows * s.n_vocab * 4, "rows": rows, "stock_build": stock, "fast_path": uses_fast_path(s.info)}
+
+
 def estimate(path_or_shape, *, n_ctx: int | None = None, batch_tokens: int | None = None, n_seq_max: int = 64,
              flash_attn: str | None = None, kv_type: str | None = None, n_gpu_layers: int = 0,
-             fast_path: bool | None = None) -> MemoryPlan:
+             fast_path: bool | None = None, reserve_logits: bool | None = None) -> MemoryPlan:
     """The memory an Embedder with these settings allocates, by kind and device.
 
     On the last-token fast path (decoders with last-token pooling) llama.cpp reserves the head's
     activations for one output per sequence instead of one per token, and its host output buffer
-    holds logits for ``n_seq_max`` rows (plus their embeddings after the load-time self-check),
-    which never grows; on the all-token path every token of a batch is an output."""
+    holds logits for ``n_seq_max`` rows (plus their embeddings after the load-time self-check on a
+    stock build), which never grows; on the all-token path every token of a batch is an output, with
+    n_vocab floats of logits beside its embedding where llama.cpp reserves them for embeddings
+    contexts (``reserve_logits``; default: what this build does, ``llama.embeddings_reserve_logits``)."""
     s = path_or_shape if isinstance(path_or_shape, ModelShape) else read_shape(path_or_shape)
     kv_type = kv_type or default_kv_type(s.info)
     if kv_type not in KV_BYTES:
@@ -270,10 +286,12 @@ def estimate(path_or_shape, *, n_ctx: int | None = None, batch_tokens: int | Non
         device, host = offloaded_compute(s, budget, n_ctx_alloc if info.causal else budget, fa_on,
                                           min(budget, n_seq_max) if fast else budget, partial=k <= n_layer)
         compute = {"GPU": device, "CPU": host}
-    row = (s.n_vocab + info.n_embd) * 4  # logits + embeddings of one output
-    if fast:
-        output, output_at_start = n_seq_max * row, n_seq_max * s.n_vocab * 4
-    else:
+    logits = embeddings_reserve_logits() if reserve_logits is None else reserve_logits
+    row = (s.n_vocab * logits + info.n_embd) * 4  # logits (a stock build) + embeddings of one output
+    if fast:  # a context without embeddings: logits, and the self-check's embeddings beside them if reserved
+        output_at_start = n_seq_max * s.n_vocab * 4
+        output = max(output_at_start, n_seq_max * row)
+    else:  # a full batch: one input at an encoder's token limit, at worst
         output, output_at_start = max(budget, n_seq_max) * row, n_seq_max * row
     gpu = {"GPU": 0} if k else {}
     return MemoryPlan(

@@ -47,10 +47,10 @@ class BatchRunner:
     """Owns one llama.cpp context; ``run`` is serialised (one caller at a time)."""
 
     def __init__(self, model: _llama.Model, params: _llama.ContextParams, *, pooling: str, causal: bool,
-                 fast_path: bool | None = None, prefix_cache: bool = True):
+                 fast_path: bool | None = None, prefix_cache: bool = True, pack_tokens: int | None = None):
         self.model = model
         self.pooling = pooling
-        self.batch_tokens = params.n_batch
+        self.batch_tokens = min(pack_tokens or params.n_batch, params.n_batch)  # tokens packed per batch
         self.max_seqs = params.n_seq_max
         self._params = params
         self._lock = threading.Lock()

@@ -33,6 +33,7 @@ from .settings import (
     default_flash_attn,
     default_kv_type,
     default_threads,
+    pack_tokens,
 )
 
 __all__ = ["Session", "open_session", "describe_plan", "measure_buffers", "buffer_sizes", "resident_bytes"]
@@ -85,8 +86,10 @@ class Session:
             kv_type=settings.kv_type or default_kv_type(info),
         )
         try:
+            pack = pack_tokens(info, budget, settings.batch_tokens, llama.embeddings_reserve_logits())
             self.runner = BatchRunner(self.model, params, pooling=info.pooling, causal=info.causal,
-                                      fast_path=settings.fast_path, prefix_cache=settings.prefix_cache)
+                                      fast_path=settings.fast_path, prefix_cache=settings.prefix_cache,
+                                      pack_tokens=pack)
         except BaseException:
             self.model.close()
             raise

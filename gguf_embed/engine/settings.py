@@ -71,6 +71,17 @@ def context_shape(info, n_ctx: int | None, batch_tokens: int | None) -> tuple[in
     return budget, budget, info.max_tokens
 
 
+def pack_tokens(info, budget: int, batch_tokens: int | None, reserve_logits: bool) -> int:
+    """Tokens packed into one llama.cpp batch. An encoder's batch holds its longest input (``budget``);
+    where llama.cpp reserves n_vocab floats of logits per output of an embeddings context (a stock
+    build), short inputs are packed only up to the asked or default batch, so that reservation is what
+    the input needs (a longer input still gets a batch of its own), not 8192 tokens' worth (7.6 GiB
+    for XLM-R's 250,002 pieces)."""
+    if info.one_batch and reserve_logits:
+        return min(budget, int(batch_tokens or DEFAULT_BATCH_TOKENS))
+    return budget
+
+
 def batch_reason(info, batch_tokens: int) -> str:
     """Why a model runs with ``batch_tokens`` tokens per llama.cpp batch (one clause, for plan)."""
     if not info.one_batch:

@@ -209,20 +209,21 @@ def _save(model, dest: Path, tok: dict, pooling: str, hidden: int, max_length: i
 
 
 def build_tiny_xlmr(dest: Path, tok: dict, *, hidden: int = 32, layers: int = 2, seed: int = 0,
-                    pooling: str = "cls") -> Path:
-    """``XLMRobertaModel`` like e5-base/large and bge-m3: 250,002 rows, 1 token type, positions from 2."""
+                    pooling: str = "cls", max_tokens: int = 512) -> Path:
+    """``XLMRobertaModel`` like e5-base/large and bge-m3: 250,002 rows, 1 token type, positions from 2
+    (``max_tokens`` + 2 of them: 514 as e5, 8194 as bge-m3 with ``max_tokens=8192``)."""
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
     dest.mkdir(parents=True, exist_ok=True)
     config = XLMRobertaConfig(
         vocab_size=len(tok["model"]["vocab"]), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
-        intermediate_size=hidden * 2, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
+        intermediate_size=hidden * 2, max_position_embeddings=max_tokens + 2, type_vocab_size=1, pad_token_id=1,
         bos_token_id=0, eos_token_id=2, initializer_range=0.2, layer_norm_eps=1e-5,
     )
     torch.manual_seed(seed)
     model = XLMRobertaModel(config, add_pooling_layer=True).to(torch.float32).eval()
-    return _save(model, dest, tok, pooling, hidden, 512)
+    return _save(model, dest, tok, pooling, hidden, max_tokens)
 
 
 def build_tiny_e5_small(dest: Path, tok: dict, *, hidden: int = 32, layers: int = 2, seed: int = 1) -> Path:
