@@ -19,19 +19,33 @@ def make_install(gpu: str, path: str) -> subprocess.CompletedProcess:
                           env={"PATH": path, "HOME": str(REPO)}, capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
-def test_cuda_without_nvcc_fails_in_one_line(tmp_path):
-    bin_dir = tmp_path / "bin"  # a PATH with the basic tools and no nvcc
+def basic_path(tmp_path) -> str:
+    """A PATH with the basic tools only: no nvcc, no glslc, no pkg-config."""
+    bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("sh", "bash", "env", "uname", "grep", "echo", "nproc"):
         found = shutil.which(tool)
         if found:
             (bin_dir / tool).symlink_to(found)
-    res = make_install("cuda", str(bin_dir))
+    return str(bin_dir)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_cuda_without_nvcc_fails_in_one_line(tmp_path):
+    res = make_install("cuda", basic_path(tmp_path))
     assert res.returncode != 0
     lines = [x for x in res.stderr.splitlines() if not x.startswith("make")]
     assert lines == ["GPU=cuda needs the CUDA toolkit's nvcc on PATH (Debian/Ubuntu: apt install "
                      "nvidia-cuda-toolkit, or NVIDIA's cuda-toolkit)"], res.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_vulkan_without_glslc_fails_in_one_line_naming_the_packages(tmp_path):
+    res = make_install("vulkan", basic_path(tmp_path))
+    assert res.returncode != 0
+    lines = [x for x in res.stderr.splitlines() if not x.startswith("make")]
+    assert lines == ["GPU=vulkan needs the Vulkan headers and glslc (Debian/Ubuntu: apt install libvulkan-dev glslc "
+                     "mesa-vulkan-drivers spirv-headers glslang-tools pkg-config)"], res.stderr
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make")

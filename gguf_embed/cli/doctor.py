@@ -15,6 +15,13 @@ NO_GPU = ("no GPU device: this llama-cpp-python is a CPU build (or no driver see
           "see docs/guides/gpu.md for the CUDA, Vulkan and Metal builds")
 
 
+def _no_device(backends: list[str]) -> str:
+    hint = (" Mesa's software Vulkan (lavapipe) is used only when named: GGML_VK_VISIBLE_DEVICES=0."
+            if "Vulkan" in backends else "")
+    return (f"no GPU device: llama.cpp has the {', '.join(backends)} backend, but no driver shows it a GPU: "
+            f"is the GPU's driver installed?{hint}")
+
+
 def _gib(b: int) -> str:
     return f"{b / 2**30:.1f} GiB"
 
@@ -32,7 +39,8 @@ def _print(report: dict, plan: dict | None) -> None:
         click.echo(f"  {d['name']:<10} {d['type']:<5} {d['description']}: {_gib(d['free_bytes'])} free of "
                    f"{_gib(d['total_bytes'])}")
     if not any(d["type"] in ("gpu", "igpu") for d in report["devices"]):
-        click.echo(f"  {NO_GPU}")
+        gpu_backends = [b for b in report["backends"] if b not in ("CPU", "BLAS", "RPC")]
+        click.echo(f"  {_no_device(gpu_backends) if gpu_backends else NO_GPU}")
     click.echo(f"--quant auto here: {report['quant_auto']['reason']}")
     d = report["defaults"]
     click.echo(f"defaults here: {d['threads']} threads ({d['serve_threads']} for serve), "

@@ -58,7 +58,7 @@ def cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def encode_on_device(tmp_path, model, *extra) -> tuple[np.ndarray, str]:
     src, out = tmp_path / "texts.txt", tmp_path / "out.npy"
     src.write_text("\n".join(TEXTS) + "\n")
-    res = cli("encode", src, "-m", model, "-o", out, "-v", *extra)
+    res = cli("encode", src, "-m", model, "-o", out, "-v", "--no-cache", *extra)  # computed here, never cached
     return np.load(out), res.stderr
 
 
@@ -67,6 +67,15 @@ def test_doctor_reports_the_vulkan_device():
     gpus = [d for d in report["devices"] if d["type"] in ("gpu", "igpu")]
     assert report["gpu_offload"] is True and any("Vulkan" in b for b in report["backends"]), report
     assert gpus and gpus[0]["name"].startswith("Vulkan") and gpus[0]["total_bytes"] > 0, report["devices"]
+
+
+def test_doctor_says_how_to_use_a_software_device_it_skipped():
+    env = {k: v for k, v in device_env().items() if k != "GGML_VK_VISIBLE_DEVICES"}
+    res = subprocess.run([sys.executable, "-m", "gguf_embed", "doctor"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "llama.cpp has the Vulkan backend, but no driver shows it a GPU" in res.stdout, res.stdout
+    assert "GGML_VK_VISIBLE_DEVICES=0" in res.stdout
 
 
 @pytest.mark.parametrize("layers", [-1, 3])
@@ -79,9 +88,10 @@ def test_bert_vectors_on_the_device_equal_the_cpu_build(minilm_gguf, minilm_embe
     assert cos_rows(got, minilm_embedder.embed(TEXTS).embeddings).min() >= 0.9999
 
 
-@pytest.mark.parametrize("input_type", ["query", "document"])
-def test_qwen3_fast_path_on_the_device_equals_the_cpu_build(tiny_qwen_gguf, qwen_embedder, tmp_path, input_type):
-    got, log = encode_on_device(tmp_path, tiny_qwen_gguf("F32"), "--n-gpu-layers", -1, "--input-type", input_type)
+@pytest.mark.parametrize("input_type,layers", [("query", -1), ("document", -1), ("query", 2)])
+def test_qwen3_fast_path_on_the_device_equals_the_cpu_build(tiny_qwen_gguf, qwen_embedder, tmp_path, input_type,
+                                                             layers):
+    got, log = encode_on_device(tmp_path, tiny_qwen_gguf("F32"), "--n-gpu-layers", layers, "--input-type", input_type)
     assert "fast path off" not in log, log[-2000:]  # the fast path checked itself on the device and stayed on
     device = on_device(log)
     assert device.get("model:Vulkan0", 0) > 0 and device.get("kv:Vulkan0", 0) > 0, log[-2000:]
