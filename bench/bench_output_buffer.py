@@ -25,19 +25,9 @@ from gguf_embed.convert import convert_model
 from gguf_embed.engine import planning
 from tools.models.multilingual import XLMR_VOCAB, build_tiny_xlmr, xlmr_tokenizer_json
 from tools.peak_rss import gguf_embed_peak_rss
+from tools.texts import text_of_tokens
 
 MiB = 2**20
-
-
-def doc_of(model, n: int) -> str:
-    """A text of exactly ``n`` tokens with the model's special tokens: one word, repeated."""
-    from gguf_embed import Embedder
-
-    with Embedder(model) as emb:
-        extra = len(emb.tokens_of(["river " * 10])[0]) - 10  # each further "river" is one token
-        text = ("river " * (n - extra)).strip()
-        assert len(emb.tokens_of([text])[0]) == n
-    return text
 
 
 def main() -> None:
@@ -58,7 +48,7 @@ def main() -> None:
                     "cos to this build"))
     for n in args.tokens:
         text = work / f"doc-{n}.txt"
-        text.write_text(doc_of(model, n) + "\n")
+        text.write_text(text_of_tokens(model, n) + "\n")
         vectors = {}
         for name, lib in builds.items():
             env = dict(os.environ)

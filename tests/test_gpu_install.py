@@ -30,22 +30,20 @@ def basic_path(tmp_path) -> str:
     return str(bin_dir)
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
-def test_cuda_without_nvcc_fails_in_one_line(tmp_path):
-    res = make_install("cuda", basic_path(tmp_path))
-    assert res.returncode != 0
-    lines = [x for x in res.stderr.splitlines() if not x.startswith("make")]
-    assert lines == ["GPU=cuda needs the CUDA toolkit's nvcc on PATH (Debian/Ubuntu: apt install "
-                     "nvidia-cuda-toolkit, or NVIDIA's cuda-toolkit)"], res.stderr
+MISSING = {
+    "cuda": "GPU=cuda needs the CUDA toolkit's nvcc on PATH (Debian/Ubuntu: apt install nvidia-cuda-toolkit, or "
+            "NVIDIA's cuda-toolkit)",
+    "vulkan": "GPU=vulkan needs the Vulkan headers and glslc (Debian/Ubuntu: apt install libvulkan-dev glslc "
+              "mesa-vulkan-drivers spirv-headers glslang-tools pkg-config)",
+}
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make")
-def test_vulkan_without_glslc_fails_in_one_line_naming_the_packages(tmp_path):
-    res = make_install("vulkan", basic_path(tmp_path))
+@pytest.mark.parametrize("gpu", sorted(MISSING))
+def test_a_missing_toolkit_fails_in_one_line_naming_what_to_install(tmp_path, gpu):
+    res = make_install(gpu, basic_path(tmp_path))
     assert res.returncode != 0
-    lines = [x for x in res.stderr.splitlines() if not x.startswith("make")]
-    assert lines == ["GPU=vulkan needs the Vulkan headers and glslc (Debian/Ubuntu: apt install libvulkan-dev glslc "
-                     "mesa-vulkan-drivers spirv-headers glslang-tools pkg-config)"], res.stderr
+    assert [x for x in res.stderr.splitlines() if not x.startswith("make")] == [MISSING[gpu]], res.stderr
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make")

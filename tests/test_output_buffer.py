@@ -17,6 +17,7 @@ from gguf_embed.engine.session import measure_buffers
 from gguf_embed.engine.settings import RuntimeSettings
 from tools.models.multilingual import XLMR_VOCAB, build_tiny_xlmr, xlmr_tokenizer_json
 from tools.peak_rss import gguf_embed_peak_rss
+from tools.texts import text_of_tokens
 
 pytestmark = pytest.mark.skipif(not XLMR_VOCAB.exists(), reason="needs llama.cpp's XLM-R vocabulary (make install-test)")
 MiB = 2**20
@@ -67,17 +68,6 @@ def test_a_stock_build_packs_short_texts_to_the_default_batch(long_xlmr, monkeyp
         got = emb.embed(texts).embeddings
     cos = (want * got).sum(1) / np.linalg.norm(want, axis=1) / np.linalg.norm(got, axis=1)
     assert cos.min() >= 0.99999
-
-
-def text_of_tokens(model, n: int) -> str:
-    """A text of exactly ``n`` tokens with the model's special tokens: one word, repeated."""
-    from gguf_embed import Embedder
-
-    with Embedder(model) as emb:
-        extra = len(emb.tokens_of(["river " * 10])[0]) - 10  # each further "river" is one token
-        text = ("river " * (n - extra)).strip()
-        assert len(emb.tokens_of([text])[0]) == n
-    return text
 
 
 @pytest.mark.parametrize("n_tokens,limit", [(512, 400 * MiB), (8192, None)])

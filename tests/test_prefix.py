@@ -192,3 +192,24 @@ def test_cli_option():
 
     assert CliRunner().invoke(cmd, ["--no-prefix-cache"]).exit_code == 0 and not seen["s"].prefix_cache
     assert CliRunner().invoke(cmd, []).exit_code == 0 and seen["s"].prefix_cache
+
+
+# --- Qwen3-Reranker: the system prompt, instruction and query, decoded once per request ------------
+
+
+def test_rerank_pairs_share_the_prompt_and_the_query(tiny_reranker_gguf, monkeypatch):
+    from gguf_embed.reranker import Reranker
+
+    query = "What is the capital of France, and which river runs through it?"
+    docs = [VARIED_TEXTS[i % len(VARIED_TEXTS)] for i in range(16)]
+    with Reranker(tiny_reranker_gguf("F32")) as shared, Reranker(tiny_reranker_gguf("F32"), prefix_cache=False) as whole:
+        assert shared.session.runner.shares_prefixes and not whole.session.runner.shares_prefixes
+        seqs = shared.tokenize_pairs(query, docs)
+        common = min(prefix._lcp(seqs[0], s) for s in seqs[1:])  # the template's opening and the query
+        counter = Counting(shared.session.ctx, monkeypatch)
+        got = shared.score(query, docs).scores
+        assert counter.shared >= (len(docs) - 1) * (common - 1)
+        assert counter.tokens <= sum(len(s) for s in seqs) - (len(docs) - 1) * (common - 1)
+        want = whole.score(query, docs).scores
+    assert np.abs(got - want).max() <= 1e-4
+    assert np.argsort(-got, kind="stable").tolist() == np.argsort(-want, kind="stable").tolist()

@@ -59,3 +59,17 @@ VARIED_TEXTS = [
     "In 2023, the James Webb Space Telescope observed galaxies formed less than 400 million years after the Big Bang, "
     "challenging models of early galaxy formation and prompting astronomers to revisit assumptions about star formation rates.",
 ]
+
+
+def text_of_tokens(model, n: int, word: str = "river") -> str:
+    """A text of exactly ``n`` tokens, the model's special tokens included: one word, repeated (for a
+    tokenizer where each further repeat of ``word`` is one token, as "river" in XLM-R's and Qwen3's)."""
+    from gguf_embed import Embedder
+
+    with Embedder(model) as emb:
+        extra = len(emb.tokens_of([f"{word} " * 10])[0]) - 10
+        text = (f"{word} " * (n - extra)).strip()
+        if len(emb.tokens_of([text])[0]) != n:
+            raise ValueError(f"{word!r} repeated does not make {n} tokens with {model}")
+    return text
+
