@@ -8,7 +8,7 @@ import pytest
 
 from gguf_embed import Embedder
 from gguf_embed.convert import convert_model
-from gguf_embed.engine import prefix
+from gguf_embed.engine import kept, prefix
 from gguf_embed.engine.settings import RuntimeSettings
 from tools.models.multilingual import build_real_qwen3, qwen_tokenizer_dir
 from tools.models.tiny import QUERY_PROMPT
@@ -194,6 +194,60 @@ def test_cli_option():
     assert CliRunner().invoke(cmd, []).exit_code == 0 and seen["s"].prefix_cache
 
 
+
+# --- prefixes kept from one call to the next -----------------------------------------------------
+
+
+def test_kept_prefixes_bookkeeping():
+    k = kept.KeptPrefixes([62, 63])
+    a, b = np.arange(10, 40), np.arange(100, 120)
+    assert k.lookup(a) == (-1, 0) and k.candidate([a], []) is None  # a beginning seen once is not kept
+    assert k.candidate([np.concatenate([a[:12], [7, 8]])], []) == (0, 12)  # seen twice: its common part
+    assert k.place(a[:12]) == (62, 12) and k.lookup(a) == (62, 12)
+    assert k.place(a[:12]) is None  # kept already
+    assert k.place(b) == (63, 20) and k.cells == 32
+    assert k.lookup(np.concatenate([a[:20], [1]])) == (62, 12)  # the last token is never taken
+    assert k.lookup(a[:3]) == (-1, 0)  # too short to be worth it
+    c = np.arange(500, 800)
+    assert k.place(c) == (63, kept.MAX_TOKENS)  # the least recently used slot (b's), cut to MAX_TOKENS
+    assert k.place(np.concatenate([c[:10], [5, 5, 5, 5, 5]])) == (63, 15)  # replaces the one it shares most with
+    assert k.lookup(a) == (62, 12)
+    assert sorted(k.clear()) == [62, 63] and not k.entries
+
+
+def test_one_query_per_call_pays_the_instruction_once(pair, monkeypatch):
+    shared, whole, _ = pair
+    n_prompt = len(shared.session.tokenize(QUERY_PROMPT, add_special=False))
+    shared.embed(["warm the cache up"], input_type="query")
+    shared.embed(["and once more"], input_type="query")  # the instruction is now kept
+    assert shared.session.runner.kept.entries
+    counter = Counting(shared.session.ctx, monkeypatch)
+    got = np.concatenate([shared.embed([q], input_type="query").embeddings for q in QUERIES])
+    seqs = shared.tokenize(QUERIES, input_type="query")
+    assert counter.shared >= len(QUERIES) * (n_prompt - 1)
+    assert counter.tokens <= sum(len(s) for s in seqs) - len(QUERIES) * (n_prompt - 1)
+    assert cos(got, whole.embed(QUERIES, input_type="query").embeddings).min() >= 0.99999
+
+
+def test_documents_one_at_a_time_keep_nothing(qwen_path):
+    with Embedder(qwen_path, n_ctx=2048) as emb:
+        for doc in VARIED_TEXTS[:6]:
+            emb.embed([doc])
+        assert not emb.session.runner.kept.entries
+
+
+def test_a_batch_that_needs_the_whole_context_drops_the_kept_prefixes(qwen_path):
+    kw = {"query_prompt": QUERY_PROMPT, "n_ctx": 512, "batch_tokens": 512}
+    with Embedder(qwen_path, **kw) as shared, Embedder(qwen_path, prefix_cache=False, **kw) as whole:
+        for q in QUERIES[:3]:
+            shared.embed([q], input_type="query")
+        assert shared.session.runner.kept.entries
+        texts = [long_text(120)] * 2 + QUERIES  # near the 512 cells of the context
+        a = shared.embed(texts, input_type="query", truncate="end").embeddings
+        assert cos(a, whole.embed(texts, input_type="query", truncate="end").embeddings).min() >= 0.99999
+        b = shared.embed(QUERIES, input_type="query").embeddings  # and sharing goes on afterwards
+        assert cos(b, whole.embed(QUERIES, input_type="query").embeddings).min() >= 0.99999
+
 # --- Qwen3-Reranker: the system prompt, instruction and query, decoded once per request ------------
 
 
@@ -211,5 +265,13 @@ def test_rerank_pairs_share_the_prompt_and_the_query(tiny_reranker_gguf, monkeyp
         assert counter.shared >= (len(docs) - 1) * (common - 1)
         assert counter.tokens <= sum(len(s) for s in seqs) - (len(docs) - 1) * (common - 1)
         want = whole.score(query, docs).scores
-    assert np.abs(got - want).max() <= 1e-4
-    assert np.argsort(-got, kind="stable").tolist() == np.argsort(-want, kind="stable").tolist()
+        # the next request, another query: the template's opening and the instruction are kept
+        other = "Which language do people speak in Brazil?"
+        opening = min(prefix._lcp(seqs[0], s) for s in shared.tokenize_pairs(other, docs[:2]))
+        counter.shared = 0
+        got2 = shared.score(other, docs).scores
+        assert counter.shared >= opening - 1 + (len(docs) - 1) * (opening - 1)
+        want2 = whole.score(other, docs).scores
+    for g, w in ((got, want), (got2, want2)):
+        assert np.abs(g - w).max() <= 1e-4
+        assert np.argsort(-g, kind="stable").tolist() == np.argsort(-w, kind="stable").tolist()

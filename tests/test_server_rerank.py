@@ -48,7 +48,9 @@ def test_v1_jina_cohere_shape(server, qwen_reranker):
     assert body["model"] == qwen_reranker.name and body["object"] == "list"
     want = expected(qwen_reranker, top_n=3)
     assert [x["index"] for x in body["results"]] == [i for i, _ in want]
-    np.testing.assert_allclose([x["relevance_score"] for x in body["results"]], [s for _, s in want], atol=1e-6)
+    # the server's context and this one keep different prefixes from earlier requests (engine/kept.py):
+    # the same scores within float noise (1.3e-6 seen), not bit for bit
+    np.testing.assert_allclose([x["relevance_score"] for x in body["results"]], [s for _, s in want], atol=1e-5)
     assert all(x["document"]["text"] == DOCUMENTS[x["index"]] for x in body["results"])
     n_tokens = sum(len(s) for s in qwen_reranker.tokenize_pairs(QUERY, DOCUMENTS))
     assert body["usage"] == {"prompt_tokens": n_tokens, "total_tokens": n_tokens}

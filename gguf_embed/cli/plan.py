@@ -187,6 +187,9 @@ def plan_cmd(model, quant, vram, n_ctx, batch_tokens, n_gpu_layers, kv_type, fla
         click.echo(chosen)
         if vram:
             _print_fit(vram, budget, p)
+        else:
+            for note in p.notes:
+                click.echo(f"note: {note}")
         if p.n_gpu_layers:
             click.echo(GPU_NOTE)
     except GGUFEmbedError as exc:

@@ -248,6 +248,10 @@ class Context(_Owned):
         if self._mem:
             ll.llama_memory_clear(self._mem, True)
 
+    def forget(self, seq: int) -> None:
+        """Free sequence ``seq``'s cells (those no other sequence also owns)."""
+        ll.llama_memory_seq_rm(self._mem, seq, -1, -1)
+
     def share(self, src: int, dst: int, n: int) -> None:
         """Sequence ``dst`` also owns ``src``'s cells at positions 0..n-1 (one stream: no copying)."""
         ll.llama_memory_seq_cp(self._mem, src, dst, 0, n)

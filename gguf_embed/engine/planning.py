@@ -43,6 +43,7 @@ from ..model.gguf_file import GGUFFile, read_gguf
 from ..model.info import ModelInfo, resolve_model
 from ..model.tensor_table import tensor_table
 from ..registry import load_registry
+from . import kept
 from .activations import cpu_compute, offloaded_compute
 from .llama import embeddings_reserve_logits
 from .machine import cpu_flags, resolve_quant
@@ -299,6 +300,7 @@ def estimate(path_or_shape, *, n_ctx: int | None = None, batch_tokens: int | Non
         weights={"CPU": w_cpu, **({"GPU": w_gpu} if k else {})},
         kv={"CPU": int(kv_layer * (n_layer - n_gpu)), **({"GPU": int(kv_layer * n_gpu)} if k else gpu)},
         compute=compute, output=output, output_at_start=output_at_start, n_layer=n_layer, fast_path=fast,
+        notes=(kept.PLAN_NOTE,) if fast else (),
     )
 
 
@@ -338,7 +340,7 @@ def fit_budget(path_or_shape, vram_bytes: int, *, n_ctx: int | None = None, batc
         if p is not None:
             note = (f"context cut from {first_ctx} to {p.n_ctx} tokens to keep every layer on the GPU "
                     f"(longer inputs need --ctx and fewer layers on the GPU)") if ctx != first_ctx else None
-            return MemoryPlan(**{**p.__dict__, "notes": (note,) if note else ()})
+            return MemoryPlan(**{**p.__dict__, "notes": ((note,) if note else ()) + p.notes})
     for layers in range(n_layer, 0, -1):
         p = first_fit(layers, first_ctx)
         if p is not None:

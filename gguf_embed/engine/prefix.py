@@ -85,18 +85,22 @@ def prefix_costs(seqs: list[np.ndarray], min_shared: int = MIN_SHARED) -> tuple[
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # tokens, positions, sequence ids, outputs
 
 
-def plan_shared(seqs: list[np.ndarray], groups: list[Shared]) -> tuple[Batch, list[tuple[int, int, int]], Batch]:
+def plan_shared(seqs: list[np.ndarray], groups: list[Shared],
+                kept: np.ndarray | None = None) -> tuple[Batch, list[tuple[int, int, int]], Batch]:
     """(head batch, copies (src, dst, n), tail batch) for sequences numbered by their index (their
     llama.cpp sequence id). The head has no outputs; the tail's outputs are each sequence's last
-    token, in sequence order."""
-    start = np.zeros(len(seqs), dtype=np.int64)
+    token, in sequence order. ``kept``: per sequence, how many of its first tokens already have cells
+    (a prefix kept from an earlier call, ``kept.KeptPrefixes``), used by a group's first member and
+    by a sequence in no group; at most the group's prefix, and short of the sequence's last token."""
+    start = np.zeros(len(seqs), dtype=np.int64) if kept is None else np.asarray(kept, dtype=np.int64).copy()
     head_tok, head_pos, head_seq, copies = [], [], [], []
     for g in groups:
         lead = int(g.members[0])
+        have = min(int(start[lead]), g.n)
         start[g.members] = g.n
-        head_tok.append(seqs[lead][:g.n])
-        head_pos.append(np.arange(g.n, dtype=np.int32))
-        head_seq.append(np.full(g.n, lead, dtype=np.int32))
+        head_tok.append(seqs[lead][have:g.n])
+        head_pos.append(np.arange(have, g.n, dtype=np.int32))
+        head_seq.append(np.full(g.n - have, lead, dtype=np.int32))
         copies += [(lead, int(m), g.n) for m in g.members[1:]]
     tails = [s[int(a):] for s, a in zip(seqs, start)]
     lengths = np.array([len(t) for t in tails], dtype=np.int64)

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import FastPathError, GGUFEmbedError, ModelRuntimeError, NonFiniteOutputError
 from ..heads.pooling import cosine, needed_rows, pool
+from . import kept
 from . import llama as _llama
 from . import prefix
 from .settings import fast_path_enabled
@@ -68,6 +69,10 @@ class BatchRunner:
                 self.ctx.close()
                 self.ctx = _llama.Context(model, params, last_only=False)
         self.prefix_cache = bool(prefix_cache)
+        self.kept: kept.KeptPrefixes | None = None  # prefixes kept between calls (the context's last sequence ids)
+        if self.shares_prefixes and self.max_seqs > 2 * kept.SLOTS:
+            self.max_seqs -= kept.SLOTS
+            self.kept = kept.KeptPrefixes(list(range(self.max_seqs, self.max_seqs + kept.SLOTS)))
 
     @property
     def fast_path(self) -> bool:
@@ -96,6 +101,8 @@ class BatchRunner:
         if self._plain is not None:
             self._plain.close()
             self._plain = None
+        if self.kept is not None:
+            self.kept.clear()
         try:
             self.ctx = _llama.Context(self.model, self._params, last_only=last_only)
         except GGUFEmbedError as exc:
@@ -158,27 +165,81 @@ class BatchRunner:
             groups.append(np.array(cur))
         return groups
 
-    def _run_shared(self, seqs: list[np.ndarray], shared: list[prefix.Shared]) -> np.ndarray:
-        """Last-token rows of one packed group whose common prefixes are decoded once (fast path)."""
-        head, copies, tail = prefix.plan_shared(seqs, shared)
+    def _kept_starts(self, seqs: list[np.ndarray], shared: list[prefix.Shared]) -> list[tuple[int, int, int]]:
+        """(slot, sequence, n) for the sequences (a group's first member, or one in no group) that begin
+        with a kept prefix, when the batch leaves room for the kept cells (else they are all dropped)."""
+        ctx, kept = self.ctx, self.kept
+        if kept is None or not kept.entries:
+            return []
+        if kept.cells + sum(len(s) for s in seqs) > ctx.n_ctx:
+            for slot in kept.clear():
+                ctx.forget(slot)
+            return []
+        members = {int(m) for g in shared for m in g.members[1:]}
+        cap = {int(g.members[0]): g.n for g in shared}  # a group's first member: at most the group's prefix
+        hits = [(slot, i, min(n, cap.get(i, n))) for i, s in enumerate(seqs) if i not in members
+                for slot, n in [kept.lookup(s)]]
+        return [h for h in hits if h[0] >= 0 and h[2] >= prefix.MIN_SHARED]
+
+    def _keep(self, seqs: list[np.ndarray], shared: list[prefix.Shared]) -> None:
+        """Hand the beginning of what this batch decoded that is worth keeping to a slot (``kept``)."""
+        found = self.kept.candidate(seqs, shared)
+        place = self.kept.place(seqs[found[0]][:found[1]]) if found else None
+        if place is not None:
+            slot, n = place
+            self.ctx.forget(slot)
+            self.ctx.share(found[0], slot, n)
+
+    def _release(self, n_seqs: int) -> None:
+        """Free the batch's cells; the kept prefixes' stay."""
+        if self.kept is None or not self.kept.entries:
+            self.ctx.clear()
+        else:
+            for seq in range(n_seqs):
+                self.ctx.forget(seq)
+
+    def _run_shared(self, seqs: list[np.ndarray], shared: list[prefix.Shared],
+                    hits: list[tuple[int, int, int]] = ()) -> np.ndarray:
+        """Last-token rows of one packed group whose common prefixes are decoded once (fast path), and
+        whose kept prefixes (``hits``: slot, sequence, n) are not decoded at all."""
+        starts = np.zeros(len(seqs), dtype=np.int64)
+        for _, i, n in hits:
+            starts[i] = n
+        head, copies, tail = prefix.plan_shared(seqs, shared, starts)
         ctx, step, rows = self.ctx, self.ctx.n_batch, []
+        done = False
         try:
+            for slot, i, n in hits:
+                ctx.share(slot, i, n)
             for a in range(0, len(head[0]), step):
                 ctx.run(*(part[a:a + step] for part in head))
             for src, dst, n in copies:
                 ctx.share(src, dst, n)
             for a in range(0, len(tail[0]), step):
                 rows.append(ctx.run(*(part[a:a + step] for part in tail)))
+            if self.kept is not None:
+                self._keep(seqs, shared)
+            done = True
         finally:
-            ctx.clear()
+            if done:
+                self._release(len(seqs))
+            else:  # a failed decode: start again from an empty cache
+                ctx.clear()
+                if self.kept is not None:
+                    self.kept.clear()
         return np.concatenate(rows)
 
-    def _run_group(self, seqs: list[np.ndarray], every_token: bool = False) -> np.ndarray:
-        """Pooled rows of one packed group; with ``every_token``, every token's row instead."""
+    def _run_group(self, seqs: list[np.ndarray], every_token: bool = False, share: bool = True) -> np.ndarray:
+        """Pooled rows of one packed group; with ``every_token``, every token's row instead. ``share``
+        false (batch-invariant rows): nothing decoded elsewhere is used."""
+        if not share and self.kept is not None and self.kept.entries:
+            for slot in self.kept.clear():  # kept cells in the cache change how attention sums up
+                self.ctx.forget(slot)
         if not every_token and self.shares_prefixes:
-            shared = prefix.share_groups(seqs)
-            if shared:
-                return self._run_shared(seqs, shared)
+            shared = prefix.share_groups(seqs) if share else []
+            hits = self._kept_starts(seqs, shared) if share else []
+            if shared or hits or (share and self.kept is not None):
+                return self._run_shared(seqs, shared, hits)
         lengths, tokens, pos, seq = _pack(seqs)
         wanted = None if every_token else needed_rows(lengths, self.pooling)
         ctx = self._token_context() if every_token else self.ctx
@@ -202,7 +263,10 @@ class BatchRunner:
                     if len(sel):
                         rows.append(view[sel])
         finally:
-            ctx.clear()
+            if ctx is self.ctx:
+                self._release(len(seqs))
+            else:
+                ctx.clear()
         hidden = np.concatenate(rows)
         return hidden if every_token else pool(hidden, lengths, self.pooling)
 
@@ -226,8 +290,9 @@ class BatchRunner:
         with self._lock:
             self._check_open()
             shared = prefix.prefix_costs(seqs) if not every_token and self.shares_prefixes else None
+            share = alone is None or not np.any(alone)
             for group in self.groups(lengths, alone, shared):
-                rows = self._run_group([seqs[i] for i in group], every_token)
+                rows = self._run_group([seqs[i] for i in group], every_token, share)
                 if every_token:
                     rows = np.split(rows, np.cumsum(lengths[group])[:-1])
                     finite = np.array([np.isfinite(r).all() for r in rows])
