@@ -9,6 +9,12 @@ ratio means most on the Qwen3-Reranker-0.6B shape with Qwen3's real tokenizer (`
 makes one without ``--gguf``; ``tools/synth.py qwen3-reranker-0.6b`` and ``gguf-embed convert``).
 
     python bench/bench_rerank_prefix.py MODEL.gguf [--passages 64] [--words 40 60] [--reps 3] [--threads N]
+    python bench/bench_rerank_prefix.py MODEL.gguf --serve [--requests 6]
+
+``--serve``: the same through ``POST /v1/rerank`` of ``gguf-embed serve`` against
+``gguf-embed serve --no-prefix-cache``, one after the other: ``--requests`` requests in a row, each
+another query over the same passages; requests/s, the mean latency, and the scores' largest
+difference between the two servers.
 """
 
 from __future__ import annotations
@@ -23,6 +29,40 @@ from gguf_embed.reranker import Reranker  # noqa: E402
 QUERY = "which river runs through the capital of france and how long is it"
 
 
+def serve(model: str, passages: list[str], requests: int, threads: int | None) -> None:
+    import sys
+    import time
+
+    import httpx
+
+    from common import free_port, run_server
+
+    queries = [f"{QUERY} ({i})" for i in range(requests)]
+    times, scores = {}, {}
+    for label, extra in (("prefixes kept", []), ("--no-prefix-cache", ["--no-prefix-cache"])):
+        port = free_port()
+        cmd = [sys.executable, "-m", "gguf_embed", "serve", "-m", model, "--port", str(port), *extra]
+        proc = run_server(cmd + (["--threads", str(threads)] if threads else []), f"http://127.0.0.1:{port}")
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as http:
+                post = lambda q: http.post("/v1/rerank", json={"query": q, "documents": passages}).json()  # noqa: E731
+                post("warm up")
+                t = time.perf_counter()
+                answers = [post(q) for q in queries]
+                times[label] = time.perf_counter() - t
+            scores[label] = np.array([[r["relevance_score"] for r in sorted(a["results"], key=lambda r: r["index"])]
+                                      for a in answers])
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    diff = np.abs(scores["prefixes kept"] - scores["--no-prefix-cache"]).max()
+    print(f"{model}: {requests} requests of 1 query x {len(passages)} passages through /v1/rerank\n")
+    print(md_header("server", "requests/s", "mean latency (s)", "ratio", "max |dp| between the two"))
+    for label, secs in times.items():
+        print(md_row(label, f"{requests / secs:.2f}", f"{secs / requests:.2f}",
+                     f"{times['--no-prefix-cache'] / secs:.2f}x", f"{diff:.1e}" if label == "prefixes kept" else "-"))
+
+
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("model")
@@ -30,10 +70,14 @@ def main() -> None:
     ap.add_argument("--words", type=int, nargs=2, default=[40, 60], metavar=("LO", "HI"))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--serve", action="store_true", help="through gguf-embed serve's /v1/rerank")
+    ap.add_argument("--requests", type=int, default=6)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     lo, hi = args.words
     passages = [make_texts(1, int(rng.integers(lo, hi + 1)), seed=i)[0] for i in range(args.passages)]
+    if args.serve:
+        return serve(args.model, passages, args.requests, args.threads)
     kw = {"n_threads": args.threads}
     with Reranker(args.model, **kw) as shared, Reranker(args.model, prefix_cache=False, **kw) as whole:
         assert shared.session.runner.shares_prefixes, "this model does not share prefixes (not last-token fast path)"
