@@ -82,7 +82,7 @@ def main() -> None:
     with Reranker(args.model, **kw) as shared, Reranker(args.model, prefix_cache=False, **kw) as whole:
         assert shared.session.runner.shares_prefixes, "this model does not share prefixes (not last-token fast path)"
         seqs = shared.tokenize_pairs(QUERY, passages)
-        common = min(prefix._lcp(seqs[0], s) for s in seqs[1:])
+        common = min(prefix.common_length(seqs[0], s) for s in seqs[1:])
         runs = {"shared": lambda: shared.score(QUERY, passages).scores,
                 "whole": lambda: whole.score(QUERY, passages).scores}
         for fn in runs.values():  # warm-up

@@ -259,7 +259,7 @@ def test_rerank_pairs_share_the_prompt_and_the_query(tiny_reranker_gguf, monkeyp
     with Reranker(tiny_reranker_gguf("F32")) as shared, Reranker(tiny_reranker_gguf("F32"), prefix_cache=False) as whole:
         assert shared.session.runner.shares_prefixes and not whole.session.runner.shares_prefixes
         seqs = shared.tokenize_pairs(query, docs)
-        common = min(prefix._lcp(seqs[0], s) for s in seqs[1:])  # the template's opening and the query
+        common = min(prefix.common_length(seqs[0], s) for s in seqs[1:])  # the template's opening and the query
         counter = Counting(shared.session.ctx, monkeypatch)
         got = shared.score(query, docs).scores
         assert counter.shared >= (len(docs) - 1) * (common - 1)
@@ -267,7 +267,7 @@ def test_rerank_pairs_share_the_prompt_and_the_query(tiny_reranker_gguf, monkeyp
         want = whole.score(query, docs).scores
         # the next request, another query: the template's opening and the instruction are kept
         other = "Which language do people speak in Brazil?"
-        opening = min(prefix._lcp(seqs[0], s) for s in shared.tokenize_pairs(other, docs[:2]))
+        opening = min(prefix.common_length(seqs[0], s) for s in shared.tokenize_pairs(other, docs[:2]))
         counter.shared = 0
         got2 = shared.score(other, docs).scores
         assert counter.shared >= opening - 1 + (len(docs) - 1) * (opening - 1)

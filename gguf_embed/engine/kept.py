@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .prefix import MIN_SHARED, _lcp
+from .prefix import MIN_SHARED, common_length
 
 __all__ = ["KeptPrefixes", "SLOTS", "MAX_TOKENS", "PLAN_NOTE"]
 
@@ -52,7 +52,7 @@ class KeptPrefixes:
         self._last = np.asarray(first[:MAX_TOKENS])
         if groups:
             return int(groups[0].members[0]), groups[0].n
-        n = min(_lcp(before, first), len(first) - 1)
+        n = min(common_length(before, first), len(first) - 1)
         return (0, n) if n >= MIN_SHARED else None
 
     @property
@@ -71,7 +71,7 @@ class KeptPrefixes:
         its last token, which is its own output); (-1, 0) when none shares at least ``MIN_SHARED``."""
         best, n = -1, 0
         for slot, e in self.entries.items():
-            k = min(_lcp(e.tokens, seq), len(seq) - 1)
+            k = min(common_length(e.tokens, seq), len(seq) - 1)
             if k > n:
                 best, n = slot, k
         if n < MIN_SHARED:
@@ -90,7 +90,7 @@ class KeptPrefixes:
         if len(tokens) < MIN_SHARED:
             return None
         self._tick += 1
-        overlap = {slot: _lcp(e.tokens, tokens) for slot, e in self.entries.items()}
+        overlap = {slot: common_length(e.tokens, tokens) for slot, e in self.entries.items()}
         for slot, k in overlap.items():
             if k == len(tokens) or (k == len(self.entries[slot].tokens) and k >= len(tokens) - MIN_SHARED):
                 self.entries[slot].used = self._tick  # already kept (or kept all but a few tokens)

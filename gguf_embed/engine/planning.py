@@ -235,12 +235,12 @@ def logits_reserved(s: ModelShape, n_seq_max: int = 64) -> dict:
     """The logits llama.cpp keeps in its host output buffer for this model at the default settings,
     which gguf-embed never reads: bytes, output rows, and whether this build reserves them for
     embeddings contexts at all (a stock llama.cpp does, for every token of a batch)."""
-    stock = embeddings_reserve_logits()
-    if uses_fast_path(s.info):  # a context without embeddings keeps one row per sequence on any build
+    stock, fast = embeddings_reserve_logits(), uses_fast_path(s.info)
+    if fast:  # a context without embeddings keeps one row per sequence on any build
         rows = n_seq_max
     else:
         rows = max(context_shape(s.info, None, None)[1], n_seq_max) if stock else 0  # up to a whole batch
-    return {"bytes": rows * s.n_vocab * 4, "rows": rows, "stock_build": stock, "fast_path": uses_fast_path(s.info)}
+    return {"bytes": rows * s.n_vocab * 4, "rows": rows, "stock_build": stock, "fast_path": fast}
 
 
 def estimate(path_or_shape, *, n_ctx: int | None = None, batch_tokens: int | None = None, n_seq_max: int = 64,

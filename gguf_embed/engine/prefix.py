@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MIN_SHARED", "Shared", "share_groups", "plan_shared", "prefix_costs"]
+__all__ = ["MIN_SHARED", "Shared", "common_length", "share_groups", "plan_shared", "prefix_costs"]
 
 MIN_SHARED = 4  # shorter common prefixes are not worth a second decode
 
@@ -35,7 +35,8 @@ class Shared:
         return (len(self.members) - 1) * self.n
 
 
-def _lcp(a: np.ndarray, b: np.ndarray) -> int:
+def common_length(a: np.ndarray, b: np.ndarray) -> int:
+    """How many first tokens ``a`` and ``b`` have in common."""
     m = min(len(a), len(b))
     diff = np.flatnonzero(a[:m] != b[:m])
     return int(diff[0]) if len(diff) else m
@@ -48,7 +49,7 @@ def share_groups(seqs: list[np.ndarray], min_shared: int = MIN_SHARED) -> list[S
     if len(seqs) < 2:
         return []
     order = sorted(range(len(seqs)), key=lambda i: seqs[i].tolist())  # common prefixes become neighbours
-    lcp = np.array([min(_lcp(seqs[a], seqs[b]), len(seqs[a]) - 1, len(seqs[b]) - 1)
+    lcp = np.array([min(common_length(seqs[a], seqs[b]), len(seqs[a]) - 1, len(seqs[b]) - 1)
                     for a, b in zip(order, order[1:])], dtype=np.int64)
     # the ranges [lo, hi) of ``order`` form a tree (split where the common prefix is shortest); a range
     # is one group if that saves at least as much as the best split of its two halves

@@ -168,12 +168,11 @@ class BatchRunner:
     def _kept_starts(self, seqs: list[np.ndarray], shared: list[prefix.Shared]) -> list[tuple[int, int, int]]:
         """(slot, sequence, n) for the sequences (a group's first member, or one in no group) that begin
         with a kept prefix, when the batch leaves room for the kept cells (else they are all dropped)."""
-        ctx, kept = self.ctx, self.kept
+        kept = self.kept
         if kept is None or not kept.entries:
             return []
-        if kept.cells + sum(len(s) for s in seqs) > ctx.n_ctx:
-            for slot in kept.clear():
-                ctx.forget(slot)
+        if kept.cells + sum(len(s) for s in seqs) > self.ctx.n_ctx:
+            self._drop_kept()
             return []
         members = {int(m) for g in shared for m in g.members[1:]}
         cap = {int(g.members[0]): g.n for g in shared}  # a group's first member: at most the group's prefix
@@ -189,6 +188,12 @@ class BatchRunner:
             slot, n = place
             self.ctx.forget(slot)
             self.ctx.share(found[0], slot, n)
+
+    def _drop_kept(self) -> None:
+        """Free the kept prefixes' cells and forget them."""
+        if self.kept is not None:
+            for slot in self.kept.clear():
+                self.ctx.forget(slot)
 
     def _release(self, n_seqs: int) -> None:
         """Free the batch's cells; the kept prefixes' stay."""
@@ -207,7 +212,6 @@ class BatchRunner:
             starts[i] = n
         head, copies, tail = prefix.plan_shared(seqs, shared, starts)
         ctx, step, rows = self.ctx, self.ctx.n_batch, []
-        done = False
         try:
             for slot, i, n in hits:
                 ctx.share(slot, i, n)
@@ -219,22 +223,18 @@ class BatchRunner:
                 rows.append(ctx.run(*(part[a:a + step] for part in tail)))
             if self.kept is not None:
                 self._keep(seqs, shared)
-            done = True
-        finally:
-            if done:
-                self._release(len(seqs))
-            else:  # a failed decode: start again from an empty cache
-                ctx.clear()
-                if self.kept is not None:
-                    self.kept.clear()
+        except BaseException:  # a failed decode: start again from an empty cache
+            self._drop_kept()
+            ctx.clear()
+            raise
+        self._release(len(seqs))
         return np.concatenate(rows)
 
     def _run_group(self, seqs: list[np.ndarray], every_token: bool = False, share: bool = True) -> np.ndarray:
         """Pooled rows of one packed group; with ``every_token``, every token's row instead. ``share``
         false (batch-invariant rows): nothing decoded elsewhere is used."""
-        if not share and self.kept is not None and self.kept.entries:
-            for slot in self.kept.clear():  # kept cells in the cache change how attention sums up
-                self.ctx.forget(slot)
+        if not share:
+            self._drop_kept()  # kept cells in the cache change how attention sums up
         if not every_token and self.shares_prefixes:
             shared = prefix.share_groups(seqs) if share else []
             hits = self._kept_starts(seqs, shared) if share else []
@@ -263,10 +263,7 @@ class BatchRunner:
                     if len(sel):
                         rows.append(view[sel])
         finally:
-            if ctx is self.ctx:
-                self._release(len(seqs))
-            else:
-                ctx.clear()
+            ctx.clear()  # no kept prefixes here: a sharing call went through _run_shared, others dropped them
         hidden = np.concatenate(rows)
         return hidden if every_token else pool(hidden, lengths, self.pooling)
 
