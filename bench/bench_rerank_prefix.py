@@ -30,31 +30,23 @@ QUERY = "which river runs through the capital of france and how long is it"
 
 
 def serve(model: str, passages: list[str], requests: int, threads: int | None) -> None:
-    import sys
     import time
 
     import httpx
 
-    from common import free_port, run_server
+    from common import gguf_embed_served
 
     queries = [f"{QUERY} ({i})" for i in range(requests)]
     times, scores = {}, {}
     for label, extra in (("prefixes kept", []), ("--no-prefix-cache", ["--no-prefix-cache"])):
-        port = free_port()
-        cmd = [sys.executable, "-m", "gguf_embed", "serve", "-m", model, "--port", str(port), *extra]
-        proc = run_server(cmd + (["--threads", str(threads)] if threads else []), f"http://127.0.0.1:{port}")
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as http:
-                post = lambda q: http.post("/v1/rerank", json={"query": q, "documents": passages}).json()  # noqa: E731
-                post("warm up")
-                t = time.perf_counter()
-                answers = [post(q) for q in queries]
-                times[label] = time.perf_counter() - t
-            scores[label] = np.array([[r["relevance_score"] for r in sorted(a["results"], key=lambda r: r["index"])]
-                                      for a in answers])
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+        with gguf_embed_served(model, *extra, threads=threads) as url, httpx.Client(base_url=url, timeout=600) as http:
+            post = lambda q: http.post("/v1/rerank", json={"query": q, "documents": passages}).json()  # noqa: E731
+            post("warm up")
+            t = time.perf_counter()
+            answers = [post(q) for q in queries]
+            times[label] = time.perf_counter() - t
+        scores[label] = np.array([[r["relevance_score"] for r in sorted(a["results"], key=lambda r: r["index"])]
+                                  for a in answers])
     diff = np.abs(scores["prefixes kept"] - scores["--no-prefix-cache"]).max()
     print(f"{model}: {requests} requests of 1 query x {len(passages)} passages through /v1/rerank\n")
     print(md_header("server", "requests/s", "mean latency (s)", "ratio", "max |dp| between the two"))

@@ -12,7 +12,6 @@ of every answer between the two servers.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from common import free_port, latency_quantiles, md_header, md_row, parser, run_server
+from common import gguf_embed_served, latency_quantiles, md_header, md_row, parser
 
 from bench_prefix import short_queries  # noqa: E402
 from gguf_embed import Embedder  # noqa: E402
@@ -66,18 +65,9 @@ def main() -> None:
         queries = short_queries(emb, args.requests)
     results = {}
     for label, extra in (("kept prefixes", []), ("--no-prefix-cache", ["--no-prefix-cache"])):
-        port = free_port()
-        cmd = [sys.executable, "-m", "gguf_embed", "serve", "-m", str(args.model), "--port", str(port), *extra]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        proc = run_server(cmd, f"http://127.0.0.1:{port}")
-        try:
-            url = f"http://127.0.0.1:{port}"
+        with gguf_embed_served(args.model, *extra, threads=args.threads) as url:
             load(url, args.model.stem, queries[:8], 1)  # warm-up
             results[label] = load(url, args.model.stem, queries, args.clients)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
     a = np.array([results["kept prefixes"][2][i] for i in range(len(queries))])
     b = np.array([results["--no-prefix-cache"][2][i] for i in range(len(queries))])
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)

@@ -8,12 +8,13 @@ bench/ itself on sys.path), which puts the repository root first on sys.path, so
   load on a shared machine falls on all of them alike; ``repeat``: one run, repeated; then the best
   or the median of each;
 - ``latency_quantiles``; ``md_header`` / ``md_row``: Markdown tables;
-- ``free_port`` / ``run_server``: a server under test as a subprocess.
+- ``free_port`` / ``run_server``: a server under test as a subprocess; ``gguf_embed_served``: ours, for a block.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import statistics
 import subprocess
@@ -136,6 +137,20 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
             pass
         time.sleep(0.2)
     raise SystemExit("server did not come up")
+
+
+@contextlib.contextmanager
+def gguf_embed_served(model, *extra: str, threads: int | None = None):
+    """``gguf-embed serve -m MODEL EXTRA`` on a free port, until the block ends: its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "gguf_embed", "serve", "-m", str(model), "--port", str(port), *extra]
+    proc = run_server(cmd + (["--threads", str(threads)] if threads else []), url)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 def run_server(cmd: list[str], url: str) -> subprocess.Popen:

@@ -1,8 +1,12 @@
-"""What the tests share: cosines, a server running in a thread, a per-quantisation converter."""
+"""What the tests share: cosines, a server running in a thread or as the real command, a per-quantisation
+converter."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +17,7 @@ import numpy as np
 
 from gguf_embed.heads.pooling import row_cosines
 
-__all__ = ["cos", "RunningServer", "per_quant"]
+__all__ = ["cos", "RunningServer", "served", "per_quant"]
 
 
 def cos(a, b) -> np.ndarray:
@@ -39,6 +43,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(*args, env: dict | None = None, log: Path | None = None, timeout: float = 60):
+    """``gguf-embed serve --port PORT ARGS`` in a process of its own, once it answers /health: its URL.
+    Its output goes to ``log`` (shown when it fails to come up)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "wb") if log else contextlib.nullcontext(subprocess.DEVNULL) as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gguf_embed", "serve", "--port", str(port), *map(str, args)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    said = lambda: log.read_text(errors="replace")[-3000:] if log else "see its log"  # noqa: E731
+    try:
+        deadline = time.time() + timeout
+        while True:
+            assert proc.poll() is None, said()
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.time() < deadline, said()
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(60)
 
 
 class RunningServer:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from gguf_embed.cli import main
 from gguf_embed.model.gguf_file import sha256_file
 from tools.texts import VARIED_TEXTS
 
-from .helpers import cos, free_port
+from .helpers import cos, served
 from .test_sources import build_ollama_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,30 +47,11 @@ def store(tmp_path_factory, minilm_gguf):
 @pytest.fixture(scope="module")
 def ollama_url(store, tmp_path_factory):
     """The real command, ``gguf-embed serve --port PORT -m ollama:minilm``, in a process of its own."""
-    port = free_port()
     env = {**os.environ, "OLLAMA_MODELS": str(store), "PYTHONPATH": str(REPO),
            "GGUF_EMBED_CACHE": str(tmp_path_factory.mktemp("cache") / "v.sqlite")}
     log = tmp_path_factory.mktemp("log") / "serve.log"
-    with open(log, "wb") as out:
-        cmd = [sys.executable, "-m", "gguf_embed", "serve", "--port", str(port), "-m", "ollama:minilm",
-               "--threads", "1"]
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.time() < deadline, log.read_text()
-            time.sleep(0.1)
+    with served("-m", "ollama:minilm", "--threads", "1", env=env, log=log) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")

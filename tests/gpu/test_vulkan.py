@@ -12,13 +12,12 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 
+import httpx
 import numpy as np
 import pytest
 
-from ..helpers import free_port
+from ..helpers import cos, served
 
 LIB = os.environ.get("GGUF_EMBED_GPU_LIB")
 pytestmark = pytest.mark.skipif(not LIB, reason="needs llama.cpp's Vulkan build: make test-gpu")
@@ -48,11 +47,6 @@ def on_device(log: str) -> dict[str, float]:
 
     return {k: v / 2**20 for k, v in buffer_sizes([log]).items() if k.split(":")[1].startswith("Vulkan")
             and not k.endswith("_Host")}
-
-
-def cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def encode_on_device(tmp_path, model, *extra) -> tuple[np.ndarray, str]:
@@ -85,7 +79,7 @@ def test_bert_vectors_on_the_device_equal_the_cpu_build(minilm_gguf, minilm_embe
     assert device.get("model:Vulkan0", 0) > 1 and device.get("compute:Vulkan0", 0) > 0, log[-2000:]
     if layers == 3:  # the output layer and 2 of 6 layers: about a third of all-MiniLM's 6 layers' weights
         assert device["model:Vulkan0"] < 12, device
-    assert cos_rows(got, minilm_embedder.embed(TEXTS).embeddings).min() >= 0.9999
+    assert cos(got, minilm_embedder.embed(TEXTS).embeddings).min() >= 0.9999
 
 
 @pytest.mark.parametrize("input_type,layers", [("query", -1), ("document", -1), ("query", 2)])
@@ -95,7 +89,7 @@ def test_qwen3_fast_path_on_the_device_equals_the_cpu_build(tiny_qwen_gguf, qwen
     assert "fast path off" not in log, log[-2000:]  # the fast path checked itself on the device and stayed on
     device = on_device(log)
     assert device.get("model:Vulkan0", 0) > 0 and device.get("kv:Vulkan0", 0) > 0, log[-2000:]
-    assert cos_rows(got, qwen_embedder.embed(TEXTS, input_type=input_type).embeddings).min() >= 0.9999
+    assert cos(got, qwen_embedder.embed(TEXTS, input_type=input_type).embeddings).min() >= 0.9999
 
 
 def rerank_on_device(tmp_path, model, *extra) -> dict[int, float]:
@@ -125,27 +119,11 @@ def test_reranker_scores_on_the_device_equal_the_cpu_build(which, layers, tiny_r
 
 
 def test_serve_on_the_device(minilm_gguf, minilm_embedder, tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gguf_embed", "serve", "-m", str(minilm_gguf("F16")), "--port",
-                             str(port), "--n-gpu-layers", "-1"], env=device_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        body = json.dumps({"input": TEXTS, "model": "all-minilm-l6-v2"}).encode()
-        deadline, got = time.monotonic() + 300, None
-        while got is None:
-            try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/embeddings", body,
-                                             {"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=120) as r:
-                    got = json.load(r)
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-2000:] if proc.poll() else ""
-                time.sleep(1)
-        vecs = np.array([d["embedding"] for d in sorted(got["data"], key=lambda d: d["index"])])
-        assert cos_rows(vecs, minilm_embedder.embed(TEXTS).embeddings).min() >= 0.9999
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+    model = minilm_gguf("F16")
+    with served("-m", model, "--n-gpu-layers", -1, env=device_env(), log=tmp_path / "serve.log", timeout=300) as url:
+        got = httpx.post(url + "/v1/embeddings", json={"input": TEXTS, "model": model.stem}, timeout=300).json()
+    vecs = np.array([d["embedding"] for d in sorted(got["data"], key=lambda d: d["index"])])
+    assert cos(vecs, minilm_embedder.embed(TEXTS).embeddings).min() >= 0.9999
 
 
 @pytest.mark.parametrize("which,layers", [("bert", -1), ("bert", 3), ("qwen3", -1), ("qwen3", 2)])
